@@ -1,0 +1,66 @@
+# boxtap build, test and CI entry points (GNU make).
+#
+#   make build           bin/boxtap
+#   make generate        regenerate the bpf2go output under bpf/ (needs clang)
+#   make check-generate  fail if the committed bpf/ output is stale
+#   make test            deps + daemons, go vet, check-generate, all tests (what CI runs)
+#   make demo            build and run `boxtap demo` (root, cgroup v2, BTF; no Docker)
+#   make fuzz            every fuzz target for FUZZTIME (default 30s)
+#   make deps            install missing Debian packages, start containerd and dockerd
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+# Find Go even when PATH lacks it (CI shells, sudo).
+export PATH := $(PATH):/usr/local/go/bin
+export GOFLAGS := -mod=mod
+GO ?= go
+export GO
+
+FUZZTIME ?= 30s
+export FUZZTIME
+TEST_TIMEOUT ?= 40m
+export TEST_TIMEOUT
+
+.PHONY: all build generate check-generate vet test demo fuzz deps clean
+
+all: build
+
+build:
+	$(GO) build -o bin/boxtap ./cmd/boxtap
+
+generate:
+	$(GO) generate ./bpf/...
+
+check-generate:
+	scripts/check-generate.sh
+
+vet:
+	$(GO) vet ./...
+
+deps:
+	scripts/ensure-deps.sh
+
+# Each step runs even when an earlier one failed, so one CI run reports everything;
+# the target fails if any step failed.
+test:
+	@scripts/ensure-deps.sh
+	@status=0; \
+	echo "== go vet"; $(GO) vet ./... || status=1; \
+	echo "== check-generate"; scripts/check-generate.sh || status=1; \
+	echo "== go test"; scripts/go-test.sh || status=1; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED" >&2; else echo "make test: ok"; fi; \
+	exit $$status
+
+demo:
+	scripts/ensure-deps.sh --demo
+	$(MAKE) build
+	./bin/boxtap demo
+
+fuzz:
+	scripts/fuzz.sh
+
+# bench: to come (throughput and CPU cost of tracing a busy container).
+
+clean:
+	rm -rf bin

@@ -1,0 +1,703 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * boxtap's kernel side: capture the TCP payload of a container's HTTP
+ * connections and hand it to user space, which frames HTTP messages.
+ *
+ * Programs:
+ *   cgroup_skb/egress, cgroup_skb/ingress  attached to each traced container's
+ *       cgroup only. They classify each TCP connection once (HTTP or not) and,
+ *       for HTTP ones, send the payload with its sequence number to the ring
+ *       buffer, dropping retransmits and skipping declared bodies.
+ *   tp_btf/sock_send_length, tp_btf/sock_recv_length  record which task last
+ *       used a socket, so events name the process that owns the socket and
+ *       not whatever task the packet happened to be processed on. They fire
+ *       for every socket on the host, so they return at once for sockets
+ *       that carry no boxtap state.
+ *
+ * All per-connection state lives in socket-local storage: it is freed with
+ * the socket, so nothing leaks and nothing is keyed by packet fields.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "kernel.h"
+#include "boxtap.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+
+/* A connection is given this many payload segments to show an HTTP start
+ * line; after that it is "other" and costs one storage lookup per packet.
+ * More than one, so that a keep-alive connection opened before boxtap
+ * started is still recognised at its next request. */
+#define CLASSIFY_TRIES 8
+/* How far into a response the kernel looks for Content-Length. */
+#define SCAN_MAX 512
+/* Deepest cgroup level searched for the traced ancestor of a socket. */
+#define MAX_CGROUP_LEVEL 16
+
+enum conn_class {
+	CLASS_UNKNOWN = 0,
+	CLASS_HTTP = 1,
+	CLASS_OTHER = 2,
+};
+
+enum conn_flags {
+	CONN_F_NO_SKIP = 1 << 0, /* a HEAD request was seen: never trust Content-Length */
+};
+
+struct dir_state {
+	__u32 next;     /* bytes before this sequence number were sent or skipped */
+	__u32 boundary; /* with bvalid: a message is known to start here */
+	__u8 init;
+	__u8 bvalid;
+	__u8 fin_sent;
+	__u8 lost;      /* a record of this direction was lost since the last one sent */
+};
+
+struct conn {
+	struct owner owner;
+	__u64 ckey;
+	struct dir_state d[2];
+	__u8 class;
+	__u8 tries;
+	__u8 flags;
+	__u8 owner_valid;
+	__u8 created;
+	__u8 fresh;     /* created before any payload flowed: streams start at message starts */
+	__u8 pad[2];
+};
+
+/* State of the Content-Length scan, carried between bpf_loop steps. It
+ * lives in map memory, not on the stack, on purpose: the verifier tracks
+ * stack values precisely and would then check every iteration of the loop
+ * separately; map values are opaque to it, so one pass suffices. */
+struct scan_state {
+	__u64 hi, lo; /* rolling 16-byte window, lower-cased with |0x20 */
+	__u64 cl;
+	__u32 w4;     /* rolling 4-byte window, to find CRLFCRLF */
+	__u32 hdr_end;
+	__u8 in_cl;   /* 1: in a Content-Length value, 2: in its digits */
+	__u8 cls;     /* Content-Length headers seen */
+	__u8 bad;     /* give up: malformed, Transfer-Encoding, or too long */
+	__u8 pad[5];
+};
+
+/* Scratch space for the Content-Length scan, one per CPU. */
+struct scan_buf {
+	struct scan_state st;
+	__u8 b[SCAN_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct conn);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* the loader sets the real size */
+} events SEC(".maps");
+
+/* cgroup id -> traced container; filled by user space at attach time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct traced);
+} traced_cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct counters);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scan_buf);
+} scratch SEC(".maps");
+
+/* Wake the reader only once this much data waits; user space also polls on
+ * a short timer, so nothing waits longer than that. One wakeup per record
+ * would cost microseconds per event. */
+volatile const __u64 wakeup_bytes = 256 * 1024;
+/* Set to 0 to send every body byte to user space (for tests). */
+volatile const __u8 skip_bodies = 1;
+
+/* Ring-buffer records have no map value type, so name struct record here to
+ * put it into the object's BTF, where bpf2go finds it. */
+const struct record *btf_record __attribute__((unused));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+/* Clamp n to [1, cap] (cap a power of two) in a way the verifier can follow:
+ * the empty asm hides n's range from clang so that it keeps the mask. */
+static __always_inline __u32 bounded_len(__u32 n, __u32 cap)
+{
+	asm volatile("" : "+r"(n));
+	return ((n - 1) & (cap - 1)) + 1;
+}
+
+static __always_inline int seq_lt(__u32 a, __u32 b)
+{
+	return (__s32)(a - b) < 0;
+}
+
+static __always_inline int seq_le(__u32 a, __u32 b)
+{
+	return (__s32)(a - b) <= 0;
+}
+
+static __always_inline struct counters *counters_of(__u64 ckey)
+{
+	return bpf_map_lookup_elem(&stats, &ckey);
+}
+
+/* The traced cgroup this socket is in: its own, or the nearest traced
+ * ancestor (processes may sit in sub-cgroups of a container). */
+static __always_inline __u64 find_ckey(struct __sk_buff *skb)
+{
+	__u64 id = bpf_skb_cgroup_id(skb);
+	struct traced *t = bpf_map_lookup_elem(&traced_cgroups, &id);
+	if (t)
+		return t->ckey;
+	for (int lvl = MAX_CGROUP_LEVEL; lvl >= 1; lvl--) {
+		id = bpf_skb_ancestor_cgroup_id(skb, lvl);
+		if (!id)
+			continue;
+		t = bpf_map_lookup_elem(&traced_cgroups, &id);
+		if (t)
+			return t->ckey;
+	}
+	return 0;
+}
+
+/* Does a payload start with an HTTP/1.x start line? */
+static __always_inline int looks_http(const __u8 *p)
+{
+	if (p[0] == 'H' && p[1] == 'T' && p[2] == 'T' && p[3] == 'P' && p[4] == '/' && p[5] == '1' && p[6] == '.')
+		return 1;
+	switch (p[0]) {
+	case 'G': return p[1] == 'E' && p[2] == 'T' && p[3] == ' ';
+	case 'P':
+		return (p[1] == 'O' && p[2] == 'S' && p[3] == 'T' && p[4] == ' ') ||
+		       (p[1] == 'U' && p[2] == 'T' && p[3] == ' ') ||
+		       (p[1] == 'A' && p[2] == 'T' && p[3] == 'C' && p[4] == 'H' && p[5] == ' ');
+	case 'H': return p[1] == 'E' && p[2] == 'A' && p[3] == 'D' && p[4] == ' ';
+	case 'D': return p[1] == 'E' && p[2] == 'L' && p[3] == 'E' && p[4] == 'T' && p[5] == 'E' && p[6] == ' ';
+	case 'O': return p[1] == 'P' && p[2] == 'T' && p[3] == 'I' && p[4] == 'O' && p[5] == 'N' && p[6] == 'S';
+	case 'C': return p[1] == 'O' && p[2] == 'N' && p[3] == 'N' && p[4] == 'E' && p[5] == 'C' && p[6] == 'T';
+	case 'T': return p[1] == 'R' && p[2] == 'A' && p[3] == 'C' && p[4] == 'E' && p[5] == ' ';
+	}
+	return 0;
+}
+
+static __always_inline void fill_owner(struct owner *o)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct task_struct *leader = t->group_leader;
+	struct task_struct *parent = leader->real_parent;
+	__u64 ug = bpf_get_current_uid_gid();
+
+	o->tid = t->pid;
+	o->tgid = t->tgid;
+	o->ppid = parent->tgid;
+	o->start_ns = t->start_time;
+	o->leader_start_ns = leader->start_time;
+	o->parent_start_ns = parent->start_time;
+	o->uid = (__u32)ug;
+	o->gid = ug >> 32;
+	o->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+
+	/* Ids as seen inside the task's own pid namespace: numbers[level]. */
+	struct pid *tp = t->thread_pid;
+	unsigned int level = BPF_CORE_READ(tp, level);
+	struct upid up = {};
+	bpf_probe_read_kernel(&up, sizeof(up), &tp->numbers[level & 31]);
+	o->ns_tid = up.nr;
+	o->pidns = BPF_CORE_READ(up.ns, ns.inum);
+
+	struct pid *lp = BPF_CORE_READ(leader, thread_pid);
+	bpf_probe_read_kernel(&up, sizeof(up), &lp->numbers[level & 31]);
+	o->ns_tgid = up.nr;
+
+	/* The parent's id in the child's namespace, if it lives there. */
+	struct pid *pp = BPF_CORE_READ(parent, group_leader, thread_pid);
+	o->ns_ppid = 0;
+	if (BPF_CORE_READ(pp, level) >= level) {
+		bpf_probe_read_kernel(&up, sizeof(up), &pp->numbers[level & 31]);
+		if (BPF_CORE_READ(up.ns, ns.inum) == o->pidns)
+			o->ns_ppid = up.nr;
+	}
+	o->mntns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
+}
+
+/* Record the task that uses a socket. Sockets without boxtap state (all but
+ * the traced containers' TCP sockets) return after one lookup. */
+static __always_inline int note_owner(struct sock *sk)
+{
+	struct conn *c = bpf_sk_storage_get(&conns, sk, 0, 0);
+	if (!c)
+		return 0;
+	__u64 pt = bpf_get_current_pid_tgid();
+	if (c->owner_valid && c->owner.tid == (__u32)pt && c->owner.tgid == (__u32)(pt >> 32))
+		return 0;
+	fill_owner(&c->owner);
+	c->owner_valid = 1;
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
+{
+	return note_owner(sk);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sock_recv_length, struct sock *sk, int ret, int flags)
+{
+	return note_owner(sk);
+}
+
+/* Packet facts gathered once per skb. */
+struct pkt {
+	__u32 seq;
+	__u32 off;     /* offset of the first payload byte to send */
+	__u32 len;     /* payload bytes to send from off */
+	__u32 skip_to;
+	__u16 sport, dport;
+	__u8 family, tcp_flags, rflags, dir;
+	__u8 saddr[16], daddr[16];
+};
+
+static __always_inline void fill_record(struct record *r, struct __sk_buff *skb, struct conn *c,
+					const struct pkt *p, __u32 seq, __u32 seg_len, __u16 data_len)
+{
+	r->ts_tai = bpf_ktime_get_tai_ns();
+	r->cookie = bpf_get_socket_cookie(skb);
+	r->ckey = c->ckey;
+	r->sk_cgroup = bpf_skb_cgroup_id(skb);
+	r->seq = seq;
+	r->seg_len = seg_len;
+	r->skip_to = p->skip_to;
+	r->pkt_len = skb->len;
+	r->data_len = data_len;
+	r->sport = p->sport;
+	r->dport = p->dport;
+	r->dir = p->dir;
+	r->family = p->family;
+	r->tcp_flags = p->tcp_flags;
+	r->rflags = p->rflags;
+	r->cpu = bpf_get_smp_processor_id();
+	r->pad = 0;
+	__builtin_memcpy(r->saddr, p->saddr, 16);
+	__builtin_memcpy(r->daddr, p->daddr, 16);
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct net_device *dev = kskb->dev;
+	if (dev)
+		bpf_probe_read_kernel_str(r->iface, sizeof(r->iface), dev->name);
+	else
+		r->iface[0] = 0;
+	if (c->owner_valid) {
+		r->owner = c->owner;
+		r->rflags |= REC_F_OWNER;
+	} else {
+		__builtin_memset(&r->owner, 0, sizeof(r->owner));
+	}
+}
+
+static __always_inline void count_lost(struct conn *c, struct dir_state *ds, __u32 bytes)
+{
+	struct counters *ctr = counters_of(c->ckey);
+	ds->lost = 1;
+	if (ctr) {
+		ctr->lost_records++;
+		ctr->lost_bytes += bytes;
+	}
+}
+
+static __always_inline long submit_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									     : BPF_RB_NO_WAKEUP;
+}
+
+/* Send one record of up to CAP captured bytes. The size classes keep small
+ * responses from paying for a 4 KiB slot. */
+#define EMIT(CAP)                                                                                  \
+	do {                                                                                       \
+		struct record *r = bpf_ringbuf_reserve(&events, sizeof(struct record) + (CAP), 0);  \
+		if (!r) {                                                                          \
+			count_lost(c, ds, seg_len);                                                \
+			return 1;                                                                  \
+		}                                                                                  \
+		__u32 n = take > (CAP) ? (CAP) : take;                                             \
+		if (n == 0 || bpf_skb_load_bytes(skb, off, (void *)(r + 1), bounded_len(n, CAP))) {  \
+			bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);                                  \
+			return 1;                                                                  \
+		}                                                                                  \
+		fill_record(r, skb, c, p, seq, seg_len, n);                                        \
+		bpf_ringbuf_submit(r, submit_flags());                                             \
+	} while (0)
+
+/* Send [p->off, p->off+p->len) of the skb: full CHUNK_LARGE records while
+ * more than one record's worth is left, then one last record in the
+ * smallest size class that fits. The last record also covers, without
+ * capturing, whatever lies past the capture budget. Control flags (FIN, RST,
+ * SKIP) go on the last record only. Two loops-free shapes keep the
+ * verifier's work linear in MAX_CHUNKS. */
+static __always_inline int emit_payload(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
+					struct pkt *p, __u32 capture)
+{
+	__u32 off = p->off;
+	__u32 seq = p->seq;
+	__u32 left = p->len;
+	__u8 ctl = p->rflags; /* FIN, RST, SKIP: for the last record */
+
+	/* Tell user space, on the first record, that bytes of this
+	 * direction went missing before it. */
+	p->rflags = ds->lost ? REC_F_GAP : 0;
+	ds->lost = 0;
+
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < MAX_CHUNKS - 1; i++) {
+		if (left <= CHUNK_LARGE || capture <= CHUNK_LARGE)
+			break;
+		__u32 take = CHUNK_LARGE;
+		__u32 seg_len = CHUNK_LARGE;
+		EMIT(CHUNK_LARGE);
+		p->rflags = 0;
+		left -= CHUNK_LARGE;
+		off += CHUNK_LARGE;
+		seq += CHUNK_LARGE;
+		capture -= CHUNK_LARGE;
+	}
+
+	p->rflags |= ctl;
+	__u32 take = left;
+	if (take > capture)
+		take = capture;
+	__u32 seg_len = left;
+	if (take > CHUNK_MEDIUM)
+		EMIT(CHUNK_LARGE);
+	else if (take > CHUNK_SMALL)
+		EMIT(CHUNK_MEDIUM);
+	else
+		EMIT(CHUNK_SMALL);
+	return 1;
+}
+
+/* Parse the status code of "HTTP/1.x NNN". Returns 0 when malformed. */
+static __always_inline int status_code(const __u8 *b)
+{
+	if (b[8] != ' ')
+		return 0;
+	int d0 = b[9] - '0', d1 = b[10] - '0', d2 = b[11] - '0';
+	if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9)
+		return 0;
+	return d0 * 100 + d1 * 10 + d2;
+}
+
+/* One byte of the scan. bpf_loop lets the verifier check this once instead
+ * of once per byte. Returns 1 to stop. */
+static long scan_step(__u64 i, void *ctx)
+{
+	__u32 zero = 0;
+	struct scan_buf *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 1;
+	struct scan_state *st = &s->st;
+	/* "\ncontent-length:" and "\ntransfer-encodi" after |0x20 ('\n' is '*') */
+	const __u64 cl_hi = 0x2a636f6e74656e74ULL; /* "*content" */
+	const __u64 cl_lo = 0x2d6c656e6774683aULL; /* "-length:" */
+	const __u64 te_hi = 0x2a7472616e736665ULL; /* "*transfe" */
+	const __u64 te_lo = 0x722d656e636f6469ULL; /* "r-encodi" */
+	__u8 ch = s->b[(i + 12) & (SCAN_MAX - 1)];
+
+	st->w4 = (st->w4 << 8) | ch;
+	if (st->w4 == 0x0d0a0d0a) {
+		st->hdr_end = i + 13;
+		return 1;
+	}
+	if (st->in_cl) {
+		if (ch >= '0' && ch <= '9') {
+			st->cl = st->cl * 10 + (ch - '0');
+			st->in_cl = 2;
+			if (st->cl > 0x7fffffffULL) {
+				st->bad = 1;
+				return 1;
+			}
+		} else if (ch == '\r' || ch == ' ' || ch == '\t') {
+			if (st->in_cl == 2)
+				st->in_cl = 0;
+		} else {
+			st->bad = 1;
+			return 1;
+		}
+	}
+	st->hi = (st->hi << 8) | (st->lo >> 56);
+	st->lo = (st->lo << 8) | (ch | 0x20);
+	if (st->hi == cl_hi && st->lo == cl_lo) {
+		st->in_cl = 1;
+		if (++st->cls > 1) {
+			st->bad = 1;
+			return 1;
+		}
+	} else if (st->hi == te_hi && st->lo == te_lo) {
+		st->bad = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Length of the response at the start of s->b[0..n), when the kernel can tell
+ * cheaply: its header block ends within the buffer and it carries no body
+ * (1xx, 204, 304) or exactly one Content-Length and no Transfer-Encoding.
+ * Returns 0 when unknown. User space frames every message itself and checks
+ * each skip the kernel makes against its own framing.
+ */
+static __always_inline __u32 scan_response(struct scan_buf *s, __u32 n)
+{
+	if (!(s->b[0] == 'H' && s->b[1] == 'T' && s->b[2] == 'T' && s->b[3] == 'P' && s->b[4] == '/'))
+		return 0;
+	int code = status_code(s->b);
+	if (!code)
+		return 0;
+	struct scan_state *st = &s->st;
+	__builtin_memset(st, 0, sizeof(*st));
+	bpf_loop(n - 12, scan_step, NULL, 0);
+	if (st->bad || !st->hdr_end || st->in_cl == 1)
+		return 0;
+	if (code < 200 || code == 204 || code == 304)
+		return st->hdr_end;
+	if (st->cls != 1)
+		return 0; /* chunked or close-delimited: user space frames it */
+	__u64 total = (__u64)st->hdr_end + st->cl;
+	if (total > 0x7fffffffULL)
+		return 0;
+	return (__u32)total;
+}
+
+/* Load the start of a response into per-CPU scratch and scan it. */
+static __always_inline __u32 response_len(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	__u32 zero = 0;
+	struct scan_buf *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	__u32 n = len > SCAN_MAX ? SCAN_MAX : len;
+	if (n < 16)
+		return 0;
+	n = bounded_len(n, SCAN_MAX);
+	if (bpf_skb_load_bytes(skb, off, s->b, n))
+		return 0;
+	return scan_response(s, n);
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || sk->protocol != IPPROTO_TCP)
+		return 1;
+	struct conn *c = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!c || c->class == CLASS_OTHER)
+		return 1;
+
+	struct pkt p = {};
+	__u32 ip_hl;
+	p.dir = dir;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return 1;
+		if (ip.protocol != IPPROTO_TCP || (ip.frag_off & bpf_htons(0x1fff)))
+			return 1;
+		ip_hl = ip.ihl * 4;
+		p.family = 4;
+		__builtin_memcpy(p.saddr, &ip.saddr, 4);
+		__builtin_memcpy(p.daddr, &ip.daddr, 4);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
+			return 1;
+		if (ip6.nexthdr != IPPROTO_TCP) /* extension headers: not followed */
+			return 1;
+		ip_hl = sizeof(ip6);
+		p.family = 6;
+		__builtin_memcpy(p.saddr, &ip6.saddr, 16);
+		__builtin_memcpy(p.daddr, &ip6.daddr, 16);
+	} else {
+		return 1;
+	}
+
+	struct tcphdr th;
+	if (bpf_skb_load_bytes(skb, ip_hl, &th, sizeof(th)))
+		return 1;
+	__u32 off = ip_hl + th.doff * 4;
+	if (skb->len < off)
+		return 1;
+	__u32 plen = skb->len - off;
+	__u32 seq = bpf_ntohl(th.seq);
+	p.sport = bpf_ntohs(th.source);
+	p.dport = bpf_ntohs(th.dest);
+	p.tcp_flags = ((__u8 *)&th)[13];
+
+	if (!c->ckey)
+		c->ckey = find_ckey(skb);
+
+	struct dir_state *ds = &c->d[dir & 1];
+	if (!c->created) {
+		/* A socket seen before any payload flowed starts each stream
+		 * with a message; one that carried data before boxtap started
+		 * is framed from its next message boundary on, in user space. */
+		c->created = 1;
+		struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
+		c->fresh = tp && tp->bytes_received == 0 && tp->data_segs_out == 0;
+	}
+	if (th.syn) {
+		/* The SYN takes one sequence number; data starts after it. */
+		ds->init = 1;
+		ds->next = seq + 1;
+		ds->boundary = seq + 1;
+		ds->bvalid = c->fresh;
+		return 1;
+	}
+	if (!ds->init) {
+		ds->init = 1;
+		ds->next = seq;
+		ds->boundary = seq;
+		ds->bvalid = c->fresh;
+	}
+
+	if (plen == 0) {
+		if ((th.fin || th.rst) && c->class == CLASS_HTTP && !ds->fin_sent) {
+			ds->fin_sent = 1;
+			p.seq = seq;
+			p.off = off;
+			p.len = 0;
+			p.rflags = th.fin ? REC_F_FIN : REC_F_RST;
+			struct record *r = bpf_ringbuf_reserve(&events, sizeof(struct record), 0);
+			if (!r) {
+				count_lost(c, ds, 0);
+				return 1;
+			}
+			fill_record(r, skb, c, &p, seq, 0, 0);
+			bpf_ringbuf_submit(r, submit_flags());
+		}
+		return 1;
+	}
+
+	if (c->class == CLASS_UNKNOWN) {
+		__u8 head[8] = {};
+		if (plen < 8 || bpf_skb_load_bytes(skb, off, head, sizeof(head)) || !looks_http(head)) {
+			if (++c->tries >= CLASSIFY_TRIES) {
+				c->class = CLASS_OTHER;
+				struct counters *ctr = counters_of(c->ckey);
+				if (ctr)
+					ctr->not_http++;
+			}
+			ds->next = seq + plen;
+			return 1;
+		}
+		c->class = CLASS_HTTP;
+		/* Frame from this message on; its start is a known boundary. */
+		ds->next = seq;
+		ds->boundary = seq;
+		ds->bvalid = 1;
+	}
+
+	__u32 end = seq + plen;
+	if (seq_le(end, ds->next)) {
+		/* Everything here was sent before: a retransmit or duplicate. */
+		struct counters *ctr = counters_of(c->ckey);
+		if (ctr)
+			ctr->dup_segments++;
+		return 1;
+	}
+	if (seq_lt(seq, ds->next)) {
+		__u32 trim = ds->next - seq;
+		off += trim;
+		plen -= trim;
+		seq = ds->next;
+	}
+	int in_order = seq == ds->next;
+	if (in_order)
+		ds->next = end;
+
+	p.seq = seq;
+	p.off = off;
+	p.len = plen;
+	if (th.fin) {
+		p.rflags |= REC_F_FIN;
+		ds->fin_sent = 1;
+	}
+	if (th.rst)
+		p.rflags |= REC_F_RST;
+
+	__u8 head[5] = {};
+	if (plen >= 5 && !bpf_skb_load_bytes(skb, off, head, sizeof(head)) && head[0] == 'H' &&
+	    head[1] == 'E' && head[2] == 'A' && head[3] == 'D' && head[4] == ' ')
+		c->flags |= CONN_F_NO_SKIP;
+
+	__u32 capture = MAX_CHUNKS * CHUNK_LARGE;
+	if (ds->bvalid && in_order) {
+		if (seq == ds->boundary && head[0] == 'H') {
+			/* A response starts here. Learn where it ends, so that
+			 * the next one is known to start there too, and skip its
+			 * body when the body runs past this segment. */
+			__u32 mlen = (c->flags & CONN_F_NO_SKIP) ? 0 : response_len(skb, off, plen);
+			if (!mlen || mlen < plen) {
+				ds->bvalid = 0; /* unknown length or pipelined: stop guessing */
+			} else {
+				ds->boundary = seq + mlen;
+				if (mlen > plen && skip_bodies) {
+					p.skip_to = seq + mlen;
+					p.rflags |= REC_F_SKIP;
+					ds->next = seq + mlen;
+					capture = CHUNK_LARGE;
+					struct counters *ctr = counters_of(c->ckey);
+					if (ctr)
+						ctr->skipped_bytes += mlen - plen;
+				}
+			}
+		} else if (seq == ds->boundary || seq_lt(ds->boundary, seq)) {
+			/* A request, or a boundary passed mid-segment. */
+			ds->bvalid = 0;
+		}
+	}
+	return emit_payload(skb, c, ds, &p, capture);
+}
+
+SEC("cgroup_skb/egress")
+int capture_egress(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_EGRESS);
+}
+
+SEC("cgroup_skb/ingress")
+int capture_ingress(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_INGRESS);
+}

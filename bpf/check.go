@@ -1,0 +1,84 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
+)
+
+// Capabilities boxtap needs, with why.
+var requiredCaps = []struct {
+	bit  int
+	name string
+	why  string
+}{
+	{unix.CAP_BPF, "CAP_BPF", "to load eBPF programs and maps"},
+	{unix.CAP_PERFMON, "CAP_PERFMON", "for the socket-owner tracepoints"},
+	{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN", "to attach cgroup_skb programs"},
+}
+
+// RequiredCapabilities names the capabilities CheckSystem requires.
+func RequiredCapabilities() []string {
+	names := make([]string, len(requiredCaps))
+	for i, c := range requiredCaps {
+		names[i] = c.name
+	}
+	return names
+}
+
+// CheckSystem reports, in one line naming the cause and the fix, the first
+// thing missing for boxtap to run: privileges, BTF, or kernel features.
+func CheckSystem() error {
+	if missing := missingCaps(); len(missing) > 0 {
+		return fmt.Errorf("missing privilege: %s; run boxtap as root or grant it %s",
+			strings.Join(missing, ", "), strings.Join(RequiredCapabilities(), "+"))
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return fmt.Errorf("the kernel has no BTF (/sys/kernel/btf/vmlinux: %v); boxtap needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, Linux 6.3 or later", errors.Unwrap(err))
+	}
+	for _, m := range []struct {
+		typ  ebpf.MapType
+		what string
+	}{
+		{ebpf.RingBuf, "BPF ring buffers (Linux 5.8)"},
+		{ebpf.SkStorage, "socket-local storage (Linux 5.2)"},
+	} {
+		if err := features.HaveMapType(m.typ); err != nil {
+			return fmt.Errorf("the kernel lacks %s: %v; upgrade to Linux 6.3 or later", m.what, err)
+		}
+	}
+	if err := features.HaveProgramType(ebpf.CGroupSKB); err != nil {
+		return fmt.Errorf("the kernel lacks cgroup_skb programs: %v; upgrade to Linux 6.3 or later", err)
+	}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return fmt.Errorf("reading the kernel's BTF: %w", err)
+	}
+	for _, tp := range []string{"btf_trace_sock_send_length", "btf_trace_sock_recv_length"} {
+		if _, err := spec.AnyTypeByName(tp); err != nil {
+			return fmt.Errorf("the kernel lacks the tracepoint %s (added in Linux 6.3); boxtap needs it to name the process that owns a socket", strings.TrimPrefix(tp, "btf_trace_"))
+		}
+	}
+	return nil
+}
+
+func missingCaps() []string {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return []string{fmt.Sprintf("capabilities unreadable (%v)", err)}
+	}
+	var missing []string
+	for _, c := range requiredCaps {
+		if data[c.bit/32].Effective&(1<<(uint(c.bit)%32)) == 0 {
+			missing = append(missing, c.name+" ("+c.why+")")
+		}
+	}
+	return missing
+}

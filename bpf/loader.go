@@ -1,0 +1,310 @@
+// Package bpf loads boxtap's eBPF collection, attaches it to container
+// cgroups and reads the records it produces.
+//
+// One Collection serves every container a process traces: one set of
+// programs, one socket-storage map and one ring buffer. Attaching a container
+// adds two cgroup_skb links on its cgroup and an entry in the traced-cgroup
+// map; nothing runs for the packets of any other cgroup.
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// RecordHeader is the fixed part of a ring-buffer record (struct record in
+// include/boxtap.h). Data follows it.
+type RecordHeader = captureRecord
+
+// Owner is the task that last used a socket (struct owner).
+type Owner = captureOwner
+
+// Record flags (enum record_flags).
+const (
+	FlagSkip  = 1 << 0
+	FlagOwner = 1 << 1
+	FlagFIN   = 1 << 2
+	FlagRST   = 1 << 3
+	FlagGap   = 1 << 4
+)
+
+// Directions (enum direction).
+const (
+	DirEgress  = 0
+	DirIngress = 1
+)
+
+const headerSize = int(unsafe.Sizeof(captureRecord{}))
+
+// Options tune the collection.
+type Options struct {
+	// RingBytes is the ring buffer size: a power of two, a multiple of the
+	// page size. Zero means 8 MiB.
+	RingBytes uint32
+	// WakeupBytes is how much data waits in the ring before the kernel
+	// wakes the reader; the reader also polls every PollInterval.
+	WakeupBytes uint64
+	// CaptureBodies sends every body byte to user space instead of
+	// skipping Content-Length bodies in the kernel.
+	CaptureBodies bool
+}
+
+// Collection is the loaded eBPF programs and maps.
+type Collection struct {
+	objs   captureObjects
+	tracing []link.Link
+	reader *ringbuf.Reader
+
+	mu       sync.Mutex
+	attached map[uint64]*Attachment
+}
+
+// Load checks that the kernel offers what boxtap needs, then loads the
+// programs and attaches the socket-owner tracepoints.
+func Load(opts Options) (*Collection, error) {
+	if err := CheckSystem(); err != nil {
+		return nil, err
+	}
+	spec, err := loadCapture()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded eBPF object: %w", err)
+	}
+	ring := opts.RingBytes
+	if ring == 0 {
+		ring = 8 << 20
+	}
+	if ring < uint32(os.Getpagesize()) || ring&(ring-1) != 0 {
+		return nil, fmt.Errorf("ring buffer size %d: must be a power of two of at least %d bytes", ring, os.Getpagesize())
+	}
+	spec.Maps["events"].MaxEntries = ring
+	wake := opts.WakeupBytes
+	if wake == 0 {
+		wake = 256 << 10
+	}
+	if err := spec.Variables["wakeup_bytes"].Set(wake); err != nil {
+		return nil, fmt.Errorf("setting wakeup_bytes: %w", err)
+	}
+	skip := uint8(1)
+	if opts.CaptureBodies {
+		skip = 0
+	}
+	if err := spec.Variables["skip_bodies"].Set(skip); err != nil {
+		return nil, fmt.Errorf("setting skip_bodies: %w", err)
+	}
+
+	c := &Collection{attached: make(map[uint64]*Attachment)}
+	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("the kernel's verifier rejected boxtap's programs (%v); boxtap needs Linux 6.3 or later with BTF", lastLines(verr.Log, 3))
+		}
+		return nil, fmt.Errorf("loading eBPF programs: %w; boxtap needs Linux 6.3 or later with BTF, run as root", err)
+	}
+	for _, p := range []*ebpf.Program{c.objs.SockSendLength, c.objs.SockRecvLength} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("attaching the socket-owner tracepoint %s: %w; it needs Linux 6.3 or later (tp_btf sock:sock_send_length)", p, err)
+		}
+		c.tracing = append(c.tracing, l)
+	}
+	c.reader, err = ringbuf.NewReader(c.objs.Events)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	return c, nil
+}
+
+func lastLines(lines []string, n int) []string {
+	if len(lines) > n {
+		return lines[len(lines)-n:]
+	}
+	return lines
+}
+
+// Close detaches every container and releases all kernel objects.
+func (c *Collection) Close() error {
+	c.mu.Lock()
+	atts := make([]*Attachment, 0, len(c.attached))
+	for _, a := range c.attached {
+		atts = append(atts, a)
+	}
+	c.mu.Unlock()
+	var errs []error
+	for _, a := range atts {
+		errs = append(errs, a.Close())
+	}
+	for _, l := range c.tracing {
+		errs = append(errs, l.Close())
+	}
+	if c.reader != nil {
+		errs = append(errs, c.reader.Close())
+	}
+	errs = append(errs, c.objs.Close())
+	return errors.Join(errs...)
+}
+
+// Attachment is one traced cgroup.
+type Attachment struct {
+	c        *Collection
+	cgroupID uint64
+	links    []link.Link
+	once     sync.Once
+	final    Counters
+}
+
+// Attach starts capturing in the cgroup directory dir, whose cgroup id is
+// cgroupID. Sockets in descendant cgroups are captured too and reported
+// under cgroupID.
+func (c *Collection) Attach(dir string, cgroupID uint64) (*Attachment, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.attached[cgroupID]; ok {
+		return nil, fmt.Errorf("cgroup %s is already traced by this process", dir)
+	}
+	a := &Attachment{c: c, cgroupID: cgroupID}
+	zero := make([]captureCounters, ebpf.MustPossibleCPU())
+	if err := c.objs.Stats.Put(cgroupID, zero); err != nil {
+		return nil, fmt.Errorf("creating counters for cgroup %s: %w", dir, err)
+	}
+	if err := c.objs.TracedCgroups.Put(cgroupID, captureTraced{Ckey: cgroupID}); err != nil {
+		c.objs.Stats.Delete(cgroupID)
+		return nil, fmt.Errorf("registering cgroup %s: %w", dir, err)
+	}
+	for _, at := range []struct {
+		typ  ebpf.AttachType
+		prog *ebpf.Program
+	}{
+		{ebpf.AttachCGroupInetEgress, c.objs.CaptureEgress},
+		{ebpf.AttachCGroupInetIngress, c.objs.CaptureIngress},
+	} {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: at.typ, Program: at.prog})
+		if err != nil {
+			a.detach()
+			return nil, fmt.Errorf("attaching to cgroup %s: %w", dir, err)
+		}
+		a.links = append(a.links, l)
+	}
+	c.attached[cgroupID] = a
+	return a, nil
+}
+
+// CgroupID is the id of the traced cgroup; records carry it as Ckey.
+func (a *Attachment) CgroupID() uint64 { return a.cgroupID }
+
+// Counters sums the kernel's per-CPU counters for this cgroup. After Close
+// it returns the values read at detach time.
+func (a *Attachment) Counters() (Counters, error) {
+	var per []captureCounters
+	if err := a.c.objs.Stats.Lookup(a.cgroupID, &per); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return a.final, nil
+		}
+		return Counters{}, fmt.Errorf("reading counters: %w", err)
+	}
+	var sum Counters
+	for _, v := range per {
+		sum.LostRecords += v.LostRecords
+		sum.LostBytes += v.LostBytes
+		sum.DupSegments += v.DupSegments
+		sum.SkippedBytes += v.SkippedBytes
+		sum.NotHTTP += v.NotHttp
+	}
+	return sum, nil
+}
+
+// Counters are the kernel's per-container counts.
+type Counters struct {
+	LostRecords  uint64 // records the ring buffer had no room for
+	LostBytes    uint64 // payload bytes in those records
+	DupSegments  uint64 // retransmitted or duplicate segments dropped
+	SkippedBytes uint64 // body bytes skipped in the kernel
+	NotHTTP      uint64 // connections classified as not HTTP
+}
+
+// Close detaches the programs from the cgroup. It is safe to call twice.
+func (a *Attachment) Close() error {
+	var err error
+	a.once.Do(func() {
+		if cnt, cerr := a.Counters(); cerr == nil {
+			a.final = cnt
+		}
+		a.c.mu.Lock()
+		delete(a.c.attached, a.cgroupID)
+		a.c.mu.Unlock()
+		err = a.detach()
+	})
+	return err
+}
+
+func (a *Attachment) detach() error {
+	var errs []error
+	for _, l := range a.links {
+		errs = append(errs, l.Close())
+	}
+	a.links = nil
+	if err := a.c.objs.TracedCgroups.Delete(a.cgroupID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, err)
+	}
+	if err := a.c.objs.Stats.Delete(a.cgroupID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Record is one decoded ring-buffer record. It aliases the reader's buffer
+// and is valid only until the next read.
+type Record struct {
+	*RecordHeader
+	Data []byte
+}
+
+// Reader reads records. It is used by one goroutine.
+type Reader struct {
+	rb  *ringbuf.Reader
+	raw ringbuf.Record
+}
+
+// Reader returns the collection's record reader.
+func (c *Collection) Reader() *Reader { return &Reader{rb: c.reader} }
+
+// ErrIdle is returned by Next when no record arrived within the poll
+// interval: a good moment to flush output.
+var ErrIdle = errors.New("no record within the poll interval")
+
+// ErrClosed is returned by Next once the collection is closed.
+var ErrClosed = ringbuf.ErrClosed
+
+// Next waits up to poll for the next record.
+func (r *Reader) Next(poll time.Duration, rec *Record) error {
+	r.rb.SetDeadline(time.Now().Add(poll))
+	if err := r.rb.ReadInto(&r.raw); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
+			return ErrIdle
+		}
+		return err
+	}
+	raw := r.raw.RawSample
+	if len(raw) < headerSize {
+		return fmt.Errorf("short ring-buffer record: %d bytes", len(raw))
+	}
+	rec.RecordHeader = (*captureRecord)(unsafe.Pointer(&raw[0]))
+	n := int(rec.DataLen)
+	if headerSize+n > len(raw) {
+		return fmt.Errorf("ring-buffer record claims %d data bytes, has %d", n, len(raw)-headerSize)
+	}
+	rec.Data = raw[headerSize : headerSize+n]
+	return nil
+}
+
+// Interrupt makes a blocked Next return ErrIdle at once (for shutdown).
+func (r *Reader) Interrupt() error { return r.rb.Flush() }
