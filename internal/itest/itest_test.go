@@ -98,7 +98,7 @@ func TestFreePortIsBindable(t *testing.T) {
 
 func TestProcCollectsOutputAndSignals(t *testing.T) {
 	sh := "/bin/sh"
-	p := StartProc(t, context.Background(), sh, "-c", `echo one; echo two >&2; printf 'three\npart'; trap 'echo got-term; exit 3' TERM; while :; do sleep 0.05; done`)
+	p := StartProc(t, context.Background(), sh, "-c", `trap 'echo got-term; exit 3' TERM; echo one; echo two >&2; printf 'three\npart'; while :; do sleep 0.05; done`)
 	line, err := p.WaitLine("thr", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
