@@ -1,0 +1,53 @@
+// Package httpstream turns the TCP payload segments of one connection, as the kernel's
+// cgroup_skb programs saw them, into exactly one Response per HTTP/1.0 or HTTP/1.1
+// response head, paired with its request.
+//
+// # Model
+//
+// A Conn holds two directions (Egress, Ingress). Each direction goes through three
+// stages:
+//
+// Reassembly. The first segment of a direction fixes its starting sequence number;
+// all sequence arithmetic is modulo 2^32. Bytes already delivered (retransmits,
+// duplicates, overlapping parts) are dropped and counted in Stats.DuplicateBytes, so a
+// retransmitted segment never yields a second event. Segments beyond the expected
+// sequence are copied and buffered (Limits.MaxOutOfOrderBytes per direction) until
+// the hole fills. When the bound is exceeded the oldest hole is given up
+// (Stats.GapBytes) and delivered as unknown bytes. Uncaptured bytes (Len >
+// len(Data), and the span up to SkipTo) are delivered in order as unknown bytes too.
+//
+// Framing (RFC 9112). A direction's role comes from its first start line: status
+// lines make it a response direction, request lines a request direction. Requests
+// have a chunked, Content-Length or empty body. Responses have no body after HEAD,
+// for 1xx, 204 and 304; otherwise chunked, Content-Length, or close-delimited (until
+// FIN). 101 Switching Protocols and a 2xx to CONNECT end HTTP on the connection;
+// later bytes are ignored both ways. The event is emitted as soon as the header
+// block is complete. Unknown bytes inside a body of known extent (Content-Length
+// body, chunk data, close-delimited body, the CRLF after chunk data) are simply
+// consumed; anywhere else the framer needed to read them, so the direction loses
+// sync (Stats.Desyncs).
+//
+// Resync. A direction out of sync (and any direction at first) discards bytes until
+// a segment whose first captured byte starts a complete, valid start line
+// ("HTTP/1.x NNN" or a known method, target and "HTTP/1.x"). A direction whose very
+// first byte starts a start line is in sync at once, even when that line continues
+// in the next segment. While in sync, body bytes that look like a response never
+// produce an event. When a response direction resynchronises after losing bytes,
+// queued requests but the newest are dropped (Stats.DroppedRequests): with
+// non-pipelined traffic the next response answers the newest request.
+//
+// Pairing. Requests queue in FIFO order (Limits.MaxPendingRequests, oldest dropped).
+// A 1xx response is paired with the head request without consuming it; a final
+// response consumes it. Without a known request, Request is nil and the body is
+// framed as for GET.
+//
+// Truncation. A header block of up to Limits.MaxHeaderBytes is kept whole however
+// it is split. A longer block still yields an event, with Truncated set and the
+// header lines that fit completely within the limit; Content-Length and
+// Transfer-Encoding lines beyond the limit are still honoured for framing. A start
+// line longer than the limit is treated as invalid (resync).
+//
+// Status is "NNN reason" as sent; without a reason phrase it is "NNN " (code and a
+// space), as in Tracee's events. Response and Request values, and their strings'
+// backing slices, are reused: they are valid only during the emit callback.
+package httpstream

@@ -1,0 +1,421 @@
+package httpstream
+
+import "bytes"
+
+const (
+	// overflowLineCap bounds how much of one header line beyond MaxHeaderBytes is kept
+	// for the Content-Length/Transfer-Encoding check.
+	overflowLineCap = 1024
+	// minHardHeaderCap is the least a header block may grow (unstored) before the
+	// direction is declared out of sync.
+	minHardHeaderCap = 1 << 20
+)
+
+type fieldSpan struct {
+	nameStart, nameEnd, valStart, valEnd int
+}
+
+// foldSpan is an obsolete line-folding continuation of field.
+type foldSpan struct {
+	field, start, end int
+}
+
+// headerBlock incrementally collects and parses one start line + header block.
+// Offsets refer to buf, which holds at most limit bytes of the block.
+type headerBlock struct {
+	limit     int
+	buf       []byte
+	lineStart int  // start in buf of the current, incomplete line (while !overflow)
+	storedEnd int  // end in buf of the last complete stored line
+	overflow  bool // the block went beyond limit
+	ovLine    []byte
+	ovLong    bool // current overflow line exceeded overflowLineCap
+	total     int  // bytes of the block consumed so far
+	lines     int
+	done      bool
+
+	fields []fieldSpan
+	folds  []foldSpan
+
+	kind        kind
+	proto       string
+	code        int
+	statusStart int // into buf; status runs to statusEnd
+	statusEnd   int
+	method      string
+	uriStart    int
+	uriEnd      int
+
+	clSeen, clBad     bool
+	cl                int64
+	teSeen, teChunked bool
+}
+
+func (h *headerBlock) reset(limit int) {
+	*h = headerBlock{
+		limit:  limit,
+		buf:    h.buf[:0],
+		ovLine: h.ovLine[:0],
+		fields: h.fields[:0],
+		folds:  h.folds[:0],
+	}
+}
+
+func (h *headerBlock) hardCap() int {
+	if c := 64 * h.limit; c > minHardHeaderCap {
+		return c
+	}
+	return minHardHeaderCap
+}
+
+// write consumes data up to the end of the header block. It returns the bytes
+// consumed, whether the block is complete, and false when the block is invalid
+// (bad start line of the wanted kind, or far too long).
+func (h *headerBlock) write(data []byte, want kind) (int, bool, bool) {
+	i := 0
+	for i < len(data) {
+		j := bytes.IndexByte(data[i:], '\n')
+		if j < 0 {
+			h.appendBytes(data[i:])
+			h.total += len(data) - i
+			return len(data), false, h.total <= h.hardCap()
+		}
+		h.appendBytes(data[i : i+j+1])
+		h.total += j + 1
+		i += j + 1
+		if !h.completeLine(want) {
+			return i, false, false
+		}
+		if h.done {
+			return i, true, true
+		}
+		if h.total > h.hardCap() {
+			return i, false, false
+		}
+	}
+	return i, false, true
+}
+
+func (h *headerBlock) appendBytes(p []byte) {
+	if !h.overflow {
+		room := h.limit - len(h.buf)
+		if len(p) <= room {
+			h.buf = append(h.buf, p...)
+			return
+		}
+		h.buf = append(h.buf, p[:room]...)
+		h.overflow = true
+		h.ovLine = h.ovLine[:0]
+		h.ovLong = false
+		h.ovAppend(h.buf[h.lineStart:])
+		p = p[room:]
+	}
+	h.ovAppend(p)
+}
+
+func (h *headerBlock) ovAppend(p []byte) {
+	room := overflowLineCap - len(h.ovLine)
+	if len(p) > room {
+		h.ovLine = append(h.ovLine, p[:room]...)
+		h.ovLong = true
+		return
+	}
+	h.ovLine = append(h.ovLine, p...)
+}
+
+// completeLine handles the line that just ended with LF.
+func (h *headerBlock) completeLine(want kind) bool {
+	stored := !h.overflow
+	var line []byte
+	base := 0
+	if stored {
+		base = h.lineStart
+		line = trimLineEnd(h.buf[base:])
+		h.lineStart = len(h.buf)
+		h.storedEnd = len(h.buf)
+	} else {
+		line = h.ovLine
+		if !h.ovLong {
+			line = trimLineEnd(line)
+		}
+		defer func() { h.ovLine = h.ovLine[:0]; h.ovLong = false }()
+	}
+	h.lines++
+	if h.lines == 1 {
+		return stored && h.parseStart(line, want)
+	}
+	if len(line) == 0 {
+		h.done = true
+		return true
+	}
+	if line[0] == ' ' || line[0] == '\t' {
+		if stored && len(h.fields) > 0 {
+			s, e := trimOWS(line)
+			if s < e {
+				h.folds = append(h.folds, foldSpan{field: len(h.fields) - 1, start: base + s, end: base + e})
+			}
+		}
+		return true
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return true // malformed line: ignored
+	}
+	vs, ve := trimOWS(line[colon+1:])
+	h.inspect(line[:colon], line[colon+1+vs:colon+1+ve])
+	if stored {
+		h.fields = append(h.fields, fieldSpan{base, base + colon, base + colon + 1 + vs, base + colon + 1 + ve})
+	}
+	return true
+}
+
+func (h *headerBlock) parseStart(l []byte, want kind) bool {
+	if want != kindRequest {
+		if code := responseLine(l); code != 0 {
+			h.kind, h.code, h.proto = kindResponse, code, protoOf(l[:8])
+			h.statusStart, h.statusEnd = 9, len(l)
+			return true
+		}
+	}
+	if want != kindResponse {
+		if m, us, ue, p := requestLine(l); m != "" {
+			h.kind, h.method, h.uriStart, h.uriEnd, h.proto = kindRequest, m, us, ue, p
+			return true
+		}
+	}
+	return false
+}
+
+func trimOWS(b []byte) (int, int) {
+	s, e := 0, len(b)
+	for s < e && (b[s] == ' ' || b[s] == '\t') {
+		s++
+	}
+	for e > s && (b[e-1] == ' ' || b[e-1] == '\t' || b[e-1] == '\r') {
+		e--
+	}
+	return s, e
+}
+
+func equalFoldASCII(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// inspect records what framing needs from a header line.
+func (h *headerBlock) inspect(name, value []byte) {
+	switch {
+	case equalFoldASCII(name, "content-length"):
+		h.parseContentLength(value)
+	case equalFoldASCII(name, "transfer-encoding"):
+		h.teSeen = true
+		// The final coding decides: chunked must be the last one applied.
+		last := value
+		if i := bytes.LastIndexByte(value, ','); i >= 0 {
+			last = value[i+1:]
+		}
+		s, e := trimOWS(last)
+		h.teChunked = equalFoldASCII(last[s:e], "chunked")
+	}
+}
+
+// parseContentLength accepts "N" and lists of identical values ("N, N"), across lines too.
+func (h *headerBlock) parseContentLength(v []byte) {
+	for first := true; first || len(v) > 0; first = false {
+		tok := v
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			tok, v = v[:i], v[i+1:]
+		} else {
+			v = nil
+		}
+		s, e := trimOWS(tok)
+		tok = tok[s:e]
+		if len(tok) == 0 || len(tok) > 18 {
+			h.clBad = true
+			return
+		}
+		var n int64
+		for _, c := range tok {
+			if c < '0' || c > '9' {
+				h.clBad = true
+				return
+			}
+			n = n*10 + int64(c-'0')
+		}
+		if h.clSeen && n != h.cl {
+			h.clBad = true
+			return
+		}
+		h.clSeen, h.cl = true, n
+	}
+}
+
+// build appends the stored header fields to dst, taking strings from s (a copy of
+// buf[:storedEnd]). scratch is reused for canonicalising names.
+func (h *headerBlock) build(s string, dst []HeaderField, scratch *[]byte) []HeaderField {
+	first := len(dst)
+	for _, f := range h.fields {
+		if f.valEnd > len(s) {
+			break
+		}
+		dst = append(dst, HeaderField{
+			Name:  canonicalName(s[f.nameStart:f.nameEnd], scratch),
+			Value: s[f.valStart:f.valEnd],
+		})
+	}
+	for _, fo := range h.folds {
+		if i := first + fo.field; i < len(dst) && fo.end <= len(s) {
+			if dst[i].Value == "" {
+				dst[i].Value = s[fo.start:fo.end]
+			} else {
+				dst[i].Value = dst[i].Value + " " + s[fo.start:fo.end]
+			}
+		}
+	}
+	return dst
+}
+
+// contentLength is the declared length in Response/Tracee semantics.
+func (h *headerBlock) contentLength() int64 {
+	if h.teSeen || h.clBad || !h.clSeen {
+		return -1
+	}
+	return h.cl
+}
+
+// status returns the Status string for a response block, from s = string(buf[:storedEnd]).
+func (h *headerBlock) status(s string) string {
+	if h.statusEnd > 12 {
+		return s[h.statusStart:h.statusEnd]
+	}
+	return s[h.statusStart:h.statusStart+3] + " "
+}
+
+// validHeaderByte reports whether c is a token character (RFC 9110).
+func validHeaderByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+// canonicalName follows textproto.CanonicalMIMEHeaderKey: names with a byte that is
+// not a token character are returned unchanged. Common names do not allocate.
+func canonicalName(s string, scratch *[]byte) string {
+	upper := true
+	canonical := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !validHeaderByte(c) {
+			return s
+		}
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			canonical = false
+		}
+		upper = c == '-'
+	}
+	if canonical {
+		return s
+	}
+	b := append((*scratch)[:0], s...)
+	upper = true
+	for i, c := range b {
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+		upper = c == '-'
+	}
+	*scratch = b
+	if k := commonHeader(b); k != "" {
+		return k
+	}
+	return string(b)
+}
+
+// commonHeader interns frequent canonical header names.
+func commonHeader(b []byte) string {
+	switch string(b) {
+	case "Accept":
+		return "Accept"
+	case "Accept-Encoding":
+		return "Accept-Encoding"
+	case "Accept-Language":
+		return "Accept-Language"
+	case "Accept-Ranges":
+		return "Accept-Ranges"
+	case "Access-Control-Allow-Origin":
+		return "Access-Control-Allow-Origin"
+	case "Age":
+		return "Age"
+	case "Authorization":
+		return "Authorization"
+	case "Cache-Control":
+		return "Cache-Control"
+	case "Connection":
+		return "Connection"
+	case "Content-Encoding":
+		return "Content-Encoding"
+	case "Content-Length":
+		return "Content-Length"
+	case "Content-Type":
+		return "Content-Type"
+	case "Cookie":
+		return "Cookie"
+	case "Date":
+		return "Date"
+	case "Etag":
+		return "Etag"
+	case "Expires":
+		return "Expires"
+	case "Host":
+		return "Host"
+	case "Keep-Alive":
+		return "Keep-Alive"
+	case "Last-Modified":
+		return "Last-Modified"
+	case "Location":
+		return "Location"
+	case "Referer":
+		return "Referer"
+	case "Server":
+		return "Server"
+	case "Set-Cookie":
+		return "Set-Cookie"
+	case "Trailer":
+		return "Trailer"
+	case "Transfer-Encoding":
+		return "Transfer-Encoding"
+	case "Upgrade":
+		return "Upgrade"
+	case "User-Agent":
+		return "User-Agent"
+	case "Vary":
+		return "Vary"
+	case "Via":
+		return "Via"
+	case "X-Forwarded-For":
+		return "X-Forwarded-For"
+	case "X-Request-Id":
+		return "X-Request-Id"
+	}
+	return ""
+}
