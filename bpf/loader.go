@@ -59,9 +59,9 @@ type Options struct {
 
 // Collection is the loaded eBPF programs and maps.
 type Collection struct {
-	objs   captureObjects
+	objs    captureObjects
 	tracing []link.Link
-	reader *ringbuf.Reader
+	reader  *ringbuf.Reader
 
 	mu       sync.Mutex
 	attached map[uint64]*Attachment

@@ -27,6 +27,7 @@ type Info struct {
 	ImageDigest string // image ID ("sha256:...") or a repo digest
 	Runtime     string // "docker", "containerd", ...
 	Namespace   string // containerd namespace when relevant
+	Hostname    string // the container's UTS hostname, as its processes see it
 	Labels      map[string]string
 	PID         int // init PID on the host; 0 if the container is not running
 	Pod         Pod

@@ -207,6 +207,7 @@ func (c *Client) inspect(ctx context.Context, id string) (container.Info, error)
 		ImageDigest: resp.Image,
 		Runtime:     RuntimeName,
 		Labels:      resp.Config.Labels,
+		Hostname:    resp.Config.Hostname,
 		Pod:         container.PodFromLabels(resp.Config.Labels),
 	}
 	if resp.State == nil || !resp.State.Running || resp.State.Pid <= 0 {

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/boxtap/boxtap/bpf"
+	"github.com/boxtap/boxtap/output"
+	"github.com/boxtap/boxtap/runtime/cgroup"
+	"github.com/boxtap/boxtap/runtime/container"
+	"github.com/boxtap/boxtap/tracer"
+)
+
+// captureFlags are shared by every command that traces.
+type captureFlags struct {
+	Count        uint64        `help:"Exit after writing N events (0: no limit)." placeholder:"N"`
+	Duration     time.Duration `help:"Exit after this long (0: no limit), e.g. 30s or 5m." placeholder:"D"`
+	Pretty       bool          `help:"Indent each event for reading instead of one JSON object per line."`
+	RedactHeader []string      `name:"redact-header" help:"Also redact the value of this header (repeatable). Cookie, Set-Cookie, Authorization, Proxy-Authorization, Proxy-Authenticate, WWW-Authenticate and X-Api-Key are always redacted unless --no-redact." placeholder:"NAME"`
+	NoRedact     bool          `name:"no-redact" help:"Print secret header values as they are (a warning is printed)."`
+	RingSize     int           `name:"ring-size" default:"8" help:"Kernel ring buffer size in MiB (a power of two)." placeholder:"MIB"`
+	MaxHeader    int           `name:"max-header-bytes" default:"16384" help:"Header blocks longer than this are cut; the event then has the arg truncated=true."`
+}
+
+// session owns one loaded collection and the tracer over it.
+type session struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	coll   *bpf.Collection
+	tr     *tracer.Tracer
+	stderr io.Writer
+	mount  string
+
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	live    int
+	total   atomic.Uint64
+	stopped bool
+}
+
+func newRedactor(f *captureFlags, stderr io.Writer) *output.Redactor {
+	if f.NoRedact {
+		fmt.Fprintln(stderr, "boxtap: warning: --no-redact: cookies, credentials and API keys will appear in the output")
+	}
+	return output.NewRedactor(f.RedactHeader, f.NoRedact)
+}
+
+func newSink(f *captureFlags, w io.Writer, r *output.Redactor) output.Sink {
+	if f.Pretty {
+		return output.NewPrettySink(w, r)
+	}
+	return output.NewLineSink(w, r)
+}
+
+// startSession checks the system, loads the eBPF collection and prepares a
+// tracer. The caller must call run.
+func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*session, error) {
+	mount, err := cgroup.Mount()
+	if err != nil {
+		return nil, err
+	}
+	if f.RingSize < 1 || f.RingSize&(f.RingSize-1) != 0 {
+		return nil, fmt.Errorf("--ring-size %d: must be a power of two number of MiB, e.g. 8", f.RingSize)
+	}
+	opts.RingBytes = uint32(f.RingSize) << 20
+	coll, err := bpf.Load(opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{coll: coll, stderr: os.Stderr, mount: mount}
+	if f.Duration > 0 {
+		s.ctx, s.cancel = context.WithTimeout(ctx, f.Duration)
+	} else {
+		s.ctx, s.cancel = context.WithCancel(ctx)
+	}
+	s.tr = tracer.New(coll, tracer.Options{
+		Limits: httpLimits(f),
+		OnEvent: func(*tracer.Target) {
+			if n := s.total.Add(1); f.Count > 0 && n >= f.Count {
+				s.cancel()
+			}
+		},
+	})
+	return s, nil
+}
+
+// add resolves a running container's cgroup, attaches to it and watches for
+// its end. The container's init PID must be set.
+func (s *session) add(info container.Info, sink output.Sink) error {
+	rel, err := cgroup.PathOfPID(info.PID)
+	if err != nil {
+		return fmt.Errorf("finding the cgroup of %s (%s): %w", info.Name, info.ShortID(), err)
+	}
+	dir, err := cgroup.Dir(s.mount, rel)
+	if err != nil {
+		return fmt.Errorf("finding the cgroup of %s (%s): %w", info.Name, info.ShortID(), err)
+	}
+	return s.addCgroup(info, dir, sink)
+}
+
+// addCgroup attaches to a cgroup directory.
+func (s *session) addCgroup(info container.Info, dir string, sink output.Sink) error {
+	id, err := cgroup.ID(dir)
+	if err != nil {
+		return err
+	}
+	tg, err := s.tr.Add(info, dir, id, sink)
+	if err != nil {
+		return fmt.Errorf("tracing %s (%s): %w", info.Name, info.ShortID(), err)
+	}
+	s.mu.Lock()
+	s.live++
+	s.mu.Unlock()
+	fmt.Fprintf(s.stderr, "tracing %s (%s)\n", info.Name, info.ShortID())
+	s.wg.Add(1)
+	go s.watch(tg)
+	return nil
+}
+
+// watch removes a target once its cgroup has no process left, and ends the
+// session when it was the last one.
+func (s *session) watch(tg *tracer.Target) {
+	defer s.wg.Done()
+	if err := cgroup.WaitEmpty(s.ctx, tg.CgroupDir); err != nil {
+		return // the session is ending; run removes the target
+	}
+	removeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.tr.Remove(removeCtx, tg); err != nil {
+		fmt.Fprintf(s.stderr, "boxtap: detaching from %s: %v\n", tg.Info.Name, err)
+	}
+	fmt.Fprintf(s.stderr, "container %s (%s) stopped: %d events\n", tg.Info.Name, tg.Info.ShortID(), tg.Events())
+	s.mu.Lock()
+	s.live--
+	last := s.live == 0
+	s.mu.Unlock()
+	if last {
+		fmt.Fprintln(s.stderr, "no traced container left")
+		s.cancel()
+	}
+}
+
+// run reads events until the session ends (signal, --count, --duration or
+// no container left), then detaches everything and prints the summary.
+func (s *session) run() error {
+	runErr := s.tr.Run(s.ctx)
+	s.cancel()
+	s.wg.Wait()
+	var errs []error
+	if runErr != nil {
+		errs = append(errs, runErr)
+	}
+	removeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, tg := range s.tr.Targets() {
+		if err := s.tr.Remove(removeCtx, tg); err != nil {
+			errs = append(errs, fmt.Errorf("detaching from %s: %w", tg.Info.Name, err))
+		}
+	}
+	sum := s.tr.Summary()
+	ps := s.tr.ParserStats()
+	sum.Truncated, sum.Desyncs = ps.Truncated, ps.Desyncs
+	if err := s.coll.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("releasing eBPF objects: %w", err))
+	}
+	fmt.Fprintf(s.stderr, "boxtap: %s\n", sum)
+	return errors.Join(errs...)
+}
+
+// abort releases everything when setup failed before run.
+func (s *session) abort() {
+	s.cancel()
+	for _, tg := range s.tr.Targets() {
+		_ = s.tr.Remove(context.Background(), tg)
+	}
+	s.wg.Wait()
+	_ = s.coll.Close()
+}
+
+// sharedSink lets several containers write to one sink (stdout): removing
+// one container only flushes it.
+type sharedSink struct{ output.Sink }
+
+func (s sharedSink) Close() error { return s.Sink.Flush() }

@@ -1,0 +1,533 @@
+// Package tracer turns the kernel's capture records into events: it feeds
+// each connection's segments to an httpstream parser and writes one Tracee
+// net_packet_http_response event per HTTP response to the sink of the
+// container the connection belongs to.
+//
+// A Tracer owns one bpf.Collection, shared by every container it traces.
+// Run reads records on the caller's goroutine; Add and Remove may be called
+// from any goroutine.
+package tracer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/boxtap/boxtap/bpf"
+	"github.com/boxtap/boxtap/httpstream"
+	"github.com/boxtap/boxtap/output"
+	"github.com/boxtap/boxtap/runtime/container"
+	"golang.org/x/sys/unix"
+)
+
+// Options tune a Tracer.
+type Options struct {
+	Limits httpstream.Limits
+	// Poll is how long the reader waits for a record before flushing
+	// output; zero means 50 ms.
+	Poll time.Duration
+	// IdleConn drops the parser state of a connection that carried no
+	// record for this long; zero means 5 minutes. A connection that comes
+	// back is framed again from its next message.
+	IdleConn time.Duration
+	// OnEvent, if set, is called after each event is written (for --count).
+	OnEvent func(*Target)
+	// OnError reports a problem that does not stop tracing, such as a sink
+	// write error. Nil means print to stderr.
+	OnError func(error)
+}
+
+// Target is one traced container.
+type Target struct {
+	Info      container.Info
+	CgroupDir string
+	sink      output.Sink
+	att       *bpf.Attachment
+
+	mu       sync.Mutex
+	events   uint64
+	writeErr error
+}
+
+// Events is how many events were written for this container.
+func (tg *Target) Events() uint64 {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	return tg.events
+}
+
+// Counters returns the kernel's counters for this container.
+func (tg *Target) Counters() (bpf.Counters, error) { return tg.att.Counters() }
+
+// Summary totals a tracer's work.
+type Summary struct {
+	Events      uint64
+	LostRecords uint64
+	LostBytes   uint64
+	Truncated   uint64
+	Desyncs     uint64
+	DupSegments uint64
+}
+
+func (s Summary) String() string {
+	return fmt.Sprintf("%d events, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped",
+		s.Events, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments)
+}
+
+// Tracer is the capture engine.
+type Tracer struct {
+	coll *bpf.Collection
+	opts Options
+
+	mu      sync.RWMutex
+	targets map[uint64]*Target // by cgroup id
+	removed Summary            // counts of targets already removed
+
+	barrier chan chan struct{}
+
+	// Owned by Run.
+	conns    map[uint64]*conn
+	stats    httpstream.Stats
+	clock    clock
+	exe      exeCache
+	ev       output.Event
+	req      output.Request
+	hdrs     []output.Header
+	reqHdrs  []output.Header
+	current  *conn
+	lastReap int64
+}
+
+// New returns a Tracer over a loaded collection. The caller keeps
+// ownership of coll.
+func New(coll *bpf.Collection, opts Options) *Tracer {
+	if opts.Poll <= 0 {
+		opts.Poll = 50 * time.Millisecond
+	}
+	if opts.IdleConn <= 0 {
+		opts.IdleConn = 5 * time.Minute
+	}
+	if opts.OnError == nil {
+		opts.OnError = func(err error) { fmt.Fprintln(os.Stderr, "boxtap:", err) }
+	}
+	t := &Tracer{
+		coll:    coll,
+		opts:    opts,
+		targets: make(map[uint64]*Target),
+		barrier: make(chan chan struct{}),
+		conns:   make(map[uint64]*conn),
+		exe:     exeCache{m: make(map[exeKey]string)},
+	}
+	t.clock.sync()
+	return t
+}
+
+// Add attaches to a container's cgroup and starts writing its events to
+// sink. cgroupID is the cgroup's id (the inode number of cgroupDir).
+func (t *Tracer) Add(info container.Info, cgroupDir string, cgroupID uint64, sink output.Sink) (*Target, error) {
+	tg := &Target{Info: info, CgroupDir: cgroupDir, sink: sink}
+	// Register before attaching, so that the first record finds its target.
+	t.mu.Lock()
+	if _, dup := t.targets[cgroupID]; dup {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("container %s (%s) is already traced", info.Name, info.ShortID())
+	}
+	t.targets[cgroupID] = tg
+	t.mu.Unlock()
+	att, err := t.coll.Attach(cgroupDir, cgroupID)
+	if err != nil {
+		t.mu.Lock()
+		delete(t.targets, cgroupID)
+		t.mu.Unlock()
+		return nil, err
+	}
+	tg.att = att
+	return tg, nil
+}
+
+// Remove detaches a container, waits until Run has handled every record the
+// kernel produced for it (when Run is running), then flushes and closes its
+// sink.
+func (t *Tracer) Remove(ctx context.Context, tg *Target) error {
+	detachErr := tg.att.Close()
+	t.drain(ctx)
+	t.mu.Lock()
+	delete(t.targets, tg.att.CgroupID())
+	t.removed.add(t.summaryOf(tg))
+	t.mu.Unlock()
+	return errors.Join(detachErr, tg.sink.Close())
+}
+
+// drain waits until Run has read everything already in the ring buffer. It
+// returns at once when Run is not running.
+func (t *Tracer) drain(ctx context.Context) {
+	done := make(chan struct{})
+	select {
+	case t.barrier <- done:
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	case <-ctx.Done():
+	case <-time.After(2 * t.opts.Poll):
+	}
+}
+
+// Targets lists the traced containers.
+func (t *Tracer) Targets() []*Target {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]*Target, 0, len(t.targets))
+	for _, tg := range t.targets {
+		out = append(out, tg)
+	}
+	return out
+}
+
+// Summary totals events and losses over current and removed targets.
+func (t *Tracer) Summary() Summary {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	s := t.removed
+	for _, tg := range t.targets {
+		s.add(t.summaryOf(tg))
+	}
+	return s
+}
+
+func (t *Tracer) summaryOf(tg *Target) Summary {
+	s := Summary{Events: tg.Events()}
+	if c, err := tg.att.Counters(); err == nil {
+		s.LostRecords = c.LostRecords
+		s.LostBytes = c.LostBytes
+		s.DupSegments = c.DupSegments
+	}
+	return s
+}
+
+func (s *Summary) add(o Summary) {
+	s.Events += o.Events
+	s.LostRecords += o.LostRecords
+	s.LostBytes += o.LostBytes
+	s.Truncated += o.Truncated
+	s.Desyncs += o.Desyncs
+	s.DupSegments += o.DupSegments
+}
+
+// ParserStats returns the stream parsers' counters. Call it only after Run
+// returned.
+func (t *Tracer) ParserStats() httpstream.Stats { return t.stats }
+
+// Run reads records until ctx is done, then handles what is left in the
+// ring buffer and flushes every sink.
+func (t *Tracer) Run(ctx context.Context) error {
+	rd := t.coll.Reader()
+	stop := context.AfterFunc(ctx, func() { rd.Interrupt() })
+	defer stop()
+	var rec bpf.Record
+	for {
+		err := rd.Next(t.opts.Poll, &rec)
+		switch {
+		case err == nil:
+			t.handle(&rec)
+			continue
+		case errors.Is(err, bpf.ErrIdle):
+		case errors.Is(err, bpf.ErrClosed):
+			t.flush()
+			return nil
+		default:
+			return fmt.Errorf("reading capture records: %w", err)
+		}
+		// Idle: nothing waited for a poll interval, or interrupted.
+		t.flush()
+		t.clock.sync()
+		t.reap()
+		select {
+		case done := <-t.barrier:
+			t.drainNow(rd, &rec)
+			close(done)
+		default:
+		}
+		if ctx.Err() != nil {
+			t.drainNow(rd, &rec)
+			t.flush()
+			t.mu.Lock()
+			t.removed.Truncated, t.removed.Desyncs = t.stats.Truncated, t.stats.Desyncs
+			t.mu.Unlock()
+			return nil
+		}
+	}
+}
+
+// drainNow handles every record already in the ring buffer.
+func (t *Tracer) drainNow(rd *bpf.Reader, rec *bpf.Record) {
+	for rd.Next(0, rec) == nil {
+		t.handle(rec)
+	}
+	t.flush()
+}
+
+func (t *Tracer) flush() {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, tg := range t.targets {
+		if err := tg.sink.Flush(); err != nil {
+			t.reportWrite(tg, err)
+		}
+	}
+}
+
+func (t *Tracer) reportWrite(tg *Target, err error) {
+	tg.mu.Lock()
+	first := tg.writeErr == nil
+	tg.writeErr = err
+	tg.mu.Unlock()
+	if first {
+		t.opts.OnError(fmt.Errorf("writing events of %s (%s): %w", tg.Info.Name, tg.Info.ShortID(), err))
+	}
+}
+
+// conn is the user-space state of one TCP connection.
+type conn struct {
+	hs       *httpstream.Conn
+	target   *Target
+	owner    bpf.Owner
+	hasOwner bool
+	dirs     [2]dirMeta
+	cpu      uint16
+	lastNs   int64
+}
+
+// dirMeta is what the last record of one direction said about its packets.
+type dirMeta struct {
+	src, dst   netip.Addr
+	sport      uint16
+	dport      uint16
+	iface      string
+	ifaceBytes [16]byte
+}
+
+func (t *Tracer) handle(rec *bpf.Record) {
+	t.mu.RLock()
+	tg := t.targets[rec.Ckey]
+	t.mu.RUnlock()
+	if tg == nil {
+		return // detached, or a socket outside any traced cgroup
+	}
+	c := t.conns[rec.Cookie]
+	if c == nil || c.target != tg {
+		c = &conn{hs: httpstream.NewConn(t.opts.Limits, &t.stats), target: tg}
+		t.conns[rec.Cookie] = c
+	}
+	if rec.Rflags&bpf.FlagOwner != 0 {
+		c.owner = rec.Owner
+		c.hasOwner = true
+	}
+	dir := rec.Dir & 1
+	c.dirs[dir].update(rec)
+	c.cpu = rec.Cpu
+	now := int64(t.clock.epoch(rec.TsTai))
+	c.lastNs = now
+
+	seg := httpstream.Segment{
+		Dir:     httpstream.Direction(dir),
+		Seq:     rec.Seq,
+		Len:     rec.SegLen,
+		Data:    rec.Data,
+		SkipTo:  rec.SkipTo,
+		HasSkip: rec.Rflags&bpf.FlagSkip != 0,
+		FIN:     rec.Rflags&bpf.FlagFIN != 0,
+		RST:     rec.Rflags&bpf.FlagRST != 0,
+		Info: httpstream.PacketInfo{
+			TimestampNs: uint64(now),
+			PacketLen:   rec.PktLen,
+		},
+	}
+	t.current = c
+	c.hs.Feed(&seg, t.emit)
+	t.current = nil
+	if c.hs.Done() {
+		c.hs.Close()
+		delete(t.conns, rec.Cookie)
+	}
+}
+
+func (m *dirMeta) update(rec *bpf.Record) {
+	if m.sport != rec.Sport || m.dport != rec.Dport || !m.src.IsValid() {
+		m.src = addrOf(rec.Family, rec.Saddr)
+		m.dst = addrOf(rec.Family, rec.Daddr)
+		m.sport, m.dport = rec.Sport, rec.Dport
+	}
+	var name [16]byte
+	for i, b := range rec.Iface {
+		name[i] = byte(b)
+	}
+	if name != m.ifaceBytes || m.iface == "" {
+		m.ifaceBytes = name
+		m.iface = cString(name[:])
+		if m.iface == "" {
+			m.iface = "any"
+		}
+	}
+}
+
+func addrOf(family uint8, b [16]uint8) netip.Addr {
+	if family == 4 {
+		return netip.AddrFrom4([4]byte{b[0], b[1], b[2], b[3]})
+	}
+	return netip.AddrFrom16(b)
+}
+
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
+
+// emit writes one event for a framed response.
+func (t *Tracer) emit(r *httpstream.Response) {
+	c := t.current
+	tg := c.target
+	e := &t.ev
+	*e = output.Event{}
+	e.Timestamp = int64(r.Info.TimestampNs)
+	e.ProcessorID = uint32(c.cpu)
+	if c.hasOwner {
+		o := &c.owner
+		e.ProcessID = o.NsTgid
+		e.ThreadID = o.NsTid
+		e.ParentProcessID = o.NsPpid
+		e.HostProcessID = o.Tgid
+		e.HostThreadID = o.Tid
+		e.HostParentProcessID = o.Ppid
+		e.UserID = o.Uid
+		e.MountNS = o.Mntns
+		e.PIDNS = o.Pidns
+		e.CgroupID = o.CgroupId
+		e.ProcessName = cString(int8Bytes(o.Comm[:]))
+		e.ExecutablePath = t.exe.path(o.Tgid, o.LeaderStartNs)
+		e.ThreadStartTime = int64(t.clock.fromMono(o.StartNs))
+		e.ThreadEntityID = output.EntityID(o.Tid, o.StartNs)
+		e.ProcessEntityID = output.EntityID(o.Tgid, o.LeaderStartNs)
+		e.ParentEntityID = output.EntityID(o.Ppid, o.ParentStartNs)
+	}
+	e.HostName = tg.Info.Hostname
+	e.Container = output.Container{ID: tg.Info.ID, Name: tg.Info.Name, Image: tg.Info.Image, ImageDigest: tg.Info.ImageDigest}
+	e.Kubernetes = output.Kubernetes{PodName: tg.Info.Pod.Name, PodNamespace: tg.Info.Pod.Namespace, PodUID: tg.Info.Pod.UID, PodSandbox: tg.Info.Pod.Sandbox}
+	e.ContainerStarted = true
+	e.ContainerRuntime = tg.Info.Runtime
+
+	d := &c.dirs[r.Dir&1]
+	e.Meta = output.PacketMeta{SrcIP: d.src, DstIP: d.dst, SrcPort: d.sport, DstPort: d.dport, Protocol: 6, PacketLen: r.Info.PacketLen, Iface: d.iface}
+
+	t.hdrs = convertHeaders(t.hdrs[:0], r.Headers)
+	e.Response = output.Response{Status: r.Status, StatusCode: r.StatusCode, Protocol: r.Proto, Headers: t.hdrs, ContentLength: r.ContentLength}
+	if r.Request != nil {
+		q := r.Request
+		t.reqHdrs = convertHeaders(t.reqHdrs[:0], q.Headers)
+		t.req = output.Request{Method: q.Method, Protocol: q.Proto, Host: q.Host, URIPath: q.URI, Headers: t.reqHdrs, ContentLength: q.ContentLength}
+		e.Request = &t.req
+		e.Latency = time.Duration(r.LatencyNs)
+		e.LatencyKnown = true
+	}
+	if r.Dir == httpstream.Egress {
+		e.Direction = output.DirectionEgress
+	} else {
+		e.Direction = output.DirectionIngress
+	}
+	e.Truncated = r.Truncated
+
+	if err := tg.sink.Write(e); err != nil {
+		t.reportWrite(tg, err)
+		return
+	}
+	tg.mu.Lock()
+	tg.events++
+	tg.mu.Unlock()
+	if t.opts.OnEvent != nil {
+		t.opts.OnEvent(tg)
+	}
+}
+
+func convertHeaders(dst []output.Header, src []httpstream.HeaderField) []output.Header {
+	for _, h := range src {
+		dst = append(dst, output.Header{Name: h.Name, Value: h.Value})
+	}
+	return dst
+}
+
+func int8Bytes(b []int8) []byte {
+	out := make([]byte, len(b))
+	for i, v := range b {
+		out[i] = byte(v)
+	}
+	return out
+}
+
+// reap drops parser state of idle connections.
+func (t *Tracer) reap() {
+	now := time.Now().UnixNano()
+	if now-t.lastReap < int64(10*time.Second) {
+		return
+	}
+	t.lastReap = now
+	for k, c := range t.conns {
+		if now-c.lastNs > int64(t.opts.IdleConn) {
+			c.hs.Close()
+			delete(t.conns, k)
+		}
+	}
+}
+
+// clock converts kernel timestamps to epoch ns.
+type clock struct {
+	taiMinusReal  int64 // CLOCK_TAI - CLOCK_REALTIME
+	realMinusMono int64 // CLOCK_REALTIME - CLOCK_MONOTONIC
+}
+
+func (c *clock) sync() {
+	var tai, real, mono unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_TAI, &tai)
+	_ = unix.ClockGettime(unix.CLOCK_REALTIME, &real)
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
+	c.taiMinusReal = tai.Nano() - real.Nano()
+	c.realMinusMono = real.Nano() - mono.Nano()
+}
+
+func (c *clock) epoch(tai uint64) uint64 { return uint64(int64(tai) - c.taiMinusReal) }
+
+func (c *clock) fromMono(mono uint64) uint64 { return uint64(int64(mono) + c.realMinusMono) }
+
+// exeCache remembers the executable path of each process.
+type exeCache struct {
+	m map[exeKey]string
+}
+
+type exeKey struct {
+	pid   uint32
+	start uint64
+}
+
+func (x *exeCache) path(pid uint32, start uint64) string {
+	k := exeKey{pid, start}
+	if p, ok := x.m[k]; ok {
+		return p
+	}
+	p, err := os.Readlink("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/exe")
+	if err != nil {
+		p = ""
+	}
+	if len(x.m) > 4096 {
+		clear(x.m)
+	}
+	x.m[k] = p
+	return p
+}
