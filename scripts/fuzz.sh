@@ -31,7 +31,7 @@ done <<<"$targets"
 
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'fuzz: FAILED: %s\n' "${failed[@]}" >&2
-  echo "fuzz: failing inputs were written under the package's testdata/fuzz/; commit them as regression seeds once fixed" >&2
+  echo "fuzz: see the output above; a crashing input is saved under the package's testdata/fuzz/<FuzzName>/ (commit it as a regression seed once fixed)" >&2
   exit 1
 fi
 echo "fuzz: all $count targets passed"
