@@ -119,6 +119,9 @@ func (c *Conn) Feed(seg *Segment, emit func(*Response)) {
 	if uint64(len(data)) > uint64(n) {
 		n = uint32(len(data))
 	}
+	if seg.Gap && s.started && seqLT(s.next, seg.Seq) {
+		c.giveUpBefore(s, seg.Seq, emit)
+	}
 	c.accept(s, piece{seq: seg.Seq, n: n, data: data, fin: seg.FIN, segStart: true, info: seg.Info}, emit)
 	if seg.HasSkip && !seg.FIN {
 		end := seg.Seq + n
@@ -261,6 +264,22 @@ func (c *Conn) buffer(s *stream, p piece, emit func(*Response)) {
 		c.stats.GapBytes += uint64(gap)
 		c.unknown(s, uint64(gap))
 		s.next = first
+		c.drain(s, emit)
+	}
+}
+
+// giveUpBefore declares every hole before seq lost for good: buffered pieces
+// before seq are delivered, the holes between them as unknown bytes.
+func (c *Conn) giveUpBefore(s *stream, seq uint32, emit func(*Response)) {
+	for seqLT(s.next, seq) && !s.finished && !c.ended {
+		upTo := seq
+		if len(s.ooo) > 0 && seqLT(s.ooo[0].seq, seq) {
+			upTo = s.ooo[0].seq
+		}
+		gap := upTo - s.next
+		c.stats.GapBytes += uint64(gap)
+		c.unknown(s, uint64(gap))
+		s.next = upTo
 		c.drain(s, emit)
 	}
 }

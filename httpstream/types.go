@@ -45,9 +45,13 @@ type Segment struct {
 	// treated exactly like uncaptured bytes delivered in order. Ignored together with FIN.
 	SkipTo  uint32
 	HasSkip bool
-	FIN     bool // sender finished after Seq+Len
-	RST     bool // connection reset: the whole connection is finished at once
-	Info    PacketInfo
+	// Gap reports that bytes of this direction before Seq were lost for good
+	// (the kernel had no room for them): holes before Seq are given up at once
+	// instead of waiting for data that will never come.
+	Gap  bool
+	FIN  bool // sender finished after Seq+Len
+	RST  bool // connection reset: the whole connection is finished at once
+	Info PacketInfo
 }
 
 // HeaderField is one header line. Name is in canonical MIME form

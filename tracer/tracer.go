@@ -341,6 +341,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		Data:    rec.Data,
 		SkipTo:  rec.SkipTo,
 		HasSkip: rec.Rflags&bpf.FlagSkip != 0,
+		Gap:     rec.Rflags&bpf.FlagGap != 0,
 		FIN:     rec.Rflags&bpf.FlagFIN != 0,
 		RST:     rec.Rflags&bpf.FlagRST != 0,
 		Info: httpstream.PacketInfo{
