@@ -1,0 +1,505 @@
+package output
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// AppendJSON appends the event as one compact JSON object (no trailing
+// newline) to dst and returns the extended slice. Header values, cookies and
+// query parameter values are redacted with the default rules (see Redactor);
+// use AppendJSONWith to choose the redactor. With a reused dst of sufficient
+// capacity it does not allocate (unless a header block holds more than 32
+// fields).
+func (e *Event) AppendJSON(dst []byte) []byte {
+	return e.AppendJSONWith(dst, nil)
+}
+
+// AppendJSONWith is AppendJSON with an explicit redactor; a nil r applies the
+// default redaction rules, NewRedactor(nil, true) disables redaction.
+func (e *Event) AppendJSONWith(dst []byte, r *Redactor) []byte {
+	dst = append(dst, `{"timestamp":`...)
+	dst = strconv.AppendInt(dst, e.Timestamp, 10)
+	dst = append(dst, `,"threadStartTime":`...)
+	dst = strconv.AppendInt(dst, e.ThreadStartTime, 10)
+	dst = appendUintField(dst, `,"processorId":`, uint64(e.ProcessorID))
+	dst = appendUintField(dst, `,"processId":`, uint64(e.ProcessID))
+	dst = appendUintField(dst, `,"cgroupId":`, e.CgroupID)
+	dst = appendUintField(dst, `,"threadId":`, uint64(e.ThreadID))
+	dst = appendUintField(dst, `,"parentProcessId":`, uint64(e.ParentProcessID))
+	dst = appendUintField(dst, `,"hostProcessId":`, uint64(e.HostProcessID))
+	dst = appendUintField(dst, `,"hostThreadId":`, uint64(e.HostThreadID))
+	dst = appendUintField(dst, `,"hostParentProcessId":`, uint64(e.HostParentProcessID))
+	dst = appendUintField(dst, `,"userId":`, uint64(e.UserID))
+	dst = appendUintField(dst, `,"mountNamespace":`, uint64(e.MountNS))
+	dst = appendUintField(dst, `,"pidNamespace":`, uint64(e.PIDNS))
+	dst = appendStringField(dst, `,"processName":`, e.ProcessName)
+	dst = appendStringField(dst, `,"executable":{"path":`, e.ExecutablePath)
+	dst = appendStringField(dst, `},"hostName":`, e.HostName)
+	dst = appendStringField(dst, `,"containerId":`, e.Container.ID)
+
+	dst = append(dst, `,"container":{`...)
+	n := 0
+	dst, n = appendOptString(dst, n, `"id":`, e.Container.ID)
+	dst, n = appendOptString(dst, n, `"name":`, e.Container.Name)
+	dst, n = appendOptString(dst, n, `"image":`, e.Container.Image)
+	dst, _ = appendOptString(dst, n, `"imageDigest":`, e.Container.ImageDigest)
+
+	dst = append(dst, `},"kubernetes":{`...)
+	n = 0
+	dst, n = appendOptString(dst, n, `"podName":`, e.Kubernetes.PodName)
+	dst, n = appendOptString(dst, n, `"podNamespace":`, e.Kubernetes.PodNamespace)
+	dst, n = appendOptString(dst, n, `"podUID":`, e.Kubernetes.PodUID)
+	if e.Kubernetes.PodSandbox {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"podSandbox":true`...)
+	}
+
+	dst = append(dst, `},"eventId":"`...)
+	dst = strconv.AppendInt(dst, EventID, 10)
+	dst = append(dst, `","eventName":"`+EventName+`","matchedPolicies":[""],"argsNum":`...)
+	dst = strconv.AppendInt(dst, int64(e.ArgsNum()), 10)
+	dst = append(dst, `,"returnValue":0,"syscall":"","stackAddresses":[0],"contextFlags":{"containerStarted":`...)
+	dst = strconv.AppendBool(dst, e.ContainerStarted)
+	dst = append(dst, `,"isCompat":false},"threadEntityId":`...)
+	dst = strconv.AppendUint(dst, uint64(e.ThreadEntityID), 10)
+	dst = appendUintField(dst, `,"processEntityId":`, uint64(e.ProcessEntityID))
+	dst = appendUintField(dst, `,"parentEntityId":`, uint64(e.ParentEntityID))
+
+	// args
+	m := &e.Meta
+	dst = append(dst, `,"args":[{"name":"metadata","type":"`+ArgTypePktMeta+`","value":{"src_ip":"`...)
+	dst = appendAddr(dst, m.SrcIP)
+	dst = append(dst, `","dst_ip":"`...)
+	dst = appendAddr(dst, m.DstIP)
+	dst = append(dst, '"')
+	dst = appendUintField(dst, `,"src_port":`, uint64(m.SrcPort))
+	dst = appendUintField(dst, `,"dst_port":`, uint64(m.DstPort))
+	dst = appendUintField(dst, `,"protocol":`, uint64(m.Protocol))
+	dst = appendUintField(dst, `,"packet_len":`, uint64(m.PacketLen))
+	dst = appendStringField(dst, `,"iface":`, m.Iface)
+
+	rs := &e.Response
+	dst = appendStringField(dst, `}},{"name":"http_response","type":"`+ArgTypeHTTPResponse+`","value":{"status":`, rs.Status)
+	dst = append(dst, `,"status_code":`...)
+	dst = strconv.AppendInt(dst, int64(rs.StatusCode), 10)
+	dst = appendStringField(dst, `,"protocol":`, rs.Protocol)
+	dst = append(dst, `,"headers":`...)
+	dst = appendHeaders(dst, rs.Headers, r)
+	dst = append(dst, `,"content_length":`...)
+	dst = strconv.AppendInt(dst, rs.ContentLength, 10)
+	dst = append(dst, `}}`...)
+
+	if rq := e.Request; rq != nil {
+		dst = appendStringField(dst, `,{"name":"http_request","type":"`+ArgTypeHTTPRequest+`","value":{"method":`, rq.Method)
+		dst = appendStringField(dst, `,"protocol":`, rq.Protocol)
+		dst = appendStringField(dst, `,"host":`, rq.Host)
+		dst = append(dst, `,"uri_path":"`...)
+		dst = r.appendURI(dst, rq.URIPath)
+		dst = append(dst, `","headers":`...)
+		dst = appendHeaders(dst, rq.Headers, r)
+		dst = append(dst, `,"content_length":`...)
+		dst = strconv.AppendInt(dst, rq.ContentLength, 10)
+		dst = append(dst, `}}`...)
+	}
+	if e.LatencyKnown {
+		dst = append(dst, `,{"name":"latency_ns","type":"`+ArgTypeInt64+`","value":`...)
+		dst = strconv.AppendInt(dst, int64(e.Latency), 10)
+		dst = append(dst, '}')
+	}
+	switch e.Direction {
+	case DirectionEgress:
+		dst = append(dst, `,{"name":"direction","type":"`+ArgTypeString+`","value":"egress"}`...)
+	case DirectionIngress:
+		dst = append(dst, `,{"name":"direction","type":"`+ArgTypeString+`","value":"ingress"}`...)
+	}
+	dst = append(dst, `,{"name":"truncated","type":"`+ArgTypeBool+`","value":`...)
+	dst = strconv.AppendBool(dst, e.Truncated)
+	dst = append(dst, '}')
+	if e.ContainerRuntime != "" {
+		dst = appendStringField(dst, `,{"name":"container_runtime","type":"`+ArgTypeString+`","value":`, e.ContainerRuntime)
+		dst = append(dst, '}')
+	}
+	return append(dst, `]}`...)
+}
+
+// MarshalPretty returns the event as indented JSON (two spaces), redacted
+// with r (nil: default rules). It is meant for humans; use AppendJSON on hot
+// paths.
+func (e *Event) MarshalPretty(r *Redactor) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, e.AppendJSONWith(nil, r), "", "  "); err != nil {
+		return nil, fmt.Errorf("output: indent event JSON (encoder bug, please report): %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func appendUintField(dst []byte, key string, v uint64) []byte {
+	dst = append(dst, key...)
+	return strconv.AppendUint(dst, v, 10)
+}
+
+func appendStringField(dst []byte, key string, v string) []byte {
+	dst = append(dst, key...)
+	return appendQuoted(dst, v)
+}
+
+// appendOptString writes key and v when v is not empty (omitempty); n counts
+// fields written so far in the object, for the comma.
+func appendOptString(dst []byte, n int, key, v string) ([]byte, int) {
+	if v == "" {
+		return dst, n
+	}
+	if n > 0 {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, key...)
+	return appendQuoted(dst, v), n + 1
+}
+
+// appendAddr writes the address text without quotes: IPv4-mapped IPv6 as
+// IPv4, IPv6 in RFC 5952 form, the zero Addr as nothing.
+func appendAddr(dst []byte, a netip.Addr) []byte {
+	if !a.IsValid() {
+		return dst
+	}
+	a = a.Unmap()
+	zone := a.Zone()
+	if zone == "" {
+		return a.AppendTo(dst)
+	}
+	dst = a.WithZone("").AppendTo(dst)
+	dst = append(dst, '%')
+	return appendEscaped(dst, zone)
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendQuoted(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	dst = appendEscaped(dst, s)
+	return append(dst, '"')
+}
+
+// appendEscaped writes s as the body of a JSON string: '"' and '\\' are
+// backslash-escaped, control characters use \n, \r, \t or \u00XX, U+2028 and
+// U+2029 are escaped (safe to embed in JavaScript), every invalid UTF-8 byte
+// becomes \ufffd. '<', '>' and '&' are written as is (unlike encoding/json's
+// HTML-safe default): the output is JSON Lines, not HTML.
+func appendEscaped(dst []byte, s string) []byte {
+	start := 0
+	for i := 0; i < len(s); {
+		// Skip 8 bytes at a time while none needs attention.
+		for i+8 <= len(s) && !needsEscape8(load64(s, i)) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	return append(dst, s[start:]...)
+}
+
+// load64 reads 8 bytes of s at i as a little-endian word.
+func load64(s string, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
+// needsEscape8 reports whether any byte of x is a control character, '"',
+// '\\' or non-ASCII (SWAR: "has byte less than" / "has zero byte" tests).
+func needsEscape8(x uint64) bool {
+	const (
+		ones = 0x0101010101010101
+		high = 0x8080808080808080
+	)
+	lt20 := (x - ones*0x20) &^ x
+	quote := x ^ (ones * '"')
+	quote = (quote - ones) &^ quote
+	bslash := x ^ (ones * '\\')
+	bslash = (bslash - ones) &^ bslash
+	return (lt20|quote|bslash|x)&high != 0
+}
+
+// headerRef points at one header of the slice being encoded, with what the
+// encoder needs to know about its name (see classifyName).
+type headerRef struct {
+	key   uint64 // first 8 bytes of the written name, big-endian, zero padded (when fast)
+	idx   int32
+	canon bool // a token: written canonicalized like net/textproto.CanonicalMIMEHeaderKey
+	asIs  bool // the written name is the raw name, byte for byte
+	fast  bool // the written name is plain ASCII: key and byte order are valid
+}
+
+// Bits of nameTable entries.
+const (
+	clsToken = 1 << iota // RFC 9110 tchar
+	clsLower             // a-z
+	clsUpper             // A-Z
+	clsPlain             // ASCII written as is inside a JSON string
+)
+
+// nameTable classifies bytes of header names (a constant, not state).
+const nameTable = "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00" +
+	"\x08\x09\x00\x09\x09\x09\x09\x09\x08\x08\x09\x09\x08\x09\x09\x08\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x08\x08\x08\x08\x08\x08" +
+	"\x08\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x08\x00\x08\x09\x09" +
+	"\x09\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x08\x09\x08\x09\x08" +
+	"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00" +
+	"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00" +
+	"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00" +
+	"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+
+// classifyName describes header hs[i]'s name in one pass.
+func classifyName(hs []Header, i int) headerRef {
+	name := hs[i].Name
+	all := uint8(0xff)
+	var mis, notDash uint8 // notDash is 0 where a letter should be upper case
+	var key uint64
+	head := min(len(name), 8)
+	for j := 0; j < head; j++ {
+		c := name[j]
+		t := nameTable[c]
+		all &= t
+		m := (t >> (1 + notDash)) & 1 // wrong case for its position
+		mis |= m
+		key |= uint64(c^m<<5) << (56 - 8*j)
+		notDash = 1
+		if c == '-' {
+			notDash = 0
+		}
+	}
+	for j := head; j < len(name); j++ {
+		c := name[j]
+		t := nameTable[c]
+		all &= t
+		mis |= (t >> (1 + notDash)) & 1
+		notDash = 1
+		if c == '-' {
+			notDash = 0
+		}
+	}
+	ref := headerRef{idx: int32(i)}
+	switch {
+	case name != "" && all&clsToken != 0:
+		ref.canon, ref.asIs, ref.fast, ref.key = true, mis == 0, true, key
+	case all&clsPlain != 0:
+		ref.asIs, ref.fast = true, true
+		for j := 0; j < len(name) && j < 8; j++ {
+			ref.key |= uint64(name[j]) << (56 - 8*j)
+		}
+	}
+	return ref
+}
+
+// compareRefs orders two headers by their written names.
+func compareRefs(hs []Header, a, b headerRef) int {
+	if a.fast && b.fast {
+		if a.key != b.key {
+			if a.key < b.key {
+				return -1
+			}
+			return 1
+		}
+		na, nb := hs[a.idx].Name, hs[b.idx].Name
+		if len(na) <= 8 && len(nb) <= 8 {
+			// Equal keys of plain names (no zero bytes): equal names.
+			return 0
+		}
+		if a.asIs && b.asIs {
+			return strings.Compare(na[8:], nb[8:])
+		}
+	}
+	return compareHeaderNames(hs[a.idx].Name, a.canon, hs[b.idx].Name, b.canon)
+}
+
+// maxStackHeaders is how many header fields are sorted without allocating.
+const maxStackHeaders = 32
+
+// appendHeaders writes headers as a JSON object mapping canonical name to
+// the list of values (in wire order), keys sorted by their bytes like
+// encoding/json sorts map keys. Values are redacted per r.
+func appendHeaders(dst []byte, hs []Header, r *Redactor) []byte {
+	var stack [maxStackHeaders]headerRef
+	var refs []headerRef
+	if len(hs) <= maxStackHeaders {
+		refs = stack[:len(hs)]
+	} else {
+		refs = make([]headerRef, len(hs))
+	}
+	for i := range hs {
+		refs[i] = classifyName(hs, i)
+	}
+	if !sortedHeaderRefs(hs, refs) {
+		slices.SortStableFunc(refs, func(a, b headerRef) int {
+			return compareRefs(hs, a, b)
+		})
+	}
+
+	dst = append(dst, '{')
+	for i := 0; i < len(refs); {
+		first := refs[i]
+		name := hs[first.idx].Name
+		j := i + 1
+		for j < len(refs) && compareRefs(hs, first, refs[j]) == 0 {
+			j++
+		}
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '"')
+		if first.asIs {
+			dst = append(dst, name...)
+		} else if first.canon {
+			dst = appendCanonicalName(dst, name)
+		} else {
+			dst = appendEscaped(dst, name)
+		}
+		dst = append(dst, `":[`...)
+		kind := r.kind(name)
+		for k := i; k < j; k++ {
+			if k > i {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, '"')
+			dst = appendRedacted(dst, kind, hs[refs[k].idx].Value, true)
+			dst = append(dst, '"')
+		}
+		dst = append(dst, ']')
+		i = j
+	}
+	return append(dst, '}')
+}
+
+// sortedHeaderRefs reports whether refs are already in key order (grouped
+// and sorted), which lets the encoder skip sorting.
+func sortedHeaderRefs(hs []Header, refs []headerRef) bool {
+	for i := 1; i < len(refs); i++ {
+		if compareRefs(hs, refs[i-1], refs[i]) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// isToken reports whether s is a non-empty RFC 9110 token (valid field name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isTokenByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenByte(c byte) bool { return nameTable[c]&clsToken != 0 }
+
+// canonicalByte returns byte i of the canonical form of a token name: upper
+// case at the start and after '-', lower case elsewhere.
+func canonicalByte(name string, i int) byte {
+	c := name[i]
+	if i == 0 || name[i-1] == '-' {
+		if 'a' <= c && c <= 'z' {
+			return c - ('a' - 'A')
+		}
+		return c
+	}
+	if 'A' <= c && c <= 'Z' {
+		return c + ('a' - 'A')
+	}
+	return c
+}
+
+func appendCanonicalName(dst []byte, name string) []byte {
+	for i := 0; i < len(name); i++ {
+		dst = append(dst, canonicalByte(name, i))
+	}
+	return dst
+}
+
+// nameRune returns the rune at byte i of a header name as it is written:
+// canonicalized for tokens, invalid UTF-8 read as U+FFFD otherwise.
+func nameRune(name string, i int, canon bool) (rune, int) {
+	if canon {
+		return rune(canonicalByte(name, i)), 1
+	}
+	if c := name[i]; c < utf8.RuneSelf {
+		return rune(c), 1
+	}
+	return utf8.DecodeRuneInString(name[i:])
+}
+
+// compareHeaderNames compares two names in their written form, so that names
+// that are written identically group together and keys come out sorted.
+func compareHeaderNames(a string, aCanon bool, b string, bCanon bool) int {
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		ra, na := nameRune(a, i, aCanon)
+		rb, nb := nameRune(b, j, bCanon)
+		if ra != rb {
+			if ra < rb {
+				return -1
+			}
+			return 1
+		}
+		i += na
+		j += nb
+	}
+	switch {
+	case i < len(a):
+		return 1
+	case j < len(b):
+		return -1
+	}
+	return 0
+}

@@ -1,0 +1,176 @@
+package output
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Sink receives encoded events. Implementations are safe for concurrent use
+// (a writer goroutine and a periodic Flush may overlap). Write must not keep
+// the *Event after it returns: the caller may reuse it.
+type Sink interface {
+	// Write encodes one event.
+	Write(*Event) error
+	// Flush pushes buffered events to the underlying writer.
+	Flush() error
+	// Close flushes and releases the sink; it does not close the writer it
+	// was given (the caller owns that). Write after Close fails.
+	Close() error
+}
+
+// ErrClosed is returned by Write and Flush after Close.
+var ErrClosed = errors.New("output: sink is closed")
+
+// lineBufferSize is the buffer of a LineSink.
+const lineBufferSize = 64 << 10
+
+// LineSink writes JSON Lines: one compact event per line. Lines are buffered
+// (64 KiB) and the underlying writer only ever receives whole lines.
+type LineSink struct {
+	mu      sync.Mutex
+	w       *bufio.Writer
+	r       *Redactor
+	scratch []byte
+	closed  bool
+}
+
+// NewLineSink returns a JSON Lines sink writing to w, redacting with r (nil:
+// default rules).
+func NewLineSink(w io.Writer, r *Redactor) *LineSink {
+	return &LineSink{
+		w:       bufio.NewWriterSize(w, lineBufferSize),
+		r:       r,
+		scratch: make([]byte, 0, 4096),
+	}
+}
+
+// Write encodes e as one line.
+func (s *LineSink) Write(e *Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	line := e.AppendJSONWith(s.scratch[:0], s.r)
+	line = append(line, '\n')
+	s.scratch = line
+	if len(line) > s.w.Available() && s.w.Buffered() > 0 {
+		// Flush first so the buffer never splits a line; a line longer than
+		// the buffer then goes straight to the writer in one call.
+		if err := s.w.Flush(); err != nil {
+			return fmt.Errorf("output: flush JSON lines: %w", err)
+		}
+	}
+	if _, err := s.w.Write(line); err != nil {
+		return fmt.Errorf("output: write JSON line: %w", err)
+	}
+	return nil
+}
+
+// Flush writes buffered lines to the underlying writer.
+func (s *LineSink) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("output: flush JSON lines: %w", err)
+	}
+	return nil
+}
+
+// Close flushes buffered lines. Closing twice is a no-op.
+func (s *LineSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("output: flush JSON lines on close: %w", err)
+	}
+	return nil
+}
+
+// PrettySink writes indented JSON objects separated by blank lines, for
+// humans (demos, terminals). Each event is flushed as it is written.
+type PrettySink struct {
+	mu      sync.Mutex
+	w       *bufio.Writer
+	r       *Redactor
+	scratch []byte
+	indent  bytes.Buffer
+	n       int
+	closed  bool
+}
+
+// NewPrettySink returns a sink writing indented JSON to w, redacting with r
+// (nil: default rules).
+func NewPrettySink(w io.Writer, r *Redactor) *PrettySink {
+	return &PrettySink{w: bufio.NewWriter(w), r: r}
+}
+
+// Write encodes e as an indented object and flushes it.
+func (s *PrettySink) Write(e *Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.scratch = e.AppendJSONWith(s.scratch[:0], s.r)
+	s.indent.Reset()
+	if err := json.Indent(&s.indent, s.scratch, "", "  "); err != nil {
+		return fmt.Errorf("output: indent event JSON (encoder bug, please report): %w", err)
+	}
+	if s.n > 0 {
+		s.w.WriteByte('\n')
+	}
+	s.n++
+	s.indent.WriteByte('\n')
+	if _, err := s.w.Write(s.indent.Bytes()); err != nil {
+		return fmt.Errorf("output: write pretty event: %w", err)
+	}
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("output: write pretty event: %w", err)
+	}
+	return nil
+}
+
+// Flush writes anything buffered (normally nothing: Write flushes).
+func (s *PrettySink) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("output: flush pretty events: %w", err)
+	}
+	return nil
+}
+
+// Close flushes; closing twice is a no-op.
+func (s *PrettySink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("output: flush pretty events on close: %w", err)
+	}
+	return nil
+}
+
+var (
+	_ Sink = (*LineSink)(nil)
+	_ Sink = (*PrettySink)(nil)
+)
