@@ -187,5 +187,8 @@ func demoClient(p4, p6 string) error {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
+	// Stay alive until boxtap has read the records, so that it can still
+	// name this process's executable (it reads /proc/PID/exe).
+	time.Sleep(300 * time.Millisecond)
 	return nil
 }
