@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 )
 
@@ -18,6 +21,7 @@ func getCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	keepalive := fs.Bool("keepalive", true, "reuse one connection (false: a new connection per request)")
 	interval := fs.Duration("interval", 0, "pause between requests")
 	timeout := fs.Duration("timeout", 30*time.Second, "timeout per request")
+	waitSignal := fs.Bool("wait-signal", false, `print "waiting for SIGUSR1" on stderr and wait for that signal before the first request`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -26,6 +30,14 @@ func getCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *n < 1 {
 		return fmt.Errorf("get: -n must be at least 1, got %d", *n)
+	}
+	if *waitSignal {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGUSR1)
+		defer signal.Stop(sigs)
+		if err := waitForSignal(ctx, sigs, stderr); err != nil {
+			return fmt.Errorf("get: %w", err)
+		}
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.DisableKeepAlives = !*keepalive

@@ -5,7 +5,7 @@
 // Subcommands:
 //
 //	serve         -addr :PORT [-addr6 [::1]:PORT]   net/http server (routes: see serve.go)
-//	get           -url URL [-n N] [-keepalive] [-interval D]
+//	get           -url URL [-n N] [-keepalive] [-interval D] [-wait-signal]
 //	script-serve  -addr :PORT -script JSON [-loop]  raw TCP server running a script per connection
 //	script-client -addr HOST:PORT -script JSON [-dump]
 //	sleep                                           block until SIGTERM or SIGINT
@@ -29,7 +29,7 @@ const usage = `usage: testapp <command> [flags]
 
 commands:
   serve          HTTP server (-addr, -addr6)
-  get            HTTP client (-url, -n, -keepalive, -interval)
+  get            HTTP client (-url, -n, -keepalive, -interval, -wait-signal)
   script-serve   raw TCP server running a JSON script per connection (-addr, -script, -loop)
   script-client  raw TCP client running a JSON script (-addr, -script, -dump)
   sleep          sleep until SIGTERM

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,8 @@ import (
 //	{"recv_bytes":N}                    read exactly N bytes
 //	{"recv_until_close":true}           read until the peer closes
 //	{"close":true}                      close the connection
+//	{"wait_signal":true}                print "waiting for SIGUSR1" on stderr, then block until
+//	                                    the process gets SIGUSR1 (script-client only)
 //
 // With TCP_NODELAY each send normally leaves as its own segment, which lets tests place
 // HTTP message boundaries exactly where they want them.
@@ -38,6 +41,7 @@ const (
 	stepRecvBytes
 	stepRecvUntilClose
 	stepClose
+	stepWaitSignal
 )
 
 type step struct {
@@ -101,8 +105,10 @@ func parseStep(obj map[string]json.RawMessage) (step, error) {
 			return step{kind: stepRecvUntilClose}, stepTrue(key, val)
 		case "close":
 			return step{kind: stepClose}, stepTrue(key, val)
+		case "wait_signal":
+			return step{kind: stepWaitSignal}, stepTrue(key, val)
 		default:
-			return step{}, fmt.Errorf("unknown step %q (known: send, send_fill, sleep_ms, recv_request, recv_bytes, recv_until_close, close)", key)
+			return step{}, fmt.Errorf("unknown step %q (known: send, send_fill, sleep_ms, recv_request, recv_bytes, recv_until_close, close, wait_signal)", key)
 		}
 	}
 	return step{}, errors.New("empty step") // not reached: the map has exactly one key
@@ -127,8 +133,10 @@ func stepTrue(key string, val json.RawMessage) error {
 // scriptRun runs a script on one connection.
 type scriptRun struct {
 	conn        net.Conn
-	readTimeout time.Duration // per read: how long the peer may stay silent
-	keep        bool          // keep a copy of everything read in received
+	readTimeout time.Duration    // per read: how long the peer may stay silent
+	keep        bool             // keep a copy of everything read in received
+	signals     <-chan os.Signal // SIGUSR1 deliveries for wait_signal steps; nil: not supported
+	notes       io.Writer        // where wait_signal says it is waiting
 
 	pending  []byte // read from the socket but not yet consumed by a recv step
 	received []byte // everything read, when keep is set
@@ -153,7 +161,7 @@ func (r *scriptRun) run(ctx context.Context, steps script) error {
 }
 
 func (r *scriptRun) step(ctx context.Context, st step) error {
-	if r.closed && st.kind != stepSleep {
+	if r.closed && st.kind != stepSleep && st.kind != stepWaitSignal {
 		return errors.New("connection already closed by an earlier close step")
 	}
 	switch st.kind {
@@ -191,6 +199,11 @@ func (r *scriptRun) step(ctx context.Context, st step) error {
 			}
 		}
 		r.pending = r.pending[:0]
+	case stepWaitSignal:
+		if r.signals == nil {
+			return errors.New("wait_signal: only script-client listens for SIGUSR1; remove the step from this script")
+		}
+		return waitForSignal(ctx, r.signals, r.notes)
 	case stepClose:
 		r.closed = true
 		if err := r.conn.Close(); err != nil {
@@ -285,6 +298,32 @@ func (r *scriptRun) readMore() error {
 		}
 	}
 	return err
+}
+
+// hasStep reports whether the script contains a step of kind k.
+func (s script) hasStep(k stepKind) bool {
+	for _, st := range s {
+		if st.kind == k {
+			return true
+		}
+	}
+	return false
+}
+
+// waitForSignal writes "waiting for SIGUSR1" to notes, then blocks until a signal arrives on
+// sigs or ctx is cancelled. Tests wait for that line before sending the signal, so the
+// handler is always installed when the signal comes (an unhandled SIGUSR1 would kill the
+// process, or be ignored when it is a container's PID 1).
+func waitForSignal(ctx context.Context, sigs <-chan os.Signal, notes io.Writer) error {
+	if notes != nil {
+		fmt.Fprintln(notes, "waiting for SIGUSR1")
+	}
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for SIGUSR1: %w", ctx.Err())
+	case <-sigs:
+		return nil
+	}
 }
 
 // loadScriptArg returns the script text of a -script flag: inline JSON, or @FILE.

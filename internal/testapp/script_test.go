@@ -33,6 +33,8 @@ func TestParseScript(t *testing.T) {
 			},
 		},
 		{name: "empty list", json: `[]`, want: script{}},
+		{name: "wait signal", json: `[{"wait_signal":true},{"close":true}]`, want: script{{kind: stepWaitSignal}, {kind: stepClose}}},
+		{name: "wait signal false", json: `[{"wait_signal":false}]`, wantErr: "wait_signal: want true"},
 		{name: "not a list", json: `{"send":"x"}`, wantErr: "JSON list"},
 		{name: "two keys", json: `[{"send":"x","close":true}]`, wantErr: "step 1: want exactly one key"},
 		{name: "no key", json: `[{}]`, wantErr: "exactly one key per step, got 0"},
@@ -308,6 +310,8 @@ func encodeScript(t *testing.T, steps script) []byte {
 			objs = append(objs, map[string]any{"recv_until_close": true})
 		case stepClose:
 			objs = append(objs, map[string]any{"close": true})
+		case stepWaitSignal:
+			objs = append(objs, map[string]any{"wait_signal": true})
 		default:
 			t.Fatalf("parseScript produced unknown step kind %d", st.kind)
 		}

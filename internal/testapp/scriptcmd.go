@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -97,6 +99,13 @@ func scriptClientCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return fmt.Errorf("script-client: %w", err)
 	}
+	// Install the SIGUSR1 handler before anything else, so a signal can never arrive unhandled.
+	var sigs chan os.Signal
+	if steps.hasStep(stepWaitSignal) {
+		sigs = make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGUSR1)
+		defer signal.Stop(sigs)
+	}
 	dialer := net.Dialer{Timeout: *timeout}
 	conn, err := dialer.DialContext(ctx, "tcp", *addr)
 	if err != nil {
@@ -106,7 +115,7 @@ func scriptClientCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := setNoDelay(conn); err != nil {
 		return fmt.Errorf("script-client: %w", err)
 	}
-	r := &scriptRun{conn: conn, readTimeout: *timeout, keep: *dump}
+	r := &scriptRun{conn: conn, readTimeout: *timeout, keep: *dump, signals: sigs, notes: stderr}
 	runErr := r.run(ctx, steps)
 	if *dump {
 		stdout.Write(r.received)
