@@ -44,6 +44,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define CLASSIFY_TRIES 8
 /* How far into a response the kernel looks for Content-Length. */
 #define SCAN_MAX 512
+/* Body segments smaller than this are copied, not skipped: skipping only
+ * pays for itself on large bodies. */
+#define SKIP_MIN 1024
 /* Deepest cgroup level searched for the traced ancestor of a socket. */
 #define MAX_CGROUP_LEVEL 16
 
@@ -60,10 +63,15 @@ enum conn_flags {
 struct dir_state {
 	__u32 next;     /* bytes before this sequence number were sent or skipped */
 	__u32 boundary; /* with bvalid: a message is known to start here */
+	__u32 seen;     /* end of the highest segment seen on the wire */
+	__u32 pend_at;  /* with pend: the body of the last response continues here */
+	__u32 pend_end; /* with pend: and ends here */
 	__u8 init;
 	__u8 bvalid;
 	__u8 fin_sent;
 	__u8 lost;      /* a record of this direction was lost since the last one sent */
+	__u8 pend;      /* a declared body is still to come */
+	__u8 pad[3];
 };
 
 struct conn {
@@ -580,6 +588,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		/* The SYN takes one sequence number; data starts after it. */
 		ds->init = 1;
 		ds->next = seq + 1;
+		ds->seen = seq + 1;
 		ds->boundary = seq + 1;
 		ds->bvalid = c->fresh;
 		return 1;
@@ -587,6 +596,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (!ds->init) {
 		ds->init = 1;
 		ds->next = seq;
+		ds->seen = seq;
 		ds->boundary = seq;
 		ds->bvalid = c->fresh;
 	}
@@ -619,6 +629,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 					ctr->not_http++;
 			}
 			ds->next = seq + plen;
+			ds->seen = seq + plen;
 			return 1;
 		}
 		c->class = CLASS_HTTP;
@@ -630,12 +641,18 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 
 	__u32 end = seq + plen;
 	if (seq_le(end, ds->next)) {
-		/* Everything here was sent before: a retransmit or duplicate. */
+		if (seq_lt(ds->seen, end)) {
+			ds->seen = end; /* new bytes of a body the kernel skips */
+			return 1;
+		}
+		/* Everything here was seen before: a retransmit or duplicate. */
 		struct counters *ctr = counters_of(c->ckey);
 		if (ctr)
 			ctr->dup_segments++;
 		return 1;
 	}
+	if (seq_lt(ds->seen, end))
+		ds->seen = end;
 	if (seq_lt(seq, ds->next)) {
 		__u32 trim = ds->next - seq;
 		off += trim;
@@ -661,30 +678,51 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	    head[1] == 'E' && head[2] == 'A' && head[3] == 'D' && head[4] == ' ')
 		c->flags |= CONN_F_NO_SKIP;
 
+	/*
+	 * Body skipping. The kernel follows message boundaries as long as each
+	 * response starts a segment and declares its length. A response whose
+	 * body runs past its first segment leaves a pending skip; the body is
+	 * skipped from the next large segment on, unless that segment starts
+	 * with "HTTP/": then the response had no body after all (an answer to
+	 * HEAD) and the kernel stops guessing for this connection.
+	 */
 	__u32 capture = MAX_CHUNKS * CHUNK_LARGE;
+	int starts_http = head[0] == 'H' && head[1] == 'T' && head[2] == 'T' && head[3] == 'P' && head[4] == '/';
 	if (ds->bvalid && in_order) {
-		if (seq == ds->boundary && head[0] == 'H') {
-			/* A response starts here. Learn where it ends, so that
-			 * the next one is known to start there too, and skip its
-			 * body when the body runs past this segment. */
+		if (ds->pend && seq == ds->pend_at) {
+			if (starts_http) {
+				ds->pend = 0;
+				ds->bvalid = 0;
+			} else if (seq_le(ds->pend_end, end)) {
+				ds->pend = 0; /* the body ends in this segment */
+			} else if (plen >= SKIP_MIN && skip_bodies && !(c->flags & CONN_F_NO_SKIP)) {
+				p.skip_to = ds->pend_end;
+				p.rflags |= REC_F_SKIP;
+				ds->next = ds->pend_end;
+				ds->pend = 0;
+				capture = CHUNK_SMALL;
+				struct counters *ctr = counters_of(c->ckey);
+				if (ctr)
+					ctr->skipped_bytes += ds->pend_end - end;
+			} else {
+				ds->pend_at = end; /* wait for a larger body segment */
+			}
+		} else if (seq == ds->boundary && starts_http) {
+			/* A response starts here: learn where it ends. */
 			__u32 mlen = (c->flags & CONN_F_NO_SKIP) ? 0 : response_len(skb, off, plen);
 			if (!mlen || mlen < plen) {
 				ds->bvalid = 0; /* unknown length or pipelined: stop guessing */
+				ds->pend = 0;
 			} else {
 				ds->boundary = seq + mlen;
-				if (mlen > plen && skip_bodies) {
-					p.skip_to = seq + mlen;
-					p.rflags |= REC_F_SKIP;
-					ds->next = seq + mlen;
-					capture = CHUNK_LARGE;
-					struct counters *ctr = counters_of(c->ckey);
-					if (ctr)
-						ctr->skipped_bytes += mlen - plen;
-				}
+				ds->pend = mlen > plen;
+				ds->pend_at = end;
+				ds->pend_end = seq + mlen;
 			}
 		} else if (seq == ds->boundary || seq_lt(ds->boundary, seq)) {
 			/* A request, or a boundary passed mid-segment. */
 			ds->bvalid = 0;
+			ds->pend = 0;
 		}
 	}
 	return emit_payload(skb, c, ds, &p, capture);

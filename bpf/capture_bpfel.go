@@ -21,10 +21,15 @@ type captureConn struct {
 		_        structs.HostLayout
 		Next     uint32
 		Boundary uint32
+		Seen     uint32
+		PendAt   uint32
+		PendEnd  uint32
 		Init     uint8
 		Bvalid   uint8
 		FinSent  uint8
 		Lost     uint8
+		Pend     uint8
+		Pad      [3]uint8
 	}
 	Class      uint8
 	Tries      uint8

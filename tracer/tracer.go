@@ -72,11 +72,13 @@ type Summary struct {
 	Truncated   uint64
 	Desyncs     uint64
 	DupSegments uint64
+	// SkippedBytes are body bytes the kernel skipped instead of copying.
+	SkippedBytes uint64
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("%d events, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped",
-		s.Events, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments)
+	return fmt.Sprintf("%d events, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel",
+		s.Events, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes)
 }
 
 // Tracer is the capture engine.
@@ -206,6 +208,7 @@ func (t *Tracer) summaryOf(tg *Target) Summary {
 		s.LostRecords = c.LostRecords
 		s.LostBytes = c.LostBytes
 		s.DupSegments = c.DupSegments
+		s.SkippedBytes = c.SkippedBytes
 	}
 	return s
 }
@@ -217,6 +220,7 @@ func (s *Summary) add(o Summary) {
 	s.Truncated += o.Truncated
 	s.Desyncs += o.Desyncs
 	s.DupSegments += o.DupSegments
+	s.SkippedBytes += o.SkippedBytes
 }
 
 // ParserStats returns the stream parsers' counters. Call it only after Run
