@@ -2,6 +2,7 @@ package output
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -269,15 +270,31 @@ func needsEscape8(x uint64) bool {
 	return (lt20|quote|bslash|x)&high != 0
 }
 
-// headerRef points at one header of the slice being encoded, with what the
-// encoder needs to know about its name (see classifyName).
-type headerRef struct {
-	key   uint64 // first 8 bytes of the written name, big-endian, zero padded (when fast)
-	idx   int32
-	canon bool // a token: written canonicalized like net/textproto.CanonicalMIMEHeaderKey
-	asIs  bool // the written name is the raw name, byte for byte
-	fast  bool // the written name is plain ASCII: key and byte order are valid
-}
+// headerRef points at one header of the slice being encoded, packed in one
+// word so that sorting moves and compares plain integers:
+//
+//	bits 63..32  first 4 bytes of the written name, big-endian, zero padded (valid when refFast)
+//	bits 31..8   index of the header in the slice
+//	bits  7..0   flags (refCanon, refAsIs, refFast)
+type headerRef uint64
+
+const (
+	// refCanon: the name is a token, written canonicalized like
+	// net/textproto.CanonicalMIMEHeaderKey.
+	refCanon headerRef = 1 << iota
+	// refAsIs: the written name is the raw name, byte for byte.
+	refAsIs
+	// refFast: the written name is plain ASCII, so the key and byte order
+	// are valid.
+	refFast
+)
+
+// maxHeaderFields is the most header fields one object can hold (the index
+// has 24 bits); fields beyond it are not written.
+const maxHeaderFields = 1<<24 - 1
+
+func (h headerRef) idx() int    { return int(h >> 8 & maxHeaderFields) }
+func (h headerRef) key() uint32 { return uint32(h >> 32) }
 
 // Bits of nameTable entries.
 const (
@@ -302,15 +319,15 @@ func classifyName(hs []Header, i int) headerRef {
 	name := hs[i].Name
 	all := uint8(0xff)
 	var mis, notDash uint8 // notDash is 0 where a letter should be upper case
-	var key uint64
-	head := min(len(name), 8)
+	var key uint32
+	head := min(len(name), 4)
 	for j := 0; j < head; j++ {
 		c := name[j]
 		t := nameTable[c]
 		all &= t
 		m := (t >> (1 + notDash)) & 1 // wrong case for its position
 		mis |= m
-		key |= uint64(c^m<<5) << (56 - 8*j)
+		key |= uint32(c^m<<5) << (24 - 8*j)
 		notDash = 1
 		if c == '-' {
 			notDash = 0
@@ -326,38 +343,50 @@ func classifyName(hs []Header, i int) headerRef {
 			notDash = 0
 		}
 	}
-	ref := headerRef{idx: int32(i)}
+	ref := headerRef(i) << 8
 	switch {
 	case name != "" && all&clsToken != 0:
-		ref.canon, ref.asIs, ref.fast, ref.key = true, mis == 0, true, key
-	case all&clsPlain != 0:
-		ref.asIs, ref.fast = true, true
-		for j := 0; j < len(name) && j < 8; j++ {
-			ref.key |= uint64(name[j]) << (56 - 8*j)
+		ref |= headerRef(key)<<32 | refCanon | refFast
+		if mis == 0 {
+			ref |= refAsIs
 		}
+	case all&clsPlain != 0:
+		key = 0
+		for j := 0; j < head; j++ {
+			key |= uint32(name[j]) << (24 - 8*j)
+		}
+		ref |= headerRef(key)<<32 | refAsIs | refFast
 	}
 	return ref
 }
 
-// compareRefs orders two headers by their written names.
-func compareRefs(hs []Header, a, b headerRef) int {
-	if a.fast && b.fast {
-		if a.key != b.key {
-			if a.key < b.key {
+// compareNames orders two headers by their written names.
+func compareNames(hs []Header, a, b headerRef) int {
+	na, nb := hs[a.idx()].Name, hs[b.idx()].Name
+	if a&b&refFast != 0 {
+		if ka, kb := a.key(), b.key(); ka != kb {
+			if ka < kb {
 				return -1
 			}
 			return 1
 		}
-		na, nb := hs[a.idx].Name, hs[b.idx].Name
-		if len(na) <= 8 && len(nb) <= 8 {
+		if len(na) <= 4 && len(nb) <= 4 {
 			// Equal keys of plain names (no zero bytes): equal names.
 			return 0
 		}
-		if a.asIs && b.asIs {
-			return strings.Compare(na[8:], nb[8:])
+		if a&b&refAsIs != 0 {
+			return strings.Compare(na[4:], nb[4:])
 		}
 	}
-	return compareHeaderNames(hs[a.idx].Name, a.canon, hs[b.idx].Name, b.canon)
+	return compareHeaderNames(na, a&refCanon != 0, nb, b&refCanon != 0)
+}
+
+// compareRefs orders by written name, then by wire order.
+func compareRefs(hs []Header, a, b headerRef) int {
+	if c := compareNames(hs, a, b); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.idx(), b.idx())
 }
 
 // maxStackHeaders is how many header fields are sorted without allocating.
@@ -367,6 +396,9 @@ const maxStackHeaders = 32
 // the list of values (in wire order), keys sorted by their bytes like
 // encoding/json sorts map keys. Values are redacted per r.
 func appendHeaders(dst []byte, hs []Header, r *Redactor) []byte {
+	if len(hs) > maxHeaderFields {
+		hs = hs[:maxHeaderFields]
+	}
 	var stack [maxStackHeaders]headerRef
 	var refs []headerRef
 	if len(hs) <= maxStackHeaders {
@@ -378,7 +410,7 @@ func appendHeaders(dst []byte, hs []Header, r *Redactor) []byte {
 		refs[i] = classifyName(hs, i)
 	}
 	if !sortedHeaderRefs(hs, refs) {
-		slices.SortStableFunc(refs, func(a, b headerRef) int {
+		slices.SortFunc(refs, func(a, b headerRef) int {
 			return compareRefs(hs, a, b)
 		})
 	}
@@ -386,20 +418,21 @@ func appendHeaders(dst []byte, hs []Header, r *Redactor) []byte {
 	dst = append(dst, '{')
 	for i := 0; i < len(refs); {
 		first := refs[i]
-		name := hs[first.idx].Name
+		name := hs[first.idx()].Name
 		j := i + 1
-		for j < len(refs) && compareRefs(hs, first, refs[j]) == 0 {
+		for j < len(refs) && compareNames(hs, first, refs[j]) == 0 {
 			j++
 		}
 		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, '"')
-		if first.asIs {
+		switch {
+		case first&refAsIs != 0:
 			dst = append(dst, name...)
-		} else if first.canon {
+		case first&refCanon != 0:
 			dst = appendCanonicalName(dst, name)
-		} else {
+		default:
 			dst = appendEscaped(dst, name)
 		}
 		dst = append(dst, `":[`...)
@@ -409,7 +442,7 @@ func appendHeaders(dst []byte, hs []Header, r *Redactor) []byte {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, '"')
-			dst = appendRedacted(dst, kind, hs[refs[k].idx].Value, true)
+			dst = appendRedacted(dst, kind, hs[refs[k].idx()].Value, true)
 			dst = append(dst, '"')
 		}
 		dst = append(dst, ']')
