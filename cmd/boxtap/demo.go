@@ -46,7 +46,7 @@ func (d *demoCmd) Run(ctx context.Context) error {
 	}
 	dir := filepath.Join(mount, fmt.Sprintf("boxtap-demo-%d", os.Getpid()))
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return fmt.Errorf("creating the demo cgroup: %w", err)
+		return fmt.Errorf("creating the demo cgroup: %w; the demo needs root (CAP_DAC_OVERRIDE to create a cgroup)", err)
 	}
 	defer removeCgroup(dir)
 	cgfd, err := os.Open(dir)
@@ -76,7 +76,7 @@ func (d *demoCmd) Run(ctx context.Context) error {
 	}
 	ports = strings.TrimSpace(ports)
 
-	flags := captureFlags{Pretty: !d.JSON, RingSize: 8, MaxHeader: 16384, Duration: time.Minute}
+	flags := captureFlags{Pretty: !d.JSON, RingSize: "8MiB", MaxHeader: 16384, Duration: time.Minute}
 	s, err := startSession(ctx, &flags, bpf.Options{})
 	if err != nil {
 		return err

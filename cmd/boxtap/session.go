@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,8 +26,28 @@ type captureFlags struct {
 	Pretty       bool          `help:"Indent each event for reading instead of one JSON object per line."`
 	RedactHeader []string      `name:"redact-header" help:"Also redact the value of this header (repeatable). Cookie, Set-Cookie, Authorization, Proxy-Authorization, Proxy-Authenticate, WWW-Authenticate and X-Api-Key are always redacted unless --no-redact." placeholder:"NAME"`
 	NoRedact     bool          `name:"no-redact" help:"Print secret header values as they are (a warning is printed)."`
-	RingSize     int           `name:"ring-size" default:"8" help:"Kernel ring buffer size in MiB (a power of two)." placeholder:"MIB"`
+	RingSize     string        `name:"ring-size" default:"8MiB" help:"Kernel ring buffer size: a power of two from 4KiB, e.g. 8MiB, 64KiB." placeholder:"SIZE"`
 	MaxHeader    int           `name:"max-header-bytes" default:"16384" help:"Header blocks longer than this are cut; the event then has the arg truncated=true."`
+}
+
+// parseRingSize reads a size such as "8MiB", "64KiB" or "4096".
+func parseRingSize(s string) (uint32, error) {
+	num, mult := strings.TrimSpace(s), uint64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   uint64
+	}{{"MiB", 1 << 20}, {"M", 1 << 20}, {"KiB", 1 << 10}, {"K", 1 << 10}} {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSuffix(num, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseUint(num, 10, 32)
+	size := n * mult
+	if err != nil || size < 4096 || size > 1<<30 || size&(size-1) != 0 {
+		return 0, fmt.Errorf("--ring-size %q: give a power of two between 4KiB and 1024MiB, e.g. 8MiB", s)
+	}
+	return uint32(size), nil
 }
 
 // session owns one loaded collection and the tracer over it.
@@ -65,10 +87,11 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 	if err != nil {
 		return nil, err
 	}
-	if f.RingSize < 1 || f.RingSize&(f.RingSize-1) != 0 {
-		return nil, fmt.Errorf("--ring-size %d: must be a power of two number of MiB, e.g. 8", f.RingSize)
+	ring, err := parseRingSize(f.RingSize)
+	if err != nil {
+		return nil, err
 	}
-	opts.RingBytes = uint32(f.RingSize) << 20
+	opts.RingBytes = ring
 	coll, err := bpf.Load(opts)
 	if err != nil {
 		return nil, err
