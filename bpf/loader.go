@@ -293,9 +293,18 @@ func (r *Reader) Next(poll time.Duration, rec *Record) error {
 		}
 		return err
 	}
-	raw := r.raw.RawSample
+	return DecodeRecord(r.raw.RawSample, rec)
+}
+
+// DecodeRecord points rec at the header and data of one raw ring-buffer
+// sample, without copying. It fails on a sample too short for its header or
+// for the data length the header claims.
+func DecodeRecord(raw []byte, rec *Record) error {
 	if len(raw) < headerSize {
 		return fmt.Errorf("short ring-buffer record: %d bytes", len(raw))
+	}
+	if uintptr(unsafe.Pointer(&raw[0]))%8 != 0 {
+		return fmt.Errorf("misaligned ring-buffer record")
 	}
 	rec.RecordHeader = (*captureRecord)(unsafe.Pointer(&raw[0]))
 	n := int(rec.DataLen)
