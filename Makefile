@@ -3,7 +3,7 @@
 #   make build           bin/boxtap
 #   make generate        regenerate the bpf2go output under bpf/ (needs clang)
 #   make check-generate  fail if the committed bpf/ output is stale
-#   make test            deps + daemons, go vet, check-generate, all tests (what CI runs)
+#   make test            deps + daemons, go vet, check-generate, all tests, every fuzz target for FUZZTIME (what CI runs)
 #   make demo            build and run `boxtap demo` (root, cgroup v2, BTF; no Docker)
 #   make fuzz            every fuzz target for FUZZTIME (default 30s)
 #   make deps            install missing Debian packages, start containerd and dockerd
@@ -49,6 +49,7 @@ test:
 	echo "== go vet"; $(GO) vet ./... || status=1; \
 	echo "== check-generate"; scripts/check-generate.sh || status=1; \
 	echo "== go test"; scripts/go-test.sh || status=1; \
+	echo "== fuzz ($(FUZZTIME) per target)"; scripts/fuzz.sh || status=1; \
 	if [ $$status -ne 0 ]; then echo "make test: FAILED" >&2; else echo "make test: ok"; fi; \
 	exit $$status
 
