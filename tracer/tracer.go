@@ -302,6 +302,7 @@ type conn struct {
 	target   *Target
 	owner    bpf.Owner
 	hasOwner bool
+	comm     string // owner.Comm as a string
 	dirs     [2]dirMeta
 	cpu      uint16
 	lastNs   int64
@@ -328,9 +329,10 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		c = &conn{hs: httpstream.NewConn(t.opts.Limits, &t.stats), target: tg}
 		t.conns[rec.Cookie] = c
 	}
-	if rec.Rflags&bpf.FlagOwner != 0 {
+	if rec.Rflags&bpf.FlagOwner != 0 && (!c.hasOwner || rec.Owner != c.owner) {
 		c.owner = rec.Owner
 		c.hasOwner = true
+		c.comm = commString(&c.owner.Comm)
 	}
 	dir := rec.Dir & 1
 	c.dirs[dir].update(rec)
@@ -417,7 +419,7 @@ func (t *Tracer) emit(r *httpstream.Response) {
 		e.MountNS = o.Mntns
 		e.PIDNS = o.Pidns
 		e.CgroupID = o.CgroupId
-		e.ProcessName = cString(int8Bytes(o.Comm[:]))
+		e.ProcessName = c.comm
 		e.ExecutablePath = t.exe.path(o.Tgid, o.LeaderStartNs)
 		e.ThreadStartTime = int64(t.clock.fromMono(o.StartNs))
 		e.ThreadEntityID = output.EntityID(o.Tid, o.StartNs)
@@ -469,12 +471,12 @@ func convertHeaders(dst []output.Header, src []httpstream.HeaderField) []output.
 	return dst
 }
 
-func int8Bytes(b []int8) []byte {
-	out := make([]byte, len(b))
-	for i, v := range b {
-		out[i] = byte(v)
+func commString(comm *[16]int8) string {
+	var b [16]byte
+	for i, v := range comm {
+		b[i] = byte(v)
 	}
-	return out
+	return cString(b[:])
 }
 
 // reap drops parser state of idle connections.
