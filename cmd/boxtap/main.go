@@ -22,7 +22,7 @@ type cli struct {
 	Demo    demoCmd    `cmd:"" help:"Show boxtap working without Docker: trace a small HTTP server and client in a cgroup of their own."`
 	Version versionCmd `cmd:"" help:"Print the version and the kernel features boxtap relies on."`
 	Hook    hookCmd    `cmd:"" help:"OCI runtime hook: trace one container from its first packet to its last (createRuntime/prestart/poststop)."`
-	Runc    runcCmd    `cmd:"" help:"OCI runtime wrapper for Docker (--runtime boxtap): adds boxtap's hooks on create, then runs runc."`
+	Runc    runcCmd    `cmd:"" passthrough:"" help:"OCI runtime wrapper for Docker (--runtime boxtap): adds boxtap's hooks on create, then runs runc."`
 
 	DemoApp    demoAppCmd    `cmd:"" name:"demo-app" hidden:"" help:"Internal: the demo's server and client."`
 	HookTracer hookTracerCmd `cmd:"" name:"hook-tracer" hidden:"" help:"Internal: the per-container tracer started by boxtap hook."`
