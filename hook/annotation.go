@@ -1,0 +1,92 @@
+package hook
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// Annotation is the container annotation that asks boxtap to trace a
+// container (the gated hooks.d example matches on it).
+//
+// Its value is "true" (also "1", "yes", "on" or empty) to trace with the
+// hook's settings, "false" (also "0", "no", "off") not to trace, or a
+// comma-separated list of options, which implies tracing:
+//
+//	output-dir=DIR       write <id>.json in DIR, which must lie inside the
+//	                     hook's --output-dir
+//	redact-header=NAME   also redact this header (repeatable)
+const Annotation = "io.boxtap.trace"
+
+// Request is what a container's annotation asks for.
+type Request struct {
+	// Trace is false when the annotation turns tracing off.
+	Trace bool
+	// OutputDir is the directory asked for, "" for the hook's default.
+	OutputDir string
+	// RedactHeaders are extra headers to redact.
+	RedactHeaders []string
+}
+
+// ParseAnnotation parses the value of the io.boxtap.trace annotation.
+func ParseAnnotation(value string) (Request, error) {
+	v := strings.TrimSpace(value)
+	switch strings.ToLower(v) {
+	case "", "true", "1", "yes", "on":
+		return Request{Trace: true}, nil
+	case "false", "0", "no", "off":
+		return Request{}, nil
+	}
+	req := Request{Trace: true}
+	for _, opt := range strings.Split(v, ",") {
+		opt = strings.TrimSpace(opt)
+		if opt == "" {
+			continue
+		}
+		key, val, ok := strings.Cut(opt, "=")
+		if !ok || val == "" {
+			return Request{}, fmt.Errorf("annotation %s: option %q has no value; write key=value, e.g. output-dir=/var/log/boxtap/web", Annotation, opt)
+		}
+		switch strings.TrimSpace(key) {
+		case "output-dir":
+			if req.OutputDir != "" {
+				return Request{}, fmt.Errorf("annotation %s: output-dir is given twice", Annotation)
+			}
+			req.OutputDir = strings.TrimSpace(val)
+		case "redact-header":
+			name := strings.TrimSpace(val)
+			if strings.ContainsAny(name, " \t:\x00") {
+				return Request{}, fmt.Errorf("annotation %s: redact-header %q is not a header name", Annotation, name)
+			}
+			req.RedactHeaders = append(req.RedactHeaders, name)
+		default:
+			return Request{}, fmt.Errorf("annotation %s: unknown option %q; known: output-dir, redact-header", Annotation, key)
+		}
+	}
+	return req, nil
+}
+
+// OutputDirWithin resolves a requested output directory against the hook's
+// own output directory: a relative request is taken inside base, an
+// absolute one must lie inside base. Whoever may set annotations (a pod
+// author, say) must not make a root process write files anywhere else.
+// An empty request returns base.
+func OutputDirWithin(base, requested string) (string, error) {
+	base = filepath.Clean(base)
+	if requested == "" {
+		return base, nil
+	}
+	if strings.ContainsRune(requested, 0) {
+		return "", fmt.Errorf("output directory %q contains a NUL byte", requested)
+	}
+	dir := requested
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(base, dir)
+	}
+	dir = filepath.Clean(dir)
+	rel, err := filepath.Rel(base, dir)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", fmt.Errorf("output directory %q is outside the hook's --output-dir %s; ask for a directory inside it", requested, base)
+	}
+	return dir, nil
+}

@@ -1,0 +1,113 @@
+package hook
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/boxtap/boxtap/runtime/cgroup"
+)
+
+// maxConfigBytes bounds config.json reads.
+const maxConfigBytes = 16 << 20
+
+// Bundle is what boxtap reads from a bundle's config.json.
+type Bundle struct {
+	Hostname    string
+	CgroupsPath string
+	Annotations map[string]string
+}
+
+// ReadBundle reads the fields boxtap uses from <bundle>/config.json.
+func ReadBundle(bundle string) (Bundle, error) {
+	data, err := readConfig(bundle)
+	if err != nil {
+		return Bundle{}, err
+	}
+	var cfg struct {
+		Hostname    string            `json:"hostname"`
+		Annotations map[string]string `json:"annotations"`
+		Linux       *struct {
+			CgroupsPath string `json:"cgroupsPath"`
+		} `json:"linux"`
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return Bundle{}, fmt.Errorf("%s: not a valid OCI config: %w", filepath.Join(bundle, "config.json"), err)
+	}
+	b := Bundle{Hostname: cfg.Hostname, Annotations: cfg.Annotations}
+	if cfg.Linux != nil {
+		b.CgroupsPath = cfg.Linux.CgroupsPath
+	}
+	return b, nil
+}
+
+func readConfig(bundle string) ([]byte, error) {
+	if bundle == "" {
+		return nil, errors.New("no bundle directory to read config.json from")
+	}
+	path := filepath.Join(bundle, "config.json")
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the container's OCI config: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading the container's OCI config: %w", err)
+	}
+	if st.Size() > maxConfigBytes {
+		return nil, fmt.Errorf("%s is %d bytes, more than %d", path, st.Size(), maxConfigBytes)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the container's OCI config: %w", err)
+	}
+	return data, nil
+}
+
+// CgroupDir finds the container's cgroup v2 directory under mount: from
+// the init PID's /proc/PID/cgroup when pid > 0 and that works, else from
+// linux.cgroupsPath in the bundle's config.json, in its plain form
+// ("/docker/<id>") or its systemd form ("slice:prefix:name"). A relative
+// plain path is taken from the root of the hierarchy.
+func CgroupDir(mount string, pid int, bundle string) (string, error) {
+	var pidErr error
+	if pid > 0 {
+		rel, err := cgroup.PathOfPID(pid)
+		if err == nil {
+			dir, err := cgroup.Dir(mount, rel)
+			if err == nil && rel != "/" {
+				return dir, nil
+			}
+			if err == nil {
+				err = errors.New("it is the root cgroup")
+			}
+			pidErr = fmt.Errorf("the cgroup of init PID %d: %w", pid, err)
+		} else {
+			pidErr = err
+		}
+	} else {
+		pidErr = errors.New("the state has no init PID")
+	}
+	b, err := ReadBundle(bundle)
+	if err != nil {
+		return "", fmt.Errorf("finding the container's cgroup: %v; and %w", pidErr, err)
+	}
+	if b.CgroupsPath == "" {
+		return "", fmt.Errorf("finding the container's cgroup: %v; and config.json has no linux.cgroupsPath", pidErr)
+	}
+	rel, err := cgroup.ExpandSystemd(b.CgroupsPath)
+	if err != nil {
+		return "", fmt.Errorf("finding the container's cgroup: %v; and linux.cgroupsPath: %w", pidErr, err)
+	}
+	if rel == "" {
+		return "", fmt.Errorf("finding the container's cgroup: %v; and linux.cgroupsPath %q is the root cgroup", pidErr, b.CgroupsPath)
+	}
+	dir, err := cgroup.Dir(mount, rel)
+	if err != nil {
+		return "", fmt.Errorf("finding the container's cgroup: %v; and linux.cgroupsPath %q: %w", pidErr, b.CgroupsPath, err)
+	}
+	return dir, nil
+}
