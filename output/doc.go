@@ -57,6 +57,9 @@
 //	                                            the parser's limit; always present
 //	container_runtime  const char*              Event.ContainerRuntime ("docker",
 //	                                            "containerd", ...), omitted when ""
+//	lost_records       int64                    Event.LostRecords: capture records of this
+//	                                            container dropped by the kernel so far;
+//	                                            omitted while zero
 //
 // The first two are exactly Tracee's. The extra arguments use type strings
 // that Tracee's trace.Argument.UnmarshalJSON decodes into plain Go values:

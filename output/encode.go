@@ -129,6 +129,11 @@ func (e *Event) AppendJSONWith(dst []byte, r *Redactor) []byte {
 		dst = appendStringField(dst, `,{"name":"container_runtime","type":"`+ArgTypeString+`","value":`, e.ContainerRuntime)
 		dst = append(dst, '}')
 	}
+	if e.LostRecords > 0 {
+		dst = append(dst, `,{"name":"lost_records","type":"`+ArgTypeInt64+`","value":`...)
+		dst = strconv.AppendUint(dst, e.LostRecords, 10)
+		dst = append(dst, '}')
+	}
 	return append(dst, `]}`...)
 }
 

@@ -159,6 +159,9 @@ func reference(e *Event) refEvent {
 	if e.ContainerRuntime != "" {
 		r.Args = append(r.Args, refArg{"container_runtime", "const char*", e.ContainerRuntime})
 	}
+	if e.LostRecords > 0 {
+		r.Args = append(r.Args, refArg{"lost_records", "int64", int64(e.LostRecords)})
+	}
 	r.ArgsNum = len(r.Args)
 	return r
 }

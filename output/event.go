@@ -155,6 +155,11 @@ type Event struct {
 	Truncated bool
 	// ContainerRuntime is "docker", "containerd", "podman", ...; omitted when "".
 	ContainerRuntime string
+	// LostRecords is how many capture records of this container the kernel
+	// had to drop (ring buffer full) since tracing began; the "lost_records"
+	// arg is written only once it is non-zero, so a consumer sees on every
+	// later event that earlier responses may be missing.
+	LostRecords uint64
 }
 
 // ArgsNum returns how many arguments the encoded event carries (Tracee's
@@ -171,6 +176,9 @@ func (e *Event) ArgsNum() int {
 		n++
 	}
 	if e.ContainerRuntime != "" {
+		n++
+	}
+	if e.LostRecords > 0 {
 		n++
 	}
 	return n

@@ -81,6 +81,7 @@ func fullEvent(src, dst netip.Addr) *Event {
 		Direction:        DirectionEgress,
 		Truncated:        true,
 		ContainerRuntime: "docker",
+		LostRecords:      3,
 	}
 }
 

@@ -70,7 +70,7 @@ func TestSchemaDecodesWithTraceeTypes(t *testing.T) {
 				EventID:         2011,
 				EventName:       "net_packet_http_response",
 				MatchedPolicies: []string{""},
-				ArgsNum:         7,
+				ArgsNum:         8,
 				ReturnValue:     0,
 				Syscall:         "",
 				StackAddresses:  []uint64{0},
@@ -114,6 +114,7 @@ func TestSchemaDecodesWithTraceeTypes(t *testing.T) {
 				{ArgMeta: trace.ArgMeta{Name: "direction", Type: "const char*"}, Value: "egress"},
 				{ArgMeta: trace.ArgMeta{Name: "truncated", Type: "bool"}, Value: true},
 				{ArgMeta: trace.ArgMeta{Name: "container_runtime", Type: "const char*"}, Value: "docker"},
+				{ArgMeta: trace.ArgMeta{Name: "lost_records", Type: "int64"}, Value: int64(3)},
 			}
 			if !reflect.DeepEqual(ev.Args, wantArgs) {
 				t.Errorf("args mismatch\n got %#v\nwant %#v", ev.Args, wantArgs)
