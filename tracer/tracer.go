@@ -52,6 +52,11 @@ type Target struct {
 	mu       sync.Mutex
 	events   uint64
 	writeErr error
+
+	// Owned by Run.
+	lost       uint64 // kernel's lost-record count, as last read
+	lostWarned uint64 // lost count in the last warning
+	lostNextNs int64  // no new warning before this time
 }
 
 // Events is how many events were written for this container.
@@ -103,6 +108,8 @@ type Tracer struct {
 	reqHdrs  []output.Header
 	current  *conn
 	lastReap int64
+	// lastLossCheck is when the kernel's lost-record counters were last read.
+	lastLossCheck int64
 }
 
 // New returns a Tracer over a loaded collection. The caller keeps
@@ -329,6 +336,9 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		c = &conn{hs: httpstream.NewConn(t.opts.Limits, &t.stats), target: tg}
 		t.conns[rec.Cookie] = c
 	}
+	if rec.Rflags&bpf.FlagGap != 0 {
+		t.checkLoss(tg)
+	}
 	if rec.Rflags&bpf.FlagOwner != 0 && (!c.hasOwner || rec.Owner != c.owner) {
 		c.owner = rec.Owner
 		c.hasOwner = true
@@ -451,6 +461,7 @@ func (t *Tracer) emit(r *httpstream.Response) {
 		e.Direction = output.DirectionIngress
 	}
 	e.Truncated = r.Truncated
+	e.LostRecords = tg.lost
 
 	if err := tg.sink.Write(e); err != nil {
 		t.reportWrite(tg, err)
@@ -479,9 +490,38 @@ func commString(comm *[16]int8) string {
 	return cString(b[:])
 }
 
-// reap drops parser state of idle connections.
+// checkLoss reads a target's lost-record counter and warns, at most every
+// ten seconds per container, when it grew.
+func (t *Tracer) checkLoss(tg *Target) {
+	if tg.att == nil {
+		return
+	}
+	c, err := tg.att.Counters()
+	if err != nil {
+		return
+	}
+	tg.lost = c.LostRecords
+	now := time.Now().UnixNano()
+	if tg.lost > tg.lostWarned && now >= tg.lostNextNs {
+		t.opts.OnError(fmt.Errorf("warning: %s (%s): the kernel dropped %d capture records so far (ring buffer full); responses may be missing: raise --ring-size",
+			tg.Info.Name, tg.Info.ShortID(), tg.lost))
+		tg.lostWarned = tg.lost
+		tg.lostNextNs = now + int64(10*time.Second)
+	}
+}
+
+// reap reads the loss counters every second and drops parser state of idle
+// connections every ten.
 func (t *Tracer) reap() {
 	now := time.Now().UnixNano()
+	if now-t.lastLossCheck >= int64(time.Second) {
+		t.lastLossCheck = now
+		t.mu.RLock()
+		for _, tg := range t.targets {
+			t.checkLoss(tg)
+		}
+		t.mu.RUnlock()
+	}
 	if now-t.lastReap < int64(10*time.Second) {
 		return
 	}
