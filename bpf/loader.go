@@ -270,9 +270,17 @@ type Record struct {
 
 // Reader reads records. It is used by one goroutine.
 type Reader struct {
-	rb  *ringbuf.Reader
-	raw ringbuf.Record
+	rb       *ringbuf.Reader
+	raw      ringbuf.Record
+	consumed uint64
 }
+
+// Consumed is how many ring-buffer bytes Next has read so far, counted the
+// way AvailableBytes counts them (with each record's 8-byte header).
+func (r *Reader) Consumed() uint64 { return r.consumed }
+
+// AvailableBytes is how many bytes wait in the ring buffer now.
+func (r *Reader) AvailableBytes() uint64 { return uint64(r.rb.AvailableBytes()) }
 
 // Reader returns the collection's record reader.
 func (c *Collection) Reader() *Reader { return &Reader{rb: c.reader} }
@@ -293,6 +301,7 @@ func (r *Reader) Next(poll time.Duration, rec *Record) error {
 		}
 		return err
 	}
+	r.consumed += (uint64(len(r.raw.RawSample)) + 8 + 7) &^ 7
 	return DecodeRecord(r.raw.RawSample, rec)
 }
 

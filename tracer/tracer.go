@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/boxtap/boxtap/bpf"
@@ -96,6 +97,8 @@ type Tracer struct {
 	removed Summary            // counts of targets already removed
 
 	barrier chan chan struct{}
+	running atomic.Bool   // Run is reading records
+	stopped chan struct{} // closed when Run returns
 
 	// Owned by Run.
 	conns    map[uint64]*conn
@@ -129,6 +132,7 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 		opts:    opts,
 		targets: make(map[uint64]*Target),
 		barrier: make(chan chan struct{}),
+		stopped: make(chan struct{}),
 		conns:   make(map[uint64]*conn),
 		exe:     exeCache{m: make(map[exeKey]string)},
 	}
@@ -175,6 +179,9 @@ func (t *Tracer) Remove(ctx context.Context, tg *Target) error {
 // drain waits until Run has read everything already in the ring buffer. It
 // returns at once when Run is not running.
 func (t *Tracer) drain(ctx context.Context) {
+	if !t.running.Load() {
+		return
+	}
 	done := make(chan struct{})
 	select {
 	case t.barrier <- done:
@@ -182,8 +189,8 @@ func (t *Tracer) drain(ctx context.Context) {
 		case <-done:
 		case <-ctx.Done():
 		}
+	case <-t.stopped:
 	case <-ctx.Done():
-	case <-time.After(2 * t.opts.Poll):
 	}
 }
 
@@ -234,18 +241,30 @@ func (s *Summary) add(o Summary) {
 // returned.
 func (t *Tracer) ParserStats() httpstream.Stats { return t.stats }
 
+// barrierEvery is how many records Run handles between looks at pending
+// Remove requests while records keep coming.
+const barrierEvery = 128
+
 // Run reads records until ctx is done, then handles what is left in the
 // ring buffer and flushes every sink.
 func (t *Tracer) Run(ctx context.Context) error {
 	rd := t.coll.Reader()
 	stop := context.AfterFunc(ctx, func() { rd.Interrupt() })
 	defer stop()
+	t.running.Store(true)
+	defer func() {
+		t.running.Store(false)
+		close(t.stopped)
+	}()
 	var rec bpf.Record
-	for {
+	for n := 0; ; n++ {
 		err := rd.Next(t.opts.Poll, &rec)
 		switch {
 		case err == nil:
 			t.handle(&rec)
+			if n%barrierEvery == 0 {
+				t.serveBarrier(rd, &rec)
+			}
 			continue
 		case errors.Is(err, bpf.ErrIdle):
 		case errors.Is(err, bpf.ErrClosed):
@@ -258,26 +277,30 @@ func (t *Tracer) Run(ctx context.Context) error {
 		t.flush()
 		t.clock.sync()
 		t.reap()
-		select {
-		case done := <-t.barrier:
-			t.drainNow(rd, &rec)
-			close(done)
-		default:
-		}
+		t.serveBarrier(rd, &rec)
 		if ctx.Err() != nil {
-			t.drainNow(rd, &rec)
-			t.flush()
-			t.mu.Lock()
-			t.removed.Truncated, t.removed.Desyncs = t.stats.Truncated, t.stats.Desyncs
-			t.mu.Unlock()
+			t.drainUpTo(rd, &rec, rd.Consumed()+rd.AvailableBytes())
 			return nil
 		}
 	}
 }
 
-// drainNow handles every record already in the ring buffer.
-func (t *Tracer) drainNow(rd *bpf.Reader, rec *bpf.Record) {
-	for rd.Next(0, rec) == nil {
+// serveBarrier answers a pending Remove: it handles every record that was
+// already in the ring buffer when it looked, then releases the caller.
+func (t *Tracer) serveBarrier(rd *bpf.Reader, rec *bpf.Record) {
+	select {
+	case done := <-t.barrier:
+		t.drainUpTo(rd, rec, rd.Consumed()+rd.AvailableBytes())
+		close(done)
+	default:
+	}
+}
+
+// drainUpTo handles records until the reader has consumed `until` bytes or
+// the ring is empty. Records produced meanwhile are left for Run, so this
+// ends even under constant load.
+func (t *Tracer) drainUpTo(rd *bpf.Reader, rec *bpf.Record, until uint64) {
+	for rd.Consumed() < until && rd.Next(0, rec) == nil {
 		t.handle(rec)
 	}
 	t.flush()
