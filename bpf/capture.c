@@ -621,8 +621,12 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 
 	if (c->class == CLASS_UNKNOWN) {
 		__u8 head[8] = {};
-		if (plen < 8 || bpf_skb_load_bytes(skb, off, head, sizeof(head)) || !looks_http(head)) {
-			if (++c->tries >= CLASSIFY_TRIES) {
+		int seen8 = plen >= 8 && !bpf_skb_load_bytes(skb, off, head, sizeof(head));
+		if (!seen8 || !looks_http(head)) {
+			/* A fresh connection shows its protocol in its first 8
+			 * payload bytes; one opened before boxtap may be in the
+			 * middle of a message for a while. */
+			if ((c->fresh && seen8) || ++c->tries >= CLASSIFY_TRIES) {
 				c->class = CLASS_OTHER;
 				struct counters *ctr = counters_of(c->ckey);
 				if (ctr)
