@@ -64,7 +64,16 @@ type session struct {
 	live    int
 	total   atomic.Uint64
 	stopped bool
+
+	// keepAlive keeps the session running when its last container stops
+	// (boxtap watch); by default the session ends then.
+	keepAlive bool
+	// onRemoved, if set, is called after a stopped container was detached.
+	onRemoved func(*tracer.Target)
 }
+
+// errSessionEnded is returned by add once the session is shutting down.
+var errSessionEnded = errors.New("boxtap is shutting down")
 
 func newRedactor(f *captureFlags, stderr io.Writer) *output.Redactor {
 	if f.NoRedact {
@@ -133,15 +142,24 @@ func (s *session) addCgroup(info container.Info, dir string, sink output.Sink) e
 	if err != nil {
 		return err
 	}
+	// Reserve a place in the wait group first, so that run, once it has
+	// marked the session stopped, waits for this target or never sees it.
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return errSessionEnded
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
 	tg, err := s.tr.Add(info, dir, id, sink)
 	if err != nil {
+		s.wg.Done()
 		return fmt.Errorf("tracing %s (%s): %w", info.Name, info.ShortID(), err)
 	}
 	s.mu.Lock()
 	s.live++
 	s.mu.Unlock()
 	fmt.Fprintf(s.stderr, "tracing %s (%s)\n", info.Name, info.ShortID())
-	s.wg.Add(1)
 	go s.watch(tg)
 	return nil
 }
@@ -159,9 +177,12 @@ func (s *session) watch(tg *tracer.Target) {
 		fmt.Fprintf(s.stderr, "boxtap: detaching from %s: %v\n", tg.Info.Name, err)
 	}
 	fmt.Fprintf(s.stderr, "container %s (%s) stopped: %d events\n", tg.Info.Name, tg.Info.ShortID(), tg.Events())
+	if s.onRemoved != nil {
+		s.onRemoved(tg)
+	}
 	s.mu.Lock()
 	s.live--
-	last := s.live == 0
+	last := s.live == 0 && !s.keepAlive
 	s.mu.Unlock()
 	if last {
 		fmt.Fprintln(s.stderr, "no traced container left")
@@ -174,6 +195,7 @@ func (s *session) watch(tg *tracer.Target) {
 func (s *session) run() error {
 	runErr := s.tr.Run(s.ctx)
 	s.cancel()
+	s.markStopped()
 	s.wg.Wait()
 	var errs []error
 	if runErr != nil {
@@ -199,11 +221,19 @@ func (s *session) run() error {
 // abort releases everything when setup failed before run.
 func (s *session) abort() {
 	s.cancel()
+	s.markStopped()
+	s.wg.Wait()
 	for _, tg := range s.tr.Targets() {
 		_ = s.tr.Remove(context.Background(), tg)
 	}
-	s.wg.Wait()
 	_ = s.coll.Close()
+}
+
+// markStopped makes later add calls fail with errSessionEnded.
+func (s *session) markStopped() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
 }
 
 // sharedSink lets several containers write to one sink (stdout): removing
