@@ -1,0 +1,329 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/boxtap/boxtap/internal/itest"
+)
+
+// detachBound bounds how long the kernel may take to release a dead process's links.
+const detachBound = 15 * time.Second
+
+// hxServer runs `testapp serve` on a free port of the host network and returns the
+// container and its base URL.
+func (e *traceEnv) hxServer(t *testing.T, kind string) (*itest.Container, string) {
+	t.Helper()
+	port := itest.FreePort(t)
+	c := e.hxRun(t, kind, "host", "listening on", nil, "serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port))
+	return c, fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+// hxGet makes n requests from the host (an untraced process) and checks every status.
+func (e *traceEnv) hxGet(t *testing.T, url string, n int, wantStatus int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, e.testapp, "get", "-n", strconv.Itoa(n), "-url", url).CombinedOutput()
+	if err != nil {
+		t.Fatalf("testapp get %s: %v\n%s", url, err, out)
+	}
+	if got := strings.Count(string(out), fmt.Sprintf("%d ", wantStatus)); got != n {
+		t.Fatalf("testapp get %s: %d responses with status %d, want %d:\n%s", url, got, wantStatus, n, out)
+	}
+}
+
+// TestHardeningKill9 kills boxtap with SIGKILL while it traces: the kernel must release
+// every program it attached (nothing on the container's cgroup, none of its links left),
+// and a new boxtap must trace the same container again.
+func TestHardeningKill9(t *testing.T) {
+	e := newTraceEnv(t)
+	c, base := e.hxServer(t, "kill9")
+	cgDir := e.cgroupDirOf(t, c.PID())
+	cgID := hxCgroupID(t, cgDir)
+
+	p := e.startTrace(t, []*itest.Container{c})
+	e.hxGet(t, base+"/status/200", 3, 200)
+	if _, err := p.WaitLines(3, traceStartTimeout); err != nil {
+		t.Fatal(err)
+	}
+	held := hxHeldByPID(p.PID())
+	if len(held) < 4 {
+		t.Fatalf("boxtap holds %d bpf links, want at least 4 (2 cgroup_skb, 2 tracepoints)", len(held))
+	}
+	if attached := strings.TrimSpace(bpftool(t, "cgroup", "show", cgDir)); !strings.Contains(attached, "capture_egress") || !strings.Contains(attached, "capture_ingress") {
+		t.Fatalf("while tracing, bpftool shows on %s:\n%s\nwant capture_egress and capture_ingress", cgDir, attached)
+	}
+
+	if err := p.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(traceExitTimeout); err == nil {
+		t.Fatal("boxtap exited with status 0 after SIGKILL")
+	}
+	var attached string
+	var left []string
+	released := hxWaitUntil(detachBound, func() bool {
+		attached = strings.TrimSpace(bpftool(t, "cgroup", "show", cgDir))
+		left = left[:0]
+		links, _ := hxLinks(t)
+		for _, l := range links {
+			if held[l.ID] {
+				left = append(left, fmt.Sprintf("link %d (%s)", l.ID, l.Type))
+			}
+		}
+		return attached == "" && len(left) == 0
+	})
+	if !released {
+		t.Fatalf("after SIGKILL: programs on %s:\n%s\nlinks of the dead boxtap still present: %v", cgDir, attached, left)
+	}
+	if l := hxCgroupLinks(t, cgID); len(l) > 0 {
+		t.Errorf("boxtap links on the container's cgroup after SIGKILL: %v", l)
+	}
+	checkNoOrphanLinks(t)
+
+	// A new boxtap traces the same container again.
+	p2 := e.startTrace(t, []*itest.Container{c})
+	e.hxGet(t, base+"/status/404", 2, 404)
+	if _, err := p2.WaitLines(2, traceStartTimeout); err != nil {
+		t.Fatal(err)
+	}
+	vs := viewEvents(t, stopTraceOK(t, p2, syscall.SIGINT))
+	requireCount(t, vs, 2)
+	for i, v := range vs {
+		if v.resp.StatusCode != http.StatusNotFound || v.direction != "egress" {
+			t.Errorf("event %d after restart: %s %s, want 404 egress", i, v.resp.Status, v.direction)
+		}
+	}
+	checkDetached(t, cgDir)
+}
+
+// TestHardeningContainerRemoved removes the only traced container (docker rm -f) while
+// boxtap traces it: boxtap says the container stopped, exits 0 with its counts, and leaves
+// nothing attached.
+func TestHardeningContainerRemoved(t *testing.T) {
+	e := newTraceEnv(t)
+	c, base := e.hxServer(t, "rm")
+	cgID := hxCgroupID(t, e.cgroupDirOf(t, c.PID()))
+	p := e.startTrace(t, []*itest.Container{c})
+	e.hxGet(t, base+"/status/200", 2, 200)
+	if _, err := p.WaitLines(2, traceStartTimeout); err != nil {
+		t.Fatal(err)
+	}
+	held := hxHeldByPID(p.PID())
+
+	dockerCmd(t, "rm", "-f", c.Name)
+	x := stopTrace(t, p, nil)
+	if x.code != 0 {
+		t.Fatalf("boxtap exited with status %d after its container was removed:\n%s", x.code, x.stderr)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("container %s (%s) stopped: 2 events\n", c.Name, c.ID[:12]),
+		"no traced container left\n",
+	} {
+		if !strings.Contains(x.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, x.stderr)
+		}
+	}
+	requireCount(t, viewEvents(t, x.events), 2)
+	checkCountsLine(t, x.stderr, 2)
+	if !hxWaitUntil(detachBound, func() bool {
+		links, _ := hxLinks(t)
+		for _, l := range links {
+			if held[l.ID] {
+				return false
+			}
+		}
+		return len(hxCgroupLinks(t, cgID)) == 0
+	}) {
+		t.Errorf("links of boxtap still present after it exited: cgroup %v", hxCgroupLinks(t, cgID))
+	}
+	checkNoOrphanLinks(t)
+}
+
+// TestHardeningContainerRestarted restarts the traced container (docker restart). runc
+// gives the restarted container a new cgroup (the same path, a new cgroup id), and boxtap
+// attached to the old one. What boxtap does, and what this test asserts: it reports the
+// container stopped when the old cgroup empties and, as it traced only that container,
+// exits 0. It does not follow the restart: the new cgroup has nothing attached.
+func TestHardeningContainerRestarted(t *testing.T) {
+	e := newTraceEnv(t)
+	c, base := e.hxServer(t, "restart")
+	oldPID := c.PID()
+	cgDir := e.cgroupDirOf(t, oldPID)
+	oldID := hxCgroupID(t, cgDir)
+	p := e.startTrace(t, []*itest.Container{c})
+	e.hxGet(t, base+"/status/200", 1, 200)
+	if _, err := p.WaitLines(1, traceStartTimeout); err != nil {
+		t.Fatal(err)
+	}
+
+	dockerCmd(t, "restart", "-t", "5", c.Name)
+	x := stopTrace(t, p, nil)
+	if x.code != 0 {
+		t.Fatalf("boxtap exited with status %d after a restart of its container:\n%s", x.code, x.stderr)
+	}
+	if want := fmt.Sprintf("container %s (%s) stopped: 1 events\n", c.Name, c.ID[:12]); !strings.Contains(x.stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, x.stderr)
+	}
+	requireCount(t, viewEvents(t, x.events), 1)
+
+	newPID := c.PID()
+	if newPID == 0 || newPID == oldPID {
+		t.Fatalf("container pid %d after restart (was %d)", newPID, oldPID)
+	}
+	newDir := e.cgroupDirOf(t, newPID)
+	newID := hxCgroupID(t, newDir)
+	t.Logf("cgroup before restart %s (id %d), after %s (id %d)", cgDir, oldID, newDir, newID)
+	if newID == oldID {
+		t.Errorf("the restarted container kept cgroup id %d; the documented behaviour assumes a new cgroup", oldID)
+	}
+	if out := strings.TrimSpace(bpftool(t, "cgroup", "show", newDir)); out != "" {
+		t.Errorf("programs attached to the restarted container's cgroup %s, none expected:\n%s", newDir, out)
+	}
+	if l := hxCgroupLinks(t, oldID); len(l) > 0 {
+		t.Errorf("links left on the old cgroup: %v", l)
+	}
+}
+
+// TestHardeningContainerRestartedWhileStalled is the same restart while boxtap is stopped
+// (SIGSTOP, as a slow or descheduled tracer would be): by the time boxtap looks, the
+// container's cgroup path already names the new cgroup. boxtap is attached to the old,
+// removed cgroup, so it must still report the container stopped and exit, not keep
+// running while it traces nothing.
+func TestHardeningContainerRestartedWhileStalled(t *testing.T) {
+	e := newTraceEnv(t)
+	c, _ := e.hxServer(t, "restart-stalled")
+	oldPID := c.PID()
+	p := e.startTrace(t, []*itest.Container{c})
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			p.Signal(syscall.SIGCONT)
+		}
+	})
+	dockerCmd(t, "restart", "-t", "5", c.Name)
+	if pid := c.PID(); pid == 0 || pid == oldPID {
+		t.Fatalf("container pid %d after restart (was %d)", pid, oldPID)
+	}
+	resumed = true
+	if err := p.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitStderr(fmt.Sprintf("container %s (%s) stopped", c.Name, c.ID[:12]), traceExitTimeout); err != nil {
+		t.Fatalf("boxtap did not notice that the cgroup it traces was removed (the path now names the restarted container's new cgroup): %v", err)
+	}
+	x := stopTrace(t, p, nil)
+	if x.code != 0 {
+		t.Errorf("boxtap exited with status %d:\n%s", x.code, x.stderr)
+	}
+}
+
+// overflowExchange returns the request and the response of exchange i (1-based) of the
+// ring-overflow test. Both fit one small record class (<= 256 bytes), so every record of
+// the test takes the same room in the ring buffer.
+func overflowExchange(i int) (req, resp string) {
+	req = fmt.Sprintf("GET /seq/%03d HTTP/1.1\r\nHost: bxh\r\n\r\n", i)
+	resp = fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Seq: %03d\r\n\r\nok\n", i)
+	return req, resp
+}
+
+// TestHardeningRingOverflow overflows a tiny ring buffer on purpose and checks that the
+// loss counters are exact.
+//
+// Design: one keep-alive connection carries M strict request/response exchanges, each a
+// single segment of the same record size, so the traced server's cgroup produces exactly
+// 2M records in the order req1, resp1, req2, resp2, ... boxtap is stopped (SIGSTOP) during
+// the whole burst, so the ring buffer fills after some K records and every later record
+// is lost: the kernel hands over a prefix of K records and must count exactly 2M-K lost.
+// K is not observable, but the events are: they must be the responses 1..E in order, and
+// K is 2E (the last delivered record was a response) or 2E+1 (a request whose response
+// was lost). Hence lost records must be 2(M-E) or 2(M-E)-1, and with the E events every
+// one of the M responses is accounted for. boxtap is stopped before the connection
+// closes, so no FIN record blurs the count.
+func TestHardeningRingOverflow(t *testing.T) {
+	e := newTraceEnv(t)
+	const m = 100
+	var server, client []map[string]any
+	for i := 1; i <= m; i++ {
+		req, resp := overflowExchange(i)
+		server = append(server, map[string]any{"recv_request": 1}, map[string]any{"send": resp})
+		client = append(client, map[string]any{"send": req}, map[string]any{"recv_bytes": len(resp)})
+	}
+	server = append(server, map[string]any{"recv_until_close": true})
+	client = append(client, map[string]any{"wait_signal": true}, map[string]any{"close": true})
+	serverJSON, _ := json.Marshal(server)
+	clientJSON, _ := json.Marshal(client)
+
+	port := itest.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	c := e.hxRun(t, "overflow", "host", "listening on", nil, "script-serve", "-addr", addr, "-script", string(serverJSON))
+	p := e.startTrace(t, []*itest.Container{c}, "--ring-size", "8KiB")
+
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			p.Signal(syscall.SIGCONT)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := itest.StartProc(t, ctx, e.testapp, "script-client", "-addr", addr, "-script", string(clientJSON))
+	if err := cl.WaitStderr("waiting for SIGUSR1", 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Every exchange is done and the connection is still open: resume boxtap and stop it
+	// at once; it reads what the ring holds and exits before any FIN.
+	stopped = false
+	if err := p.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	x := stopTrace(t, p, syscall.SIGINT) // decodes every stdout line: no torn line
+	if x.code != 0 {
+		t.Fatalf("boxtap exited with status %d:\n%s", x.code, x.stderr)
+	}
+	if err := cl.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Wait(30 * time.Second); err != nil {
+		t.Fatalf("script-client: %v\n%s", err, cl.Stderr())
+	}
+
+	sum := hxParseSummary(t, x.stderr)
+	t.Logf("M=%d exchanges; boxtap: %s", m, hxLastStderrLine(x.stderr))
+	vs := viewEvents(t, x.events)
+	ev := len(vs)
+	for i, v := range vs {
+		if got := v.resp.Headers.Get("X-Seq"); got != fmt.Sprintf("%03d", i+1) {
+			t.Errorf("event %d has X-Seq %q, want %03d: delivered records must be a prefix", i, got, i+1)
+		}
+	}
+	if ev == 0 || ev >= m {
+		t.Fatalf("%d events of %d responses; the 8 KiB ring should hold a few and lose the rest", ev, m)
+	}
+	if sum.events != uint64(ev) {
+		t.Errorf("counts line says %d events, stdout has %d", sum.events, ev)
+	}
+	lostResp := m - ev
+	if sum.lostRecords != uint64(2*lostResp) && sum.lostRecords != uint64(2*lostResp-1) {
+		t.Errorf("%d lost records reported; with %d of %d responses written, exactly %d or %d records were lost",
+			sum.lostRecords, ev, m, 2*lostResp, 2*lostResp-1)
+	}
+	if !strings.Contains(hxLastStderrLine(x.stderr), fmt.Sprintf("%d lost records", sum.lostRecords)) || sum.lostRecords == 0 {
+		t.Errorf("boxtap's final line must report the lost records:\n%s", x.stderr)
+	}
+}
