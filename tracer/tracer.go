@@ -38,6 +38,10 @@ type Options struct {
 	IdleConn time.Duration
 	// OnEvent, if set, is called after each event is written (for --count).
 	OnEvent func(*Target)
+	// MaxEvents, if not zero, is how many events Run writes in all; later
+	// responses are dropped, even those already in the ring buffer when
+	// the limit is reached (for --count).
+	MaxEvents uint64
 	// OnError reports a problem that does not stop tracing, such as a sink
 	// write error. Nil means print to stderr.
 	OnError func(error)
@@ -111,6 +115,7 @@ type Tracer struct {
 	reqHdrs  []output.Header
 	current  *conn
 	lastReap int64
+	written  uint64 // events written, for MaxEvents
 	// lastLossCheck is when the kernel's lost-record counters were last read.
 	lastLossCheck int64
 }
@@ -434,6 +439,9 @@ func cString(b []byte) string {
 
 // emit writes one event for a framed response.
 func (t *Tracer) emit(r *httpstream.Response) {
+	if t.opts.MaxEvents > 0 && t.written >= t.opts.MaxEvents {
+		return
+	}
 	c := t.current
 	tg := c.target
 	e := &t.ev
@@ -493,6 +501,7 @@ func (t *Tracer) emit(r *httpstream.Response) {
 	tg.mu.Lock()
 	tg.events++
 	tg.mu.Unlock()
+	t.written++
 	if t.opts.OnEvent != nil {
 		t.opts.OnEvent(tg)
 	}

@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/output"
@@ -112,7 +114,8 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 		s.ctx, s.cancel = context.WithCancel(ctx)
 	}
 	s.tr = tracer.New(coll, tracer.Options{
-		Limits: httpLimits(f),
+		Limits:    httpLimits(f),
+		MaxEvents: f.Count,
 		OnEvent: func(*tracer.Target) {
 			if n := s.total.Add(1); f.Count > 0 && n >= f.Count {
 				s.cancel()
@@ -159,7 +162,7 @@ func (s *session) addCgroup(info container.Info, dir string, sink output.Sink) e
 	s.mu.Lock()
 	s.live++
 	s.mu.Unlock()
-	fmt.Fprintf(s.stderr, "tracing %s (%s)\n", info.Name, info.ShortID())
+	fmt.Fprintf(s.stderr, "tracing %s (%s)\n", displayName(info.Name), info.ShortID())
 	go s.watch(tg)
 	return nil
 }
@@ -176,7 +179,7 @@ func (s *session) watch(tg *tracer.Target) {
 	if err := s.tr.Remove(removeCtx, tg); err != nil {
 		fmt.Fprintf(s.stderr, "boxtap: detaching from %s: %v\n", tg.Info.Name, err)
 	}
-	fmt.Fprintf(s.stderr, "container %s (%s) stopped: %d events\n", tg.Info.Name, tg.Info.ShortID(), tg.Events())
+	fmt.Fprintf(s.stderr, "container %s (%s) stopped: %d events\n", displayName(tg.Info.Name), tg.Info.ShortID(), tg.Events())
 	if s.onRemoved != nil {
 		s.onRemoved(tg)
 	}
@@ -227,6 +230,18 @@ func (s *session) abort() {
 		_ = s.tr.Remove(context.Background(), tg)
 	}
 	_ = s.coll.Close()
+}
+
+// displayName returns a container name for a terminal: as is when it is
+// printable, quoted (escapes visible) when a runtime gave it control
+// characters.
+func displayName(name string) string {
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(name)
+		}
+	}
+	return name
 }
 
 // markStopped makes later add calls fail with errSessionEnded.
