@@ -82,8 +82,13 @@ func TestTraceFailsWithOneLineAndLeavesNothingAttached(t *testing.T) {
 			want: []string{"boxtap-itest-no-such-container-7f3a", "docker ps"}},
 		{name: "ambiguous ID prefix", args: []string{"trace", prefix},
 			want: []string{"matches", a.Name, b.Name, "longer ID prefix"}},
-		{name: "Docker not reachable", args: []string{"trace", "--docker-host", "unix:///nonexistent.sock", target.Name},
+		{name: "Docker not reachable with --runtime docker", args: []string{"trace", "--runtime", "docker", "--docker-host", "unix:///nonexistent.sock", target.Name},
 			want: []string{"/nonexistent.sock", "--docker-host"}},
+		// In auto mode boxtap falls back to containerd, which leaves Docker's containers to
+		// Docker; the one line must still say that Docker did not answer, or the user is
+		// told the (running) container does not exist.
+		{name: "Docker not reachable", args: []string{"trace", "--docker-host", "unix:///nonexistent.sock", target.Name},
+			want: []string{"/nonexistent.sock"}},
 		{name: "no privilege", args: []string{"trace", target.Name},
 			wrapper: []string{"setpriv", "--inh-caps=-bpf,-perfmon,-net_admin,-sys_admin", "--bounding-set=-bpf,-perfmon,-net_admin,-sys_admin", "--"},
 			want:    []string{"CAP_BPF", "root"}},
