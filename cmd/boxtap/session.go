@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
