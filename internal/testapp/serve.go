@@ -23,6 +23,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("serve", stderr)
 	addr := fs.String("addr", ":8080", "listen address (host:port)")
 	addr6 := fs.String("addr6", "", "optional second listen address, e.g. [::1]:8080")
+	count := fs.Bool("count", false, `count flushed responses and connections; print "served N responses on M connections" on SIGTERM`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -45,6 +46,12 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		listeners = append(listeners, l)
 	}
 	srv := &http.Server{Handler: newHandler(), ReadHeaderTimeout: 30 * time.Second}
+	var counter *serveCounter
+	if *count {
+		counter = &serveCounter{}
+		srv.Handler = counter.wrap(srv.Handler)
+		srv.ConnState = counter.connState
+	}
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func(l net.Listener) { errc <- srv.Serve(l) }(l)
@@ -61,6 +68,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer cancel()
 		if err := srv.Shutdown(shutdownCtx); err != nil {
 			return fmt.Errorf("serve: shutdown: %w", err)
+		}
+		if counter != nil {
+			counter.report(stdout)
 		}
 		return nil
 	case err := <-errc:
