@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -194,10 +195,11 @@ type Task struct {
 	PID       uint32
 	Log       string // path of the container's stdout+stderr
 
-	env  *Env
-	ctr  ctrd.Container
-	task ctrd.Task
-	exit <-chan ctrd.ExitStatus
+	env     *Env
+	ctr     ctrd.Container
+	task    ctrd.Task
+	exit    <-chan ctrd.ExitStatus
+	removed sync.Once
 }
 
 // RandomID returns "prefix-<8 hex>".
@@ -238,7 +240,7 @@ func (e *Env) Run(t testing.TB, opts RunOpts) *Task {
 		t.Fatalf("create containerd container %s/%s: %v", opts.Namespace, opts.ID, err)
 	}
 	tk := &Task{ID: opts.ID, Namespace: opts.Namespace, env: e, ctr: ctr}
-	t.Cleanup(func() { tk.remove(t) })
+	t.Cleanup(func() { tk.Remove(t) })
 	tk.Log = filepath.Join(t.TempDir(), opts.ID+".log")
 	task, err := ctr.NewTask(ctx, cio.LogFile(tk.Log))
 	if err != nil {
@@ -272,7 +274,13 @@ func (tk *Task) Kill(t testing.TB, sig syscall.Signal) {
 	}
 }
 
-// remove kills, deletes the task, then the container and its snapshot.
+// Remove kills the container, deletes its task, then the container and
+// its snapshot. It runs once; Run registers it as a cleanup, so call it
+// only to remove a container earlier (e.g. before stopping its daemon).
+func (tk *Task) Remove(t testing.TB) {
+	tk.removed.Do(func() { tk.remove(t) })
+}
+
 func (tk *Task) remove(t testing.TB) {
 	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), tk.Namespace), 30*time.Second)
 	defer cancel()
