@@ -105,3 +105,17 @@ func TestTraceContainerdSandboxAndNamespaceFilter(t *testing.T) {
 		t.Errorf("output dir mode: %v %v", st.Mode(), err)
 	}
 }
+
+// TestTraceDockerContainerThroughContainerd: with --runtime containerd, a
+// Docker container found in containerd's moby namespace (by ID) is still
+// reported with its Docker name.
+func TestTraceDockerContainerThroughContainerd(t *testing.T) {
+	e := newWatchEnv(t, "")
+	d := itest.RequireDocker(t)
+	dc := d.Run(t, itest.RunOpts{Args: []string{"sleep"}})
+	p := e.startBoxtap(t, "trace", "--runtime", "containerd", "--duration", "1s", dc.ID)
+	x := stopTrace(t, p, nil)
+	if x.code != 0 || !strings.Contains(x.stderr, fmt.Sprintf("tracing %s (%s)\n", dc.Name, dc.ID[:12])) {
+		t.Fatalf("exit %d; want \"tracing %s\" on stderr:\n%s", x.code, dc.Name, x.stderr)
+	}
+}

@@ -241,7 +241,10 @@ func (r *runtimes) resolve(ctx context.Context, query string) (container.Info, e
 	}
 	if r.ctrd != nil {
 		info, err := r.ctrd.Resolve(ctx, query, r.ctrdSkip()...)
-		if err == nil || !errors.As(err, &nf) {
+		if err == nil {
+			return dockerNamed(ctx, r.flags.DockerHost, info), nil
+		}
+		if !errors.As(err, &nf) {
 			return info, err
 		}
 		where := "all namespaces"
@@ -252,6 +255,25 @@ func (r *runtimes) resolve(ctx context.Context, query string) (container.Info, e
 	}
 	return container.Info{}, fmt.Errorf("no running container matches %q in %s: give a name or ID as `docker ps` or `ctr -n NS task ls` shows it, or pick the runtime with --runtime/--namespace",
 		query, strings.Join(searched, " or "))
+}
+
+// dockerNamed describes a container found in containerd's moby namespace
+// (a Docker container, when Docker is not asked directly) as Docker does,
+// with its Docker name, if Docker answers; otherwise it returns info.
+func dockerNamed(ctx context.Context, host string, info container.Info) container.Info {
+	if info.Namespace != containerd.DockerNamespace {
+		return info
+	}
+	cli, err := docker.New(ctx, host)
+	if err != nil {
+		return info
+	}
+	defer cli.Close()
+	d, err := cli.Resolve(ctx, info.ID)
+	if err != nil {
+		return info
+	}
+	return d
 }
 
 // check validates the output flags.

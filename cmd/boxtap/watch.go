@@ -337,7 +337,7 @@ func (c *containerdSource) run(ctx context.Context) error {
 	}
 	c.w.debugf("%s: %d running containers", c.name(), len(running))
 	for _, info := range running {
-		c.w.consider(info, time.Time{}, "list")
+		c.w.consider(dockerNamed(ctx, c.w.flags.DockerHost, info), time.Time{}, "list")
 	}
 	for {
 		select {
@@ -354,7 +354,7 @@ func (c *containerdSource) run(ctx context.Context) error {
 				c.w.debugf("containerd container %s/%s started but cannot be inspected: %v", ev.Namespace, ev.ID, err)
 				continue
 			}
-			c.w.consider(info, ev.Time, "containerd task start")
+			c.w.consider(dockerNamed(ctx, c.w.flags.DockerHost, info), ev.Time, "containerd task start")
 		}
 	}
 }

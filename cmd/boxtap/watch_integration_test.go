@@ -47,6 +47,11 @@ func TestWatchSeparatesContainersIntoFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Docker's container is also a task in containerd's moby namespace: it
+	// must be traced once, under its Docker name.
+	if n := strings.Count(p.Stderr(), "("+dc.ID[:12]+")\n"); n != 1 {
+		t.Errorf("Docker container attached %d times:\n%s", n, p.Stderr())
+	}
 	getN(t, fmt.Sprintf("http://127.0.0.1:%d/docker", dport), 2)
 	getN(t, fmt.Sprintf("http://127.0.0.1:%d/ctrd", cport), 3)
 	dockerFile, ctrdFile := filepath.Join(dir, dc.ID+".json"), filepath.Join(dir, tk.ID+".json")
