@@ -6,6 +6,7 @@
 #   make test            deps + daemons, go vet, check-generate, all tests, every fuzz target for FUZZTIME (what CI runs)
 #   make demo            build and run `boxtap demo` (root, cgroup v2, BTF; no Docker)
 #   make fuzz            every fuzz target for FUZZTIME (default 30s)
+#   make soak            long soak of boxtap trace (>= 1M responses; not part of make test)
 #   make deps            install missing Debian packages, start containerd and dockerd
 
 SHELL := /bin/bash
@@ -22,7 +23,7 @@ export FUZZTIME
 TEST_TIMEOUT ?= 40m
 export TEST_TIMEOUT
 
-.PHONY: all build generate check-generate vet test demo fuzz deps clean
+.PHONY: all build generate check-generate vet test demo fuzz soak deps clean
 
 all: build
 
@@ -60,6 +61,9 @@ demo:
 
 fuzz:
 	scripts/fuzz.sh
+
+soak:
+	scripts/soak.sh
 
 # bench: to come (throughput and CPU cost of tracing a busy container).
 
