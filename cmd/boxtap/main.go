@@ -19,6 +19,7 @@ var version = "dev"
 
 type cli struct {
 	Trace   traceCmd   `cmd:"" help:"Trace running containers and print one JSON event per HTTP response."`
+	Watch   watchCmd   `cmd:"" help:"Trace every running container and every container that starts later, until stopped."`
 	Demo    demoCmd    `cmd:"" help:"Show boxtap working without Docker: trace a small HTTP server and client in a cgroup of their own."`
 	Version versionCmd `cmd:"" help:"Print the version and the kernel features boxtap relies on."`
 	Hook    hookCmd    `cmd:"" help:"OCI runtime hook: trace one container from its first packet to its last (createRuntime/prestart/poststop)."`
