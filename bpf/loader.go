@@ -44,13 +44,18 @@ const (
 
 const headerSize = int(unsafe.Sizeof(captureRecord{}))
 
+// MinRingBytes is the smallest ring buffer: it must hold a few of the
+// largest records (4 KiB of payload plus the header).
+const MinRingBytes = 16 << 10
+
 // Options tune the collection.
 type Options struct {
 	// RingBytes is the ring buffer size: a power of two, a multiple of the
 	// page size. Zero means 8 MiB.
 	RingBytes uint32
 	// WakeupBytes is how much data waits in the ring before the kernel
-	// wakes the reader; the reader also polls every PollInterval.
+	// wakes the reader; the reader also polls on a timer. Zero means a
+	// quarter of the ring, at most 256 KiB.
 	WakeupBytes uint64
 	// CaptureBodies sends every body byte to user space instead of
 	// skipping Content-Length bodies in the kernel.
@@ -81,13 +86,15 @@ func Load(opts Options) (*Collection, error) {
 	if ring == 0 {
 		ring = 8 << 20
 	}
-	if ring < uint32(os.Getpagesize()) || ring&(ring-1) != 0 {
-		return nil, fmt.Errorf("ring buffer size %d: must be a power of two of at least %d bytes", ring, os.Getpagesize())
+	if ring < MinRingBytes || ring&(ring-1) != 0 {
+		return nil, fmt.Errorf("ring buffer size %d: must be a power of two of at least %d bytes", ring, MinRingBytes)
 	}
 	spec.Maps["events"].MaxEntries = ring
 	wake := opts.WakeupBytes
 	if wake == 0 {
-		wake = 256 << 10
+		// Wake the reader once a quarter of the ring waits, but no later
+		// than at 256 KiB: a small ring must never fill between polls.
+		wake = min(256<<10, uint64(ring)/4)
 	}
 	if err := spec.Variables["wakeup_bytes"].Set(wake); err != nil {
 		return nil, fmt.Errorf("setting wakeup_bytes: %w", err)

@@ -269,7 +269,7 @@ func TestHardeningRingOverflow(t *testing.T) {
 	port := itest.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	c := e.hxRun(t, "overflow", "host", "listening on", nil, "script-serve", "-addr", addr, "-script", string(serverJSON))
-	p := e.startTrace(t, []*itest.Container{c}, "--ring-size", "8KiB")
+	p := e.startTrace(t, []*itest.Container{c}, "--ring-size", "16KiB")
 
 	if err := p.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

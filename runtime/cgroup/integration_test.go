@@ -210,3 +210,37 @@ func TestIntegrationMountMatchesProc(t *testing.T) {
 	}
 	t.Logf("cgroup2 mount %s, own cgroup %s", mount, own)
 }
+
+// TestIntegrationRecreatedCgroupCountsAsGone: a cgroup removed and created
+// again at the same path (docker restart) while nobody looked must read as
+// gone through the handle opened before, never as the new one's processes.
+func TestIntegrationRecreatedCgroupCountsAsGone(t *testing.T) {
+	mount := realMount(t)
+	dir, _ := tempCgroup(t, mount)
+	first := sleeperIn(t, dir)
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if done, err := emptyOrGone(d, dir, true); err != nil || done {
+		t.Fatalf("populated cgroup: done=%v err=%v, want false, nil", done, err)
+	}
+	_ = first.Process.Kill()
+	_ = first.Wait()
+	for i := 0; ; i++ {
+		if err := os.Remove(dir); err == nil {
+			break
+		} else if i == 100 {
+			t.Fatalf("rmdir %s: %v", dir, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatalf("recreate %s: %v", dir, err)
+	}
+	sleeperIn(t, dir) // the new cgroup is populated
+	if done, err := emptyOrGone(d, dir, true); err != nil || !done {
+		t.Fatalf("recreated cgroup read through the old handle: done=%v err=%v, want true, nil", done, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -25,8 +26,20 @@ const pollInterval = 2 * time.Second
 // with inotify (the kernel signals every change of "populated" as a modify
 // event) and re-reads the file every few seconds in case a notification is
 // missed or inotify cannot be used.
+//
+// The directory is opened once and cgroup.events is always read through that
+// handle, so a cgroup recreated at the same path (docker restart) counts as
+// the old one being gone, not as the old one still running.
 func WaitEmpty(ctx context.Context, dir string) error {
 	events := filepath.Join(dir, "cgroup.events")
+	d, err := os.Open(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("open cgroup %s: %w", dir, err)
+	}
+	defer d.Close()
 
 	// Without inotify (limits reached, or the directory is already gone)
 	// WaitEmpty falls back to polling alone.
@@ -42,7 +55,7 @@ func WaitEmpty(ctx context.Context, dir string) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		done, err := emptyOrGone(dir, events, seen)
+		done, err := emptyOrGone(d, dir, seen)
 		if err != nil {
 			return err
 		}
@@ -66,22 +79,22 @@ func WaitEmpty(ctx context.Context, dir string) error {
 	}
 }
 
-// emptyOrGone reports whether the cgroup has no processes left or no longer
-// exists. seen says whether cgroup.events was read before: if it vanishes
-// after that, the directory is being removed.
-func emptyOrGone(dir, events string, seen bool) (bool, error) {
-	data, err := os.ReadFile(events)
+// emptyOrGone reports whether the cgroup open as d has no processes left or
+// no longer exists. seen says whether cgroup.events was read before: if it
+// vanishes after that, the directory is being removed.
+func emptyOrGone(d *os.File, dir string, seen bool) (bool, error) {
+	data, err := readAt(d, "cgroup.events")
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENODEV) {
-			if _, serr := os.Stat(dir); errors.Is(serr, os.ErrNotExist) {
-				return true, nil
-			}
 			if seen || errors.Is(err, syscall.ENODEV) {
 				return true, nil // removed while we watched or read it
 			}
+			if _, serr := os.Stat(dir); errors.Is(serr, os.ErrNotExist) {
+				return true, nil
+			}
 			return false, fmt.Errorf("%s is not a cgroup v2 directory (no cgroup.events): %w", dir, err)
 		}
-		return false, fmt.Errorf("read %s: %w", events, err)
+		return false, fmt.Errorf("read %s/cgroup.events: %w", dir, err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
@@ -90,7 +103,18 @@ func emptyOrGone(dir, events string, seen bool) (bool, error) {
 			return string(bytes.TrimSpace(val)) == "0", nil
 		}
 	}
-	return false, fmt.Errorf("%s has no \"populated\" line; is %s a cgroup v2 directory?", events, dir)
+	return false, fmt.Errorf("%s/cgroup.events has no \"populated\" line; is it a cgroup v2 directory?", dir)
+}
+
+// readAt reads the file name in the directory open as d.
+func readAt(d *os.File, name string) ([]byte, error) {
+	fd, err := unix.Openat(int(d.Fd()), name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "openat", Path: name, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 // eventsWatch is an inotify instance watching a cgroup directory and its
