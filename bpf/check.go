@@ -58,7 +58,7 @@ func CheckSystem() error {
 	}
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
-		return fmt.Errorf("reading the kernel's BTF: %w", err)
+		return fmt.Errorf("the kernel's BTF (/sys/kernel/btf/vmlinux) is unreadable: %v; boxtap needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, Linux 6.3 or later", err)
 	}
 	for _, tp := range []string{"btf_trace_sock_send_length", "btf_trace_sock_recv_length"} {
 		if _, err := spec.AnyTypeByName(tp); err != nil {

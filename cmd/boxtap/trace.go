@@ -156,6 +156,8 @@ type runtimes struct {
 	// dockerEnabled: Docker is asked, so containerd's moby namespace is
 	// left to it (each Docker container is reported once, by its name).
 	dockerEnabled bool
+	// unreachable holds why an asked runtime did not answer (auto mode).
+	unreachable []error
 }
 
 // namespaceAllowed reports whether --namespace selects ns.
@@ -205,6 +207,7 @@ func openRuntimes(ctx context.Context, f *runtimeFlags, lenient bool) (*runtimes
 	if r.docker == nil && r.ctrd == nil && !lenient {
 		return nil, fmt.Errorf("no container runtime answers: %w", errors.Join(errs...))
 	}
+	r.unreachable = errs
 	return r, nil
 }
 
@@ -240,7 +243,13 @@ func (r *runtimes) resolve(ctx context.Context, query string) (container.Info, e
 		searched = append(searched, "Docker at "+r.docker.Host())
 	}
 	if r.ctrd != nil {
-		info, err := r.ctrd.Resolve(ctx, query, r.ctrdSkip()...)
+		// With Docker down, look in its containerd namespace too: a Docker
+		// container can still be found there by ID.
+		var skip []string
+		if r.docker != nil {
+			skip = r.ctrdSkip()
+		}
+		info, err := r.ctrd.Resolve(ctx, query, skip...)
 		if err == nil {
 			return dockerNamed(ctx, r.flags.DockerHost, info), nil
 		}
@@ -252,6 +261,12 @@ func (r *runtimes) resolve(ctx context.Context, query string) (container.Info, e
 			where = "namespaces " + strings.Join(r.flags.Namespace, ", ")
 		}
 		searched = append(searched, "containerd at "+r.ctrd.Address()+" ("+where+")")
+	}
+	if len(r.unreachable) > 0 {
+		// The container may well live in the runtime that did not answer:
+		// that is the cause to report.
+		return container.Info{}, fmt.Errorf("no running container matches %q in %s, and %w",
+			query, strings.Join(searched, " or "), errors.Join(r.unreachable...))
 	}
 	return container.Info{}, fmt.Errorf("no running container matches %q in %s: give a name or ID as `docker ps` or `ctr -n NS task ls` shows it, or pick the runtime with --runtime/--namespace",
 		query, strings.Join(searched, " or "))
