@@ -178,7 +178,11 @@ func (s *session) watch(tg *tracer.Target) {
 	if err := s.tr.Remove(removeCtx, tg); err != nil {
 		fmt.Fprintf(s.stderr, "boxtap: detaching from %s: %v\n", tg.Info.Name, err)
 	}
-	fmt.Fprintf(s.stderr, "container %s (%s) stopped: %d events\n", displayName(tg.Info.Name), tg.Info.ShortID(), tg.Events())
+	lost := ""
+	if c, err := tg.Counters(); err == nil && c.LostRecords > 0 {
+		lost = fmt.Sprintf(", %d lost records", c.LostRecords)
+	}
+	fmt.Fprintf(s.stderr, "container %s (%s) stopped: %d events%s\n", displayName(tg.Info.Name), tg.Info.ShortID(), tg.Events(), lost)
 	if s.onRemoved != nil {
 		s.onRemoved(tg)
 	}
@@ -208,6 +212,9 @@ func (s *session) run() error {
 	for _, tg := range s.tr.Targets() {
 		if err := s.tr.Remove(removeCtx, tg); err != nil {
 			errs = append(errs, fmt.Errorf("detaching from %s: %w", tg.Info.Name, err))
+		}
+		if c, err := tg.Counters(); err == nil && c.LostRecords > 0 {
+			fmt.Fprintf(s.stderr, "container %s (%s): %d events, %d lost records\n", displayName(tg.Info.Name), tg.Info.ShortID(), tg.Events(), c.LostRecords)
 		}
 	}
 	sum := s.tr.Summary()
