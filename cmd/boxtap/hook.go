@@ -36,7 +36,7 @@ type hookSettings struct {
 	Timeout           time.Duration `default:"5s" help:"Give up (and fail open, or closed with --fail-closed) if the tracer has not attached within this time; poststop waits this long for the flush."`
 	FailClosed        bool          `name:"fail-closed" help:"Fail the container's start when tracing cannot start (default: log the error and let it start)."`
 	RequireAnnotation bool          `name:"require-annotation" help:"Trace only containers that carry the io.boxtap.trace annotation."`
-	RingSize          int           `name:"ring-size" default:"2" help:"Kernel ring buffer of each container's tracer, in MiB (a power of two)." placeholder:"MIB"`
+	RingSize          string        `name:"ring-size" default:"2MiB" help:"Kernel ring buffer of each container's tracer: a power of two from 16KiB, e.g. 2MiB." placeholder:"SIZE"`
 	RedactHeader      []string      `name:"redact-header" sep:"none" help:"Also redact this header's value (repeatable)." placeholder:"NAME"`
 }
 
@@ -47,7 +47,7 @@ func (s *hookSettings) args() []string {
 		"--output-dir=" + s.OutputDir,
 		"--run-dir=" + s.RunDir,
 		"--timeout=" + s.Timeout.String(),
-		fmt.Sprintf("--ring-size=%d", s.RingSize),
+		"--ring-size=" + s.RingSize,
 	}
 	if s.FailClosed {
 		a = append(a, "--fail-closed")
@@ -156,8 +156,8 @@ func (c *hookCmd) start(ctx context.Context, st *specs.State, lg *hookLogger) er
 		lg.Infof("already traced by process %d", pid)
 		return nil
 	}
-	if c.RingSize < 1 || c.RingSize&(c.RingSize-1) != 0 {
-		return fmt.Errorf("--ring-size %d: must be a power of two number of MiB, e.g. 2", c.RingSize)
+	if _, err := parseRingSize(c.RingSize); err != nil {
+		return err
 	}
 	mount, err := cgroup.Mount()
 	if err != nil {
@@ -195,7 +195,7 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, outFile str
 		"--output-file=" + outFile,
 		"--run-dir=" + c.RunDir,
 		"--info=" + string(infoJSON),
-		fmt.Sprintf("--ring-size=%d", c.RingSize),
+		"--ring-size=" + c.RingSize,
 	}
 	for _, h := range append(append([]string{}, c.RedactHeader...), redact...) {
 		args = append(args, "--redact-header="+h)
@@ -257,7 +257,7 @@ type hookTracerCmd struct {
 	OutputFile   string   `name:"output-file" required:""`
 	RunDir       string   `name:"run-dir" required:""`
 	Info         string   `name:"info"`
-	RingSize     int      `name:"ring-size" default:"2"`
+	RingSize     string   `name:"ring-size" default:"2MiB"`
 	RedactHeader []string `name:"redact-header" sep:"none"`
 }
 
@@ -308,7 +308,11 @@ func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	coll, err := bpf.Load(bpf.Options{RingBytes: uint32(c.RingSize) << 20})
+	ring, err := parseRingSize(c.RingSize)
+	if err != nil {
+		return nil, err
+	}
+	coll, err := bpf.Load(bpf.Options{RingBytes: ring})
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -48,7 +47,7 @@ func defaultRuncOptions() runcOptions {
 		OutputDir: "/var/log/boxtap",
 		RunDir:    "/run/boxtap",
 		Timeout:   5 * time.Second,
-		RingSize:  2,
+		RingSize:  "2MiB",
 	}}
 }
 
@@ -100,7 +99,8 @@ func parseRuncOptions(args []string) (runcOptions, []string, error) {
 				err = fmt.Errorf("must be positive")
 			}
 		case "ring-size":
-			o.RingSize, err = strconv.Atoi(val)
+			o.RingSize = val
+			_, err = parseRingSize(val)
 		case "redact-header":
 			o.RedactHeader = append(o.RedactHeader, val)
 		}
