@@ -29,23 +29,57 @@ var ErrClosed = errors.New("output: sink is closed")
 // lineBufferSize is the buffer of a LineSink.
 const lineBufferSize = 64 << 10
 
+// bufferedSink is what LineSink and PrettySink share: a buffered writer
+// behind a mutex, refusing writes once closed.
+type bufferedSink struct {
+	mu     sync.Mutex
+	w      *bufio.Writer
+	closed bool
+	what   string // "JSON lines" or "pretty events", for errors
+}
+
+// Flush writes buffered events to the underlying writer.
+func (s *bufferedSink) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("output: flush %s: %w", s.what, err)
+	}
+	return nil
+}
+
+// Close flushes buffered events. Closing twice is a no-op.
+func (s *bufferedSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("output: flush %s on close: %w", s.what, err)
+	}
+	return nil
+}
+
 // LineSink writes JSON Lines: one compact event per line. Lines are buffered
 // (64 KiB) and the underlying writer only ever receives whole lines.
 type LineSink struct {
-	mu      sync.Mutex
-	w       *bufio.Writer
+	bufferedSink
 	r       *Redactor
 	scratch []byte
-	closed  bool
 }
 
 // NewLineSink returns a JSON Lines sink writing to w, redacting with r (nil:
 // default rules).
 func NewLineSink(w io.Writer, r *Redactor) *LineSink {
 	return &LineSink{
-		w:       bufio.NewWriterSize(w, lineBufferSize),
-		r:       r,
-		scratch: make([]byte, 0, 4096),
+		bufferedSink: bufferedSink{w: bufio.NewWriterSize(w, lineBufferSize), what: "JSON lines"},
+		r:            r,
+		scratch:      make([]byte, 0, 4096),
 	}
 }
 
@@ -72,49 +106,20 @@ func (s *LineSink) Write(e *Event) error {
 	return nil
 }
 
-// Flush writes buffered lines to the underlying writer.
-func (s *LineSink) Flush() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("output: flush JSON lines: %w", err)
-	}
-	return nil
-}
-
-// Close flushes buffered lines. Closing twice is a no-op.
-func (s *LineSink) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("output: flush JSON lines on close: %w", err)
-	}
-	return nil
-}
-
 // PrettySink writes indented JSON objects separated by blank lines, for
 // humans (demos, terminals). Each event is flushed as it is written.
 type PrettySink struct {
-	mu      sync.Mutex
-	w       *bufio.Writer
+	bufferedSink
 	r       *Redactor
 	scratch []byte
 	indent  bytes.Buffer
 	n       int
-	closed  bool
 }
 
 // NewPrettySink returns a sink writing indented JSON to w, redacting with r
 // (nil: default rules).
 func NewPrettySink(w io.Writer, r *Redactor) *PrettySink {
-	return &PrettySink{w: bufio.NewWriter(w), r: r}
+	return &PrettySink{bufferedSink: bufferedSink{w: bufio.NewWriter(w), what: "pretty events"}, r: r}
 }
 
 // Write encodes e as an indented object and flushes it.
@@ -139,33 +144,6 @@ func (s *PrettySink) Write(e *Event) error {
 	}
 	if err := s.w.Flush(); err != nil {
 		return fmt.Errorf("output: write pretty event: %w", err)
-	}
-	return nil
-}
-
-// Flush writes anything buffered (normally nothing: Write flushes).
-func (s *PrettySink) Flush() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("output: flush pretty events: %w", err)
-	}
-	return nil
-}
-
-// Close flushes; closing twice is a no-op.
-func (s *PrettySink) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("output: flush pretty events on close: %w", err)
 	}
 	return nil
 }
