@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -202,11 +204,7 @@ func (d *Dir) Reopen() error {
 func (d *Dir) open() []*FileSink {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]*FileSink, 0, len(d.files))
-	for _, s := range d.files {
-		out = append(out, s)
-	}
-	return out
+	return slices.Collect(maps.Values(d.files))
 }
 
 // Close flushes and closes every sink still open, then the directory.

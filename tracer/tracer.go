@@ -12,8 +12,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -203,11 +205,7 @@ func (t *Tracer) drain(ctx context.Context) {
 func (t *Tracer) Targets() []*Target {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := make([]*Target, 0, len(t.targets))
-	for _, tg := range t.targets {
-		out = append(out, tg)
-	}
-	return out
+	return slices.Collect(maps.Values(t.targets))
 }
 
 // Summary totals events and losses over current and removed targets.
