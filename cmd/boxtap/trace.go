@@ -171,13 +171,21 @@ func (f *runtimeFlags) wantDocker() bool {
 
 func (f *runtimeFlags) wantContainerd() bool { return f.Runtime != "docker" }
 
+// check rejects --runtime docker with namespaces that exclude Docker's.
+func (f *runtimeFlags) check() error {
+	if f.Runtime == "docker" && !f.wantDocker() {
+		return fmt.Errorf("--runtime docker with --namespace %s: Docker's containers are in namespace %q; add --namespace %s or use --runtime containerd",
+			strings.Join(f.Namespace, ","), containerd.DockerNamespace, containerd.DockerNamespace)
+	}
+	return nil
+}
+
 // openRuntimes connects to the runtimes that --runtime selects. In auto
 // mode a runtime that does not answer is skipped, unless none answers;
 // lenient (watch) also accepts none, to retry later.
 func openRuntimes(ctx context.Context, f *runtimeFlags, lenient bool) (*runtimes, error) {
-	if f.Runtime == "docker" && !f.wantDocker() {
-		return nil, fmt.Errorf("--runtime docker with --namespace %s: Docker's containers are in namespace %q; add --namespace %s or use --runtime containerd",
-			strings.Join(f.Namespace, ","), containerd.DockerNamespace, containerd.DockerNamespace)
+	if err := f.check(); err != nil {
+		return nil, err
 	}
 	r := &runtimes{flags: f, dockerEnabled: f.wantDocker()}
 	var errs []error

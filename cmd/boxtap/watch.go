@@ -59,9 +59,8 @@ func (c *watchCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Runtime == "docker" && !c.wantDocker() {
-		return fmt.Errorf("--runtime docker with --namespace %s: Docker's containers are in namespace %q; add --namespace %s or use --runtime containerd",
-			strings.Join(c.Namespace, ","), containerd.DockerNamespace, containerd.DockerNamespace)
+	if err := c.runtimeFlags.check(); err != nil {
+		return err
 	}
 	out, err := openOutput(&c.outputFlags, &c.captureFlags, os.Stdout, os.Stderr)
 	if err != nil {
