@@ -65,7 +65,14 @@ fuzz:
 soak:
 	scripts/soak.sh
 
-# bench: to come (throughput and CPU cost of tracing a busy container).
+# Informative only, never run by CI: nginx in Docker under wrk, untraced vs `boxtap trace`,
+# tcpdump and tshark; prints the table and writes it to BENCHMARKS.md (about 8 minutes).
+# BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_CASES (small,tools,neighbour,big).
+.PHONY: bench
+bench:
+	scripts/bench-deps.sh
+	$(MAKE) build
+	$(GO) run ./internal/benchrun
 
 clean:
 	rm -rf bin

@@ -1,0 +1,306 @@
+// Command benchrun is `make bench`: it measures what `boxtap trace` costs a
+// busy nginx container, side by side with tcpdump and tshark, and writes the
+// table to BENCHMARKS.md.
+//
+// The workload is Debian's nginx in a container imported from the host's
+// own binary, loaded by wrk over loopback keep-alive connections. Every
+// configuration runs BENCH_ROUNDS times, in alternation, for BENCH_SECONDS
+// each, after a warm-up. It needs root, Docker, wrk, nginx and tcpdump;
+// tshark is optional.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// settings are the knobs of one benchmark run.
+type settings struct {
+	rounds   int
+	duration time.Duration
+	warmup   time.Duration
+	threads  int
+	conns    int
+	boxtap   string
+	mdPath   string
+	write    bool
+	groups   map[string]bool
+	workDir  string
+	command  string
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func envInt(name string, def int) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s=%q: must be a positive integer", name, v)
+	}
+	return n, nil
+}
+
+func parseSettings() (*settings, error) {
+	s := &settings{}
+	rounds, err := envInt("BENCH_ROUNDS", 3)
+	if err != nil {
+		return nil, err
+	}
+	secs, err := envInt("BENCH_SECONDS", 10)
+	if err != nil {
+		return nil, err
+	}
+	warm, err := envInt("BENCH_WARMUP", 3)
+	if err != nil {
+		return nil, err
+	}
+	s.rounds, s.duration, s.warmup = rounds, time.Duration(secs)*time.Second, time.Duration(warm)*time.Second
+	groups := "small,tools,neighbour,big"
+	if v := os.Getenv("BENCH_CASES"); v != "" {
+		groups = v
+	}
+	s.groups = map[string]bool{}
+	for _, g := range strings.Split(groups, ",") {
+		switch g = strings.TrimSpace(g); g {
+		case "small", "tools", "neighbour", "big":
+			s.groups[g] = true
+		default:
+			return nil, fmt.Errorf("BENCH_CASES: unknown case %q (use small, tools, neighbour, big)", g)
+		}
+	}
+	flag.StringVar(&s.boxtap, "boxtap", "bin/boxtap", "the boxtap binary to measure")
+	flag.StringVar(&s.mdPath, "md", "BENCHMARKS.md", "the page that receives the results table")
+	flag.IntVar(&s.threads, "threads", 2, "wrk threads")
+	flag.IntVar(&s.conns, "conns", 50, "wrk connections")
+	flag.Parse()
+	// Only a full run replaces the published table.
+	s.write = len(s.groups) == 4 && os.Getenv("BENCH_WRITE") != "0"
+	s.command = fmt.Sprintf("sudo make bench  # BENCH_ROUNDS=%d BENCH_SECONDS=%d, wrk -t%d -c%d", rounds, secs, s.threads, s.conns)
+	return s, nil
+}
+
+func run() error {
+	s, err := parseSettings()
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root (boxtap loads eBPF programs, tcpdump captures); use sudo make bench")
+	}
+	for _, bin := range []string{"docker", "wrk", "tcpdump", "ldd", s.boxtap} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Errorf("%s not found: %w; run scripts/bench-deps.sh (make bench does) and make build", bin, err)
+		}
+	}
+	haveTshark := true
+	if _, err := exec.LookPath("tshark"); err != nil {
+		haveTshark = false
+		fmt.Println("bench: tshark not installed; its row is left out (apt-get install tshark)")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	s.workDir, err = os.MkdirTemp("/dev/shm", "boxtap-bench-")
+	if err != nil {
+		return fmt.Errorf("creating a tmpfs work directory: %w", err)
+	}
+	defer os.RemoveAll(s.workDir)
+
+	fmt.Println("bench: building the nginx image from", nginxBinary)
+	image, err := ensureImage(ctx)
+	if err != nil {
+		return err
+	}
+	suffix := strconv.Itoa(os.Getpid())
+	names := []string{"boxtap-bench-a-" + suffix, "boxtap-bench-b-" + suffix}
+	defer func() {
+		for _, n := range names {
+			removeContainer(n)
+		}
+	}()
+	a, err := startServer(ctx, image, names[0], s.workDir)
+	if err != nil {
+		return err
+	}
+	b, err := startServer(ctx, image, names[1], s.workDir)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("bench: nginx %s on :%d (traced), %s on :%d (neighbour)\n", a.name, a.port, b.name, b.port)
+
+	cases := planCases(s, a, b, haveTshark)
+	for _, w := range []struct {
+		srv  *server
+		path string
+	}{{a, "/"}, {b, "/"}, {a, "/big"}} {
+		fmt.Printf("bench: warm-up %s %s for %s\n", w.srv.name, w.path, s.warmup)
+		if _, err := runWrk(ctx, s.threads, s.conns, s.warmup, w.srv.url(w.path)); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	res := newResults(cases, s.rounds)
+	start := time.Now()
+	for r := 0; r < s.rounds; r++ {
+		for i := range cases {
+			c := &cases[i]
+			m, err := runCase(ctx, s, c)
+			if err != nil {
+				return fmt.Errorf("round %d, %s: %w", r+1, c.key, err)
+			}
+			res.add(i, m)
+			fmt.Printf("bench: round %d/%d %-22s %s\n", r+1, s.rounds, c.key, m.brief())
+		}
+	}
+	fmt.Printf("bench: %d rounds in %s\n", s.rounds, time.Since(start).Round(time.Second))
+	table := report(s, res)
+	fmt.Println()
+	fmt.Print(table)
+	if s.write {
+		if err := writeMarkdown(s.mdPath, table); err != nil {
+			return err
+		}
+		fmt.Println("bench: wrote", s.mdPath)
+	}
+	return nil
+}
+
+// benchCase is one configuration: a load against one server, watched by
+// one tool (or none).
+type benchCase struct {
+	key     string
+	srv     *server // loaded by wrk
+	path    string
+	tool    tool
+	watched *server // what the tool observes
+}
+
+func planCases(s *settings, a, b *server, haveTshark bool) []benchCase {
+	var cs []benchCase
+	if s.groups["small"] || s.groups["tools"] {
+		cs = append(cs, benchCase{key: "small/untraced", srv: a, path: "/"})
+	}
+	if s.groups["small"] {
+		cs = append(cs, benchCase{key: "small/boxtap", srv: a, path: "/", tool: toolBoxtap, watched: a})
+	}
+	if s.groups["tools"] {
+		cs = append(cs, benchCase{key: "small/tcpdump", srv: a, path: "/", tool: toolTcpdump, watched: a})
+		if haveTshark {
+			cs = append(cs, benchCase{key: "small/tshark", srv: a, path: "/", tool: toolTshark, watched: a})
+		}
+	}
+	if s.groups["neighbour"] {
+		cs = append(cs,
+			benchCase{key: "neighbour/untraced", srv: b, path: "/"},
+			benchCase{key: "neighbour/boxtap-on-a", srv: b, path: "/", tool: toolBoxtap, watched: a})
+	}
+	if s.groups["big"] {
+		cs = append(cs,
+			benchCase{key: "big/untraced", srv: a, path: "/big"},
+			benchCase{key: "big/boxtap", srv: a, path: "/big", tool: toolBoxtap, watched: a})
+	}
+	return cs
+}
+
+// measurement is one run of one case.
+type measurement struct {
+	load
+	served uint64 // responses nginx served while the tool watched (status requests included)
+	tool   tool
+	obs    observed
+}
+
+func (m measurement) brief() string {
+	s := fmt.Sprintf("%9.0f req/s  p99 %-9s", m.rps, m.p99.Round(time.Microsecond))
+	switch m.tool {
+	case toolBoxtap:
+		s += fmt.Sprintf(" events %d/%d  cpu %.2fs  rss %.1f MiB  lost %d", m.obs.outLines, m.served, m.obs.cpu, float64(m.obs.rssKiB)/1024, m.obs.lost)
+	case toolTcpdump, toolTshark:
+		s += fmt.Sprintf(" captured %d  dropped %d  cpu %.2fs", m.obs.captured, m.obs.dropped, m.obs.cpu)
+	}
+	return s
+}
+
+// runCase runs one configuration once: start the tool, read nginx's
+// counter, load, read the counter again, stop the tool.
+func runCase(ctx context.Context, s *settings, c *benchCase) (measurement, error) {
+	m := measurement{tool: c.tool}
+	var o *observer
+	if c.tool != toolNone {
+		var err error
+		if o, err = startObserver(ctx, c.tool, s.boxtap, c.watched, s.workDir); err != nil {
+			return m, err
+		}
+		defer os.Remove(o.outPath + ".pcap")
+		defer os.Remove(o.outPath)
+	}
+	stopTool := func() error {
+		if o == nil {
+			return nil
+		}
+		obs, err := o.stop()
+		o = nil
+		m.obs = obs
+		return err
+	}
+	defer stopTool()
+	before, err := c.srv.requests()
+	if err != nil {
+		return m, fmt.Errorf("reading nginx's counter: %w", err)
+	}
+	if o != nil {
+		if err := o.markStart(); err != nil {
+			return m, err
+		}
+	}
+	l, err := runWrk(ctx, s.threads, s.conns, s.duration, c.srv.url(c.path))
+	if err != nil {
+		return m, err
+	}
+	m.load = l
+	after, err := c.srv.requests()
+	if err != nil {
+		return m, fmt.Errorf("reading nginx's counter: %w", err)
+	}
+	// Both status requests were served while the tool watched; the
+	// counter already includes the one that reads it.
+	m.served = after - before + 1
+	if err := stopTool(); err != nil {
+		return m, err
+	}
+	if c.tool == toolBoxtap && c.watched == c.srv && m.obs.outLines != m.served {
+		keepEvidence(c, m)
+	}
+	return m, nil
+}
+
+// keepEvidence copies the events of a run whose count differs from nginx's
+// to /tmp, for a look at what was missed or doubled.
+func keepEvidence(c *benchCase, m measurement) {
+	dst := fmt.Sprintf("/tmp/boxtap-bench-mismatch-%s-%d.jsonl", strings.ReplaceAll(c.key, "/", "-"), time.Now().Unix())
+	b, err := os.ReadFile(m.obs.outPath)
+	if err == nil {
+		err = os.WriteFile(dst, b, 0o644)
+	}
+	if err != nil {
+		fmt.Printf("bench: %s: %d events for %d responses; keeping them failed: %v\n", c.key, m.obs.outLines, m.served, err)
+		return
+	}
+	fmt.Printf("bench: %s: %d events for %d responses; events kept in %s\n", c.key, m.obs.outLines, m.served, dst)
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// server is one nginx container on the host network.
+type server struct {
+	name string
+	port int
+}
+
+func (s *server) url(path string) string {
+	return "http://127.0.0.1:" + strconv.Itoa(s.port) + path
+}
+
+// freePort asks the kernel for a free loopback TCP port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startServer runs an nginx container named name from image, writing its
+// config under dir, and waits until it answers.
+func startServer(ctx context.Context, image, name, dir string) (*server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(dir, name+".conf")
+	if err := os.WriteFile(conf, []byte(nginxConfig(port)), 0o644); err != nil {
+		return nil, fmt.Errorf("writing nginx config: %w", err)
+	}
+	removeContainer(name)
+	out, err := exec.CommandContext(ctx, "docker", "run", "-d", "--name", name, "--network", "host",
+		"-v", conf+":/etc/nginx/nginx.conf:ro", image,
+		nginxBinary, "-c", "/etc/nginx/nginx.conf").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("starting nginx container %s: %w: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	s := &server{name: name, port: port}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := s.requests(); err == nil {
+			return s, nil
+		} else if time.Now().After(deadline) {
+			logs, _ := exec.Command("docker", "logs", "--tail", "20", name).CombinedOutput()
+			return nil, fmt.Errorf("nginx in %s does not answer on port %d: %w; its log: %s", name, port, err, logs)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// removeContainer deletes a container of ours, if it exists.
+func removeContainer(name string) {
+	_ = exec.Command("docker", "rm", "-f", name).Run()
+}
+
+// requests reads nginx's stub_status request counter. The status request
+// itself is already counted in the value it returns.
+func (s *server) requests() (uint64, error) {
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(s.url("/nginx_status"))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return parseStubStatus(string(b))
+}
+
+// parseStubStatus returns the "requests" number of a stub_status page:
+//
+//	Active connections: 1
+//	server accepts handled requests
+//	 10 10 42
+func parseStubStatus(page string) (uint64, error) {
+	lines := strings.Split(page, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) == "server accepts handled requests" && i+1 < len(lines) {
+			f := strings.Fields(lines[i+1])
+			if len(f) == 3 {
+				return strconv.ParseUint(f[2], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("not a stub_status page: %q", page)
+}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// tool is a program that watches the workload: boxtap, tcpdump or tshark.
+type tool string
+
+const (
+	toolNone    tool = ""
+	toolBoxtap  tool = "boxtap"
+	toolTcpdump tool = "tcpdump"
+	toolTshark  tool = "tshark"
+)
+
+// observer is one running tool process.
+type observer struct {
+	kind    tool
+	cmd     *exec.Cmd
+	outPath string
+
+	mu    sync.Mutex
+	lines []string
+	ready chan struct{}
+	done  chan struct{} // stderr reached EOF
+
+	cpuStart float64 // CPU seconds used before the measured window
+}
+
+// observed is what a tool reported after it stopped.
+type observed struct {
+	cpu       float64 // CPU seconds in the measured window (children included)
+	rssKiB    int64   // peak resident set
+	outLines  uint64  // lines it wrote to stdout (boxtap: events; tshark: matching packets)
+	events    uint64  // boxtap's own event count
+	lost      uint64  // boxtap: lost records
+	truncated uint64  // boxtap: truncated header blocks
+	captured  uint64  // tcpdump/tshark: packets captured
+	dropped   uint64  // tcpdump/tshark: packets dropped
+	stderr    string  // last lines, for errors
+	outPath   string  // its stdout, until the run ends
+}
+
+// readyLine tells when each tool is capturing.
+var readyLine = map[tool]*regexp.Regexp{
+	toolBoxtap:  regexp.MustCompile(`^tracing `),
+	toolTcpdump: regexp.MustCompile(`listening on `),
+	toolTshark:  regexp.MustCompile(`^Capturing on `),
+}
+
+// startObserver starts a tool on the traffic of srv and waits until it
+// captures. boxtap traces the container; the packet capturers watch
+// srv's port on the loopback interface.
+func startObserver(ctx context.Context, kind tool, boxtap string, srv *server, dir string) (*observer, error) {
+	o := &observer{kind: kind, outPath: fmt.Sprintf("%s/%s.out", dir, kind), ready: make(chan struct{}), done: make(chan struct{})}
+	port := strconv.Itoa(srv.port)
+	switch kind {
+	case toolBoxtap:
+		o.cmd = exec.Command(boxtap, "trace", srv.name)
+	case toolTcpdump:
+		o.cmd = exec.Command("tcpdump", "-i", "lo", "-n", "-w", o.outPath+".pcap", "tcp port "+port)
+	case toolTshark:
+		o.cmd = exec.Command("tshark", "-i", "lo", "-n", "-l", "-f", "tcp port "+port, "-Y", "http")
+	default:
+		return nil, fmt.Errorf("unknown tool %q", kind)
+	}
+	out, err := os.Create(o.outPath)
+	if err != nil {
+		return nil, fmt.Errorf("creating %s: %w", o.outPath, err)
+	}
+	defer out.Close()
+	o.cmd.Stdout = out
+	stderr, err := o.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := o.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", kind, err)
+	}
+	go o.readStderr(stderr)
+	select {
+	case <-o.ready:
+	case <-o.done:
+		_ = o.cmd.Wait()
+		return nil, fmt.Errorf("%s exited before capturing: %s", kind, o.tail())
+	case <-time.After(60 * time.Second):
+		o.kill()
+		return nil, fmt.Errorf("%s did not start capturing within 60s: %s", kind, o.tail())
+	case <-ctx.Done():
+		o.kill()
+		return nil, ctx.Err()
+	}
+	return o, nil
+}
+
+func (o *observer) readStderr(r io.Reader) {
+	defer close(o.done)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	once := sync.Once{}
+	for sc.Scan() {
+		line := sc.Text()
+		o.mu.Lock()
+		o.lines = append(o.lines, line)
+		o.mu.Unlock()
+		if readyLine[o.kind].MatchString(line) {
+			once.Do(func() { close(o.ready) })
+		}
+	}
+}
+
+func (o *observer) tail() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := len(o.lines)
+	if n > 8 {
+		n = 8
+	}
+	return strings.Join(o.lines[len(o.lines)-n:], " | ")
+}
+
+func (o *observer) kill() {
+	_ = o.cmd.Process.Kill()
+	_ = o.cmd.Wait()
+}
+
+// markStart remembers the CPU time used so far (start-up, eBPF loading), so
+// that only the measured window is charged.
+func (o *observer) markStart() error {
+	cpu, err := procCPU(o.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	o.cpuStart = cpu
+	return nil
+}
+
+// stop interrupts the tool as a user would (SIGINT), waits for its final
+// report and collects its numbers.
+func (o *observer) stop() (observed, error) {
+	var res observed
+	_ = o.cmd.Process.Signal(syscall.SIGINT)
+	waited := make(chan error, 1)
+	go func() { waited <- o.cmd.Wait() }()
+	var werr error
+	select {
+	case werr = <-waited:
+	case <-time.After(60 * time.Second):
+		_ = o.cmd.Process.Kill()
+		<-waited
+		return res, fmt.Errorf("%s did not exit within 60s of SIGINT: %s", o.kind, o.tail())
+	}
+	<-o.done
+	res.stderr = o.tail()
+	res.outPath = o.outPath
+	if werr != nil {
+		var ee *exec.ExitError
+		// tshark and tcpdump may report the interrupt in their status.
+		if !(errors.As(werr, &ee) && o.kind != toolBoxtap) {
+			return res, fmt.Errorf("%s: %w: %s", o.kind, werr, res.stderr)
+		}
+	}
+	if ru, ok := o.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		total := tv(ru.Utime) + tv(ru.Stime)
+		res.cpu = total - o.cpuStart
+		res.rssKiB = ru.Maxrss
+	}
+	n, err := countLines(o.outPath)
+	if err != nil {
+		return res, err
+	}
+	res.outLines = n
+	o.mu.Lock()
+	err = parseReport(o.kind, o.lines, &res)
+	o.mu.Unlock()
+	return res, err
+}
+
+func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+
+var (
+	boxtapSummary = regexp.MustCompile(`^boxtap: (\d+) events, (\d+) lost records, (\d+) truncated header blocks`)
+	pktsCaptured  = regexp.MustCompile(`^(\d+) packets? captured`)
+	pktsDropped   = regexp.MustCompile(`(\d+) packets? dropped`)
+)
+
+// parseReport reads a tool's closing report from its stderr lines.
+func parseReport(kind tool, lines []string, res *observed) error {
+	found := false
+	for _, l := range lines {
+		switch kind {
+		case toolBoxtap:
+			if m := boxtapSummary.FindStringSubmatch(l); m != nil {
+				res.events, _ = strconv.ParseUint(m[1], 10, 64)
+				res.lost, _ = strconv.ParseUint(m[2], 10, 64)
+				res.truncated, _ = strconv.ParseUint(m[3], 10, 64)
+				found = true
+			}
+		case toolTcpdump, toolTshark:
+			if m := pktsCaptured.FindStringSubmatch(l); m != nil {
+				res.captured, _ = strconv.ParseUint(m[1], 10, 64)
+				found = true
+			}
+			if m := pktsDropped.FindStringSubmatch(l); m != nil {
+				n, _ := strconv.ParseUint(m[1], 10, 64)
+				res.dropped += n
+			}
+		}
+	}
+	if !found {
+		return fmt.Errorf("%s printed no closing counts: %s", kind, strings.Join(lastN(lines, 5), " | "))
+	}
+	return nil
+}
+
+func lastN(s []string, n int) []string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// countLines counts newlines in a file.
+func countLines(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	var n uint64
+	for {
+		k, err := f.Read(buf)
+		n += uint64(bytes.Count(buf[:k], []byte{'\n'}))
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// procCPU returns the CPU seconds a process and its waited-for children
+// used so far: utime+stime+cutime+cstime of /proc/PID/stat.
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces; fields start after its ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime..cstime are fields 14..17.
+	if len(f) < 15 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	var ticks uint64
+	for _, v := range f[11:15] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad /proc/%d/stat field %q", pid, v)
+		}
+		ticks += n
+	}
+	const clkTck = 100 // USER_HZ on Linux
+	return float64(ticks) / clkTck, nil
+}
