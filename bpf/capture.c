@@ -521,6 +521,33 @@ static __always_inline __u32 response_len(struct __sk_buff *skb, __u32 off, __u3
 	return scan_response(s, n);
 }
 
+/*
+ * How much of the first segment of a response to copy when its body runs
+ * past the segment: only the header block (the scan just found its end),
+ * when body bytes follow it in this segment. User space frames the body
+ * from Content-Length; the rest of the segment is covered without being
+ * copied, as the segments the kernel skips later are. Everything is
+ * copied when the bytes after the header block start a response: the
+ * first one had no body after all (an answer to HEAD), and the second one
+ * is in this segment.
+ */
+static __always_inline __u32 header_capture(struct __sk_buff *skb, __u32 off, __u32 plen)
+{
+	__u32 zero = 0;
+	struct scan_buf *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return MAX_CHUNKS * CHUNK_LARGE;
+	__u32 hdr = s->st.hdr_end;
+	if (hdr == 0 || hdr > SCAN_MAX || hdr + CHUNK_SMALL >= plen)
+		return MAX_CHUNKS * CHUNK_LARGE;
+	__u8 next[5] = {};
+	if (bpf_skb_load_bytes(skb, off + hdr, next, sizeof(next)))
+		return MAX_CHUNKS * CHUNK_LARGE;
+	if (next[0] == 'H' && next[1] == 'T' && next[2] == 'T' && next[3] == 'P' && next[4] == '/')
+		return MAX_CHUNKS * CHUNK_LARGE;
+	return hdr;
+}
+
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 {
 	struct bpf_sock *sk = skb->sk;
@@ -722,6 +749,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 				ds->pend = mlen > plen;
 				ds->pend_at = end;
 				ds->pend_end = seq + mlen;
+				if (ds->pend && skip_bodies && !(c->flags & CONN_F_NO_SKIP))
+					capture = header_capture(skb, off, plen);
 			}
 		} else if (seq == ds->boundary || seq_lt(ds->boundary, seq)) {
 			/* A request, or a boundary passed mid-segment. */
