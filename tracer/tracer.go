@@ -15,6 +15,7 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -251,6 +252,13 @@ const barrierEvery = 128
 // Run reads records until ctx is done, then handles what is left in the
 // ring buffer and flushes every sink.
 func (t *Tracer) Run(ctx context.Context) error {
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		stopProfile, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	rd := t.coll.Reader()
 	stop := context.AfterFunc(ctx, func() { rd.Interrupt() })
 	defer stop()
@@ -607,4 +615,23 @@ func (x *exeCache) path(pid uint32, start uint64) string {
 	}
 	x.m[k] = p
 	return p
+}
+
+// cpuProfileEnv names a hidden debugging knob: when set, Run writes a Go CPU
+// profile of itself to that file (for `go tool pprof`; see BENCHMARKS.md).
+const cpuProfileEnv = "BOXTAP_CPUPROFILE"
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: creating the CPU profile: %w", cpuProfileEnv, err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: starting the CPU profile: %w", cpuProfileEnv, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
