@@ -74,6 +74,9 @@ func (tg *Target) Events() uint64 {
 	return tg.events
 }
 
+// CgroupID is the id of the traced cgroup.
+func (tg *Target) CgroupID() uint64 { return tg.att.CgroupID() }
+
 // Counters returns the kernel's counters for this container.
 func (tg *Target) Counters() (bpf.Counters, error) { return tg.att.Counters() }
 

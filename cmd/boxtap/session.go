@@ -170,8 +170,12 @@ func (s *session) addCgroup(info container.Info, dir string, sink output.Sink) e
 // session when it was the last one.
 func (s *session) watch(tg *tracer.Target) {
 	defer s.wg.Done()
-	if err := cgroup.WaitEmpty(s.ctx, tg.CgroupDir); err != nil {
-		return // the session is ending; run removes the target
+	if err := cgroup.WaitEmptyID(s.ctx, tg.CgroupDir, tg.CgroupID()); err != nil {
+		if s.ctx.Err() == nil {
+			fmt.Fprintf(s.stderr, "boxtap: cannot tell when %s (%s) stops: %v; it stays traced until boxtap exits\n",
+				displayName(tg.Info.Name), tg.Info.ShortID(), err)
+		}
+		return // run removes the target when the session ends
 	}
 	removeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

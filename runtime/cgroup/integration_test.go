@@ -223,7 +223,7 @@ func TestIntegrationRecreatedCgroupCountsAsGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if done, err := emptyOrGone(d, dir, true); err != nil || done {
+	if done, err := emptyOrGone(d, dir, false); err != nil || done {
 		t.Fatalf("populated cgroup: done=%v err=%v, want false, nil", done, err)
 	}
 	_ = first.Process.Kill()
@@ -240,7 +240,31 @@ func TestIntegrationRecreatedCgroupCountsAsGone(t *testing.T) {
 		t.Fatalf("recreate %s: %v", dir, err)
 	}
 	sleeperIn(t, dir) // the new cgroup is populated
-	if done, err := emptyOrGone(d, dir, true); err != nil || !done {
+	if done, err := emptyOrGone(d, dir, false); err != nil || !done {
 		t.Fatalf("recreated cgroup read through the old handle: done=%v err=%v, want true, nil", done, err)
+	}
+}
+
+// TestIntegrationWaitEmptyIDSeesAnotherCgroupAsGone: when the directory at the
+// path is no longer the cgroup with the given id, that cgroup is gone.
+func TestIntegrationWaitEmptyIDSeesAnotherCgroupAsGone(t *testing.T) {
+	mount := realMount(t)
+	dir, _ := tempCgroup(t, mount)
+	sleeperIn(t, dir)
+	id, err := ID(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := WaitEmptyID(ctx, dir, id+1); err != nil {
+		t.Fatalf("WaitEmptyID with another id: %v, want nil at once", err)
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- WaitEmptyID(ctx, dir, id) }()
+	assertBlocked(t, ch)
+	cancel()
+	if err := <-ch; err == nil {
+		t.Fatal("WaitEmptyID on the populated cgroup returned nil, want the cancellation")
 	}
 }

@@ -31,6 +31,13 @@ const pollInterval = 2 * time.Second
 // handle, so a cgroup recreated at the same path (docker restart) counts as
 // the old one being gone, not as the old one still running.
 func WaitEmpty(ctx context.Context, dir string) error {
+	return WaitEmptyID(ctx, dir, 0)
+}
+
+// WaitEmptyID is WaitEmpty for the cgroup whose id (see ID) is id: when the
+// directory at dir is already another cgroup, the one with that id is gone.
+// An id of 0 accepts whatever cgroup dir is.
+func WaitEmptyID(ctx context.Context, dir string, id uint64) error {
 	events := filepath.Join(dir, "cgroup.events")
 	d, err := os.Open(dir)
 	if err != nil {
@@ -40,6 +47,13 @@ func WaitEmpty(ctx context.Context, dir string) error {
 		return fmt.Errorf("open cgroup %s: %w", dir, err)
 	}
 	defer d.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
+		return fmt.Errorf("stat cgroup %s: %w", dir, err)
+	}
+	if id != 0 && st.Ino != id {
+		return nil // recreated at the same path: ours is gone
+	}
 
 	// Without inotify (limits reached, or the directory is already gone)
 	// WaitEmpty falls back to polling alone.
@@ -50,8 +64,7 @@ func WaitEmpty(ctx context.Context, dir string) error {
 		defer stop()
 	}
 
-	seen := false
-	for {
+	for seen := false; ; seen = true {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -59,7 +72,6 @@ func WaitEmpty(ctx context.Context, dir string) error {
 		if err != nil {
 			return err
 		}
-		seen = true
 		if done {
 			return nil
 		}
@@ -80,19 +92,18 @@ func WaitEmpty(ctx context.Context, dir string) error {
 }
 
 // emptyOrGone reports whether the cgroup open as d has no processes left or
-// no longer exists. seen says whether cgroup.events was read before: if it
-// vanishes after that, the directory is being removed.
+// no longer exists. seen says whether its cgroup.events was read before.
 func emptyOrGone(d *os.File, dir string, seen bool) (bool, error) {
 	data, err := readAt(d, "cgroup.events")
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENODEV) {
-			if seen || errors.Is(err, syscall.ENODEV) {
-				return true, nil // removed while we watched or read it
-			}
-			if _, serr := os.Stat(dir); errors.Is(serr, os.ErrNotExist) {
+			// d stays the directory that was opened. If it is a cgroup
+			// v2 directory, or had cgroup.events before, it was removed.
+			var fs unix.Statfs_t
+			if seen || (unix.Fstatfs(int(d.Fd()), &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC) {
 				return true, nil
 			}
-			return false, fmt.Errorf("%s is not a cgroup v2 directory (no cgroup.events): %w", dir, err)
+			return false, fmt.Errorf("%s is not a cgroup v2 directory (no cgroup.events)", dir)
 		}
 		return false, fmt.Errorf("read %s/cgroup.events: %w", dir, err)
 	}
