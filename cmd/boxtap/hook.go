@@ -347,7 +347,7 @@ func (t *hookTracer) run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := cgroup.WaitEmpty(ctx, t.tg.CgroupDir); err != nil {
+		if err := cgroup.WaitEmptyID(ctx, t.tg.CgroupDir, t.tg.CgroupID()); err != nil {
 			return // stopping by signal: Run drains, close removes
 		}
 		// Detach while Run still runs, so it drains the last records.
