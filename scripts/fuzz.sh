@@ -22,10 +22,27 @@ count=$(printf '%s\n' "$targets" | wc -l)
 echo "fuzz: $count targets, $fuzztime each"
 
 failed=()
+# count_inputs DIR: how many inputs a fuzz corpus directory holds (0 if none).
+count_inputs() { if [ -d "$1" ]; then find "$1" -type f | wc -l; else echo 0; fi; }
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 while read -r pkg name; do
   echo "fuzz: $pkg $name"
-  if ! "$go" test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"; then
-    failed+=("$pkg $name")
+  dir="$("$go" list -f '{{.Dir}}' "$pkg")/testdata/fuzz/$name"
+  before=$(count_inputs "$dir")
+  if ! "$go" test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" 2>&1 | tee "$log"; then
+    after=$(count_inputs "$dir")
+    # Go's fuzzing engine sometimes reports "context deadline exceeded" when
+    # fuzztime ends while a worker is still minimising an input (golang/go
+    # issue 48127): no input failed and no crasher was written. Anything
+    # else, or any new crasher, is a failure.
+    if [ "$after" -eq "$before" ] && grep -q 'context deadline exceeded' "$log" &&
+       ! grep -qE '^\s+(fuzz_test|.*_test)\.go:[0-9]+:|panic:|Failing input written' "$log"; then
+      echo "fuzz: $pkg $name: the engine stopped late at the end of fuzztime (no failing input, no crasher); counted as passed"
+    else
+      failed+=("$pkg $name")
+    fi
   fi
 done <<<"$targets"
 
