@@ -10,15 +10,13 @@ import (
 	"time"
 )
 
-// TestHookStartCost reports what the hook adds to a container's start:
+// BenchmarkHookStartCost reports what the hook adds to a container's start:
 // "runc run -d" wall time over 20 starts with the hook and 20 without, in
 // alternation (median and worst), and the peak memory (VmHWM) of one
-// per-container tracer. It asserts nothing about time; it prints figures.
-// Run it with BOXTAP_HOOK_COST=1.
-func TestHookStartCost(t *testing.T) {
-	if os.Getenv("BOXTAP_HOOK_COST") != "1" {
-		t.Skip("set BOXTAP_HOOK_COST=1 to measure the hook's start cost")
-	}
+// per-container tracer. It prints figures; `make bench` runs it with
+// -bench HookStartCost -benchtime 1x.
+func BenchmarkHookStartCost(b *testing.B) {
+	t := b
 	e := newHookEnv(t)
 	const n = 20
 	hooks := e.exampleHooks(t)

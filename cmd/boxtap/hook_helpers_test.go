@@ -38,7 +38,7 @@ type hookEnv struct {
 	mount   string
 }
 
-func newHookEnv(t *testing.T) *hookEnv {
+func newHookEnv(t testing.TB) *hookEnv {
 	t.Helper()
 	mount := itest.RequireBPF(t)
 	_, err := exec.LookPath("runc")
@@ -84,7 +84,7 @@ func (e *hookEnv) hookArgs(extra ...string) []string {
 
 // exampleHooks reads the hooks of examples/containerd-hook/boxtap-base-spec.json
 // and points them at this test's boxtap binary and directories.
-func (e *hookEnv) exampleHooks(t *testing.T) *specs.Hooks {
+func (e *hookEnv) exampleHooks(t testing.TB) *specs.Hooks {
 	t.Helper()
 	root, err := itest.ModuleRoot()
 	if err != nil {
@@ -119,7 +119,7 @@ func (e *hookEnv) exampleHooks(t *testing.T) *specs.Hooks {
 
 // bundle writes a bundle for container id that runs /testapp args on the
 // host network, with hooks (nil: none).
-func (e *hookEnv) bundle(t *testing.T, id string, hooks *specs.Hooks, args ...string) string {
+func (e *hookEnv) bundle(t testing.TB, id string, hooks *specs.Hooks, args ...string) string {
 	t.Helper()
 	dir := filepath.Join(e.dir, "b-"+id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -175,7 +175,7 @@ func (e *hookEnv) runc(args ...string) (string, error) {
 
 // start runs "runc run -d" for a bundle; the container's stdio goes to a
 // log file. It returns when runc does: after the hooks attached.
-func (e *hookEnv) start(t *testing.T, id, bundle string) error {
+func (e *hookEnv) start(t testing.TB, id, bundle string) error {
 	t.Helper()
 	log, err := os.Create(filepath.Join(e.dir, id+".log"))
 	if err != nil {
@@ -207,7 +207,7 @@ func (e *hookEnv) remove(id string) {
 }
 
 // delete deletes a stopped container, failing the test on error.
-func (e *hookEnv) delete(t *testing.T, id string) {
+func (e *hookEnv) delete(t testing.TB, id string) {
 	t.Helper()
 	if out, err := e.runc("delete", id); err != nil {
 		t.Fatalf("runc delete %s: %v\n%s", id, err, out)
@@ -215,7 +215,7 @@ func (e *hookEnv) delete(t *testing.T, id string) {
 }
 
 // kill sends SIGKILL and waits for the container to stop.
-func (e *hookEnv) kill(t *testing.T, id string) {
+func (e *hookEnv) kill(t testing.TB, id string) {
 	t.Helper()
 	if out, err := e.runc("kill", id, "KILL"); err != nil {
 		t.Fatalf("runc kill %s: %v\n%s", id, err, out)
@@ -223,7 +223,7 @@ func (e *hookEnv) kill(t *testing.T, id string) {
 	e.waitStopped(t, id)
 }
 
-func (e *hookEnv) waitStopped(t *testing.T, id string) {
+func (e *hookEnv) waitStopped(t testing.TB, id string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
@@ -375,7 +375,7 @@ func tracerPIDs(id string) []int {
 }
 
 // waitNoTracer waits until no tracer for id is left.
-func waitNoTracer(t *testing.T, id string, within time.Duration) {
+func waitNoTracer(t testing.TB, id string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
