@@ -90,11 +90,17 @@ type Summary struct {
 	DupSegments uint64
 	// SkippedBytes are body bytes the kernel skipped instead of copying.
 	SkippedBytes uint64
+	// Unwritten are events a sink could not write (a full disk, say).
+	Unwritten uint64
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("%d events, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel",
-		s.Events, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes)
+	unwritten := ""
+	if s.Unwritten > 0 {
+		unwritten = fmt.Sprintf(" (%d of them not written: output errors)", s.Unwritten)
+	}
+	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel",
+		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes)
 }
 
 // Tracer is the capture engine.
@@ -223,8 +229,14 @@ func (t *Tracer) Summary() Summary {
 	return s
 }
 
+// droppingSink is a sink that counts the events it failed to write.
+type droppingSink interface{ Dropped() uint64 }
+
 func (t *Tracer) summaryOf(tg *Target) Summary {
 	s := Summary{Events: tg.Events()}
+	if d, ok := tg.sink.(droppingSink); ok {
+		s.Unwritten = d.Dropped()
+	}
 	if c, err := tg.att.Counters(); err == nil {
 		s.LostRecords = c.LostRecords
 		s.LostBytes = c.LostBytes
@@ -242,6 +254,7 @@ func (s *Summary) add(o Summary) {
 	s.Desyncs += o.Desyncs
 	s.DupSegments += o.DupSegments
 	s.SkippedBytes += o.SkippedBytes
+	s.Unwritten += o.Unwritten
 }
 
 // ParserStats returns the stream parsers' counters. Call it only after Run

@@ -85,5 +85,8 @@ func TestHardeningOutputDiskFull(t *testing.T) {
 		t.Fatalf("boxtap exited with status %d:\n%s", x.code, x.stderr)
 	}
 	after := jsonLines(t, file)
+	if !strings.Contains(x.stderr, "not written: output errors)") {
+		t.Errorf("the counts line does not say that events were not written:\n%s", x.stderr)
+	}
 	t.Logf("%d events written before the disk filled, %d after space returned; stderr:\n%s", before, after-before, x.stderr)
 }
