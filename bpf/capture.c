@@ -72,11 +72,15 @@ struct dir_state {
 	__u8 lost;      /* a record of this direction was lost since the last one sent */
 	__u8 pend;      /* a declared body is still to come */
 	__u8 pad[3];
+	__u32 ifindex;  /* interface of the last packet, whose name is iface */
+	char iface[IFNAMSIZ];
 };
 
 struct conn {
 	struct owner owner;
 	__u64 ckey;
+	__u64 cookie;    /* bpf_get_socket_cookie, read once */
+	__u64 sk_cgroup; /* the socket's cgroup id, read once */
 	struct dir_state d[2];
 	__u8 class;
 	__u8 tries;
@@ -297,12 +301,13 @@ struct pkt {
 };
 
 static __always_inline void fill_record(struct record *r, struct __sk_buff *skb, struct conn *c,
-					const struct pkt *p, __u32 seq, __u32 seg_len, __u16 data_len)
+					const struct dir_state *ds, const struct pkt *p, __u32 seq,
+					__u32 seg_len, __u16 data_len)
 {
 	r->ts_tai = bpf_ktime_get_tai_ns();
-	r->cookie = bpf_get_socket_cookie(skb);
+	r->cookie = c->cookie;
 	r->ckey = c->ckey;
-	r->sk_cgroup = bpf_skb_cgroup_id(skb);
+	r->sk_cgroup = c->sk_cgroup;
 	r->seq = seq;
 	r->seg_len = seg_len;
 	r->skip_to = p->skip_to;
@@ -318,18 +323,27 @@ static __always_inline void fill_record(struct record *r, struct __sk_buff *skb,
 	r->pad = 0;
 	__builtin_memcpy(r->saddr, p->saddr, 16);
 	__builtin_memcpy(r->daddr, p->daddr, 16);
-	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
-	struct net_device *dev = kskb->dev;
-	if (dev)
-		bpf_probe_read_kernel_str(r->iface, sizeof(r->iface), dev->name);
-	else
-		r->iface[0] = 0;
+	__builtin_memcpy(r->iface, ds->iface, sizeof(r->iface));
 	if (c->owner_valid) {
 		r->owner = c->owner;
 		r->rflags |= REC_F_OWNER;
 	} else {
 		__builtin_memset(&r->owner, 0, sizeof(r->owner));
 	}
+}
+
+/* Remember the name of the interface the direction's packets use; it is read
+ * again only when the interface changes. */
+static __always_inline void note_iface(struct __sk_buff *skb, struct dir_state *ds)
+{
+	__u32 ifindex = skb->ifindex;
+	if (ifindex == ds->ifindex && ds->iface[0])
+		return;
+	ds->ifindex = ifindex;
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct net_device *dev = kskb->dev;
+	if (!dev || bpf_probe_read_kernel_str(ds->iface, sizeof(ds->iface), dev->name) < 0)
+		ds->iface[0] = 0;
 }
 
 static __always_inline void count_lost(struct conn *c, struct dir_state *ds, __u32 bytes)
@@ -362,7 +376,7 @@ static __always_inline long submit_flags(void)
 			bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);                                  \
 			return 1;                                                                  \
 		}                                                                                  \
-		fill_record(r, skb, c, p, seq, seg_len, n);                                        \
+		fill_record(r, skb, c, ds, p, seq, seg_len, n);                                        \
 		bpf_ringbuf_submit(r, submit_flags());                                             \
 	} while (0)
 
@@ -608,6 +622,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		 * with a message; one that carried data before boxtap started
 		 * is framed from its next message boundary on, in user space. */
 		c->created = 1;
+		c->cookie = bpf_get_socket_cookie(skb);
+		c->sk_cgroup = bpf_skb_cgroup_id(skb);
 		struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
 		c->fresh = tp && tp->bytes_received == 0 && tp->data_segs_out == 0;
 	}
@@ -635,12 +651,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			p.off = off;
 			p.len = 0;
 			p.rflags = th.fin ? REC_F_FIN : REC_F_RST;
+			note_iface(skb, ds);
 			struct record *r = bpf_ringbuf_reserve(&events, sizeof(struct record), 0);
 			if (!r) {
 				count_lost(c, ds, 0);
 				return 1;
 			}
-			fill_record(r, skb, c, &p, seq, 0, 0);
+			fill_record(r, skb, c, ds, &p, seq, 0, 0);
 			bpf_ringbuf_submit(r, submit_flags());
 		}
 		return 1;
@@ -739,8 +756,18 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 				ds->pend_at = end; /* wait for a larger body segment */
 			}
 		} else if (seq == ds->boundary && starts_http) {
-			/* A response starts here: learn where it ends. */
-			__u32 mlen = (c->flags & CONN_F_NO_SKIP) ? 0 : response_len(skb, off, plen);
+			/* A response starts here: learn where it ends. Scanning its
+			 * headers costs more than copying a small response, so only
+			 * a response that may have a large body is scanned: one whose
+			 * segment is large, or holds just the header block (servers
+			 * that sendfile the body). After a small response the kernel
+			 * stops following boundaries on this connection; user space
+			 * frames everything anyway. */
+			__u8 tail[4] = {};
+			int worth = plen >= SKIP_MIN ||
+				    (plen >= 4 && !bpf_skb_load_bytes(skb, off + plen - 4, tail, sizeof(tail)) &&
+				     tail[0] == '\r' && tail[1] == '\n' && tail[2] == '\r' && tail[3] == '\n');
+			__u32 mlen = (!worth || (c->flags & CONN_F_NO_SKIP)) ? 0 : response_len(skb, off, plen);
 			if (!mlen || mlen < plen) {
 				ds->bvalid = 0; /* unknown length or pipelined: stop guessing */
 				ds->pend = 0;
@@ -758,6 +785,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			ds->pend = 0;
 		}
 	}
+	note_iface(skb, ds);
 	return emit_payload(skb, c, ds, &p, capture);
 }
 

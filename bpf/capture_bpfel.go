@@ -14,10 +14,12 @@ import (
 )
 
 type captureConn struct {
-	_     structs.HostLayout
-	Owner captureOwner
-	Ckey  uint64
-	D     [2]struct {
+	_        structs.HostLayout
+	Owner    captureOwner
+	Ckey     uint64
+	Cookie   uint64
+	SkCgroup uint64
+	D        [2]struct {
 		_        structs.HostLayout
 		Next     uint32
 		Boundary uint32
@@ -30,6 +32,8 @@ type captureConn struct {
 		Lost     uint8
 		Pend     uint8
 		Pad      [3]uint8
+		Ifindex  uint32
+		Iface    [16]int8
 	}
 	Class      uint8
 	Tries      uint8
