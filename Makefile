@@ -73,6 +73,10 @@ bench:
 	scripts/bench-deps.sh
 	$(MAKE) build
 	$(GO) run ./internal/benchrun
+	@echo "== user-space hot path (Go benchmarks)"
+	$(GO) test -run '^$$' -bench 'HandleSmallResponses|SmallResponses|AppendJSON$$' -benchmem ./tracer/ ./httpstream/ ./output/
+	@echo "== what the OCI hook adds to a container's start (20 starts each, alternating)"
+	$(GO) test -run '^$$' -bench HookStartCost -benchtime 1x ./cmd/boxtap/
 
 clean:
 	rm -rf bin
