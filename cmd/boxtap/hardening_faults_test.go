@@ -326,6 +326,10 @@ func TestHardeningRingOverflow(t *testing.T) {
 	if !strings.Contains(hxLastStderrLine(x.stderr), fmt.Sprintf("%d lost records", sum.lostRecords)) || sum.lostRecords == 0 {
 		t.Errorf("boxtap's final line must report the lost records:\n%s", x.stderr)
 	}
+	perContainer := fmt.Sprintf("container %s (%s): %d events, %d lost records", c.Name, c.ID[:12], ev, sum.lostRecords)
+	if !strings.Contains(x.stderr, perContainer) {
+		t.Errorf("stderr lacks the per-container loss line %q:\n%s", perContainer, x.stderr)
+	}
 }
 
 // TestHardeningSmallRingKeepsUp traces a modest, throttled load (about 1,500 responses/s,
