@@ -41,7 +41,7 @@ func main() {
 	k := kong.Parse(&c,
 		kong.Name("boxtap"),
 		kong.Description(description),
-		kong.UsageOnError(),
+		kong.ShortUsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 	)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
