@@ -249,3 +249,16 @@ func TestWaitLogReportsStoppedContainer(t *testing.T) {
 		t.Fatalf("WaitLog error = %v, want 'stopped before logging' with the log", err)
 	}
 }
+
+// TestFreePortNeverRepeats: two servers of one test process must never be
+// given the same port, even though each probe socket is closed at once.
+func TestFreePortNeverRepeats(t *testing.T) {
+	seen := map[int]bool{}
+	for i := 0; i < 200; i++ {
+		p := FreePort(t)
+		if seen[p] {
+			t.Fatalf("FreePort returned %d twice", p)
+		}
+		seen[p] = true
+	}
+}
