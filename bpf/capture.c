@@ -616,6 +616,31 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (!c->ckey)
 		c->ckey = find_ckey(skb);
 
+	if (sk->state == BPF_TCP_LISTEN) {
+		/* When the client's handshake ACK is lost, its first data
+		 * segment completes the handshake and the kernel filters it
+		 * against the listening socket, before the accepted socket
+		 * exists. Send it as it is, marked, so that user space can
+		 * hand it to the connection it belongs to (by address). */
+		if (plen == 0 || !c->created) {
+			c->created = 1;
+			c->cookie = bpf_get_socket_cookie(skb);
+			c->sk_cgroup = bpf_skb_cgroup_id(skb);
+			if (plen == 0)
+				return 1;
+		}
+		__u8 lh[8] = {};
+		if (plen < 8 || bpf_skb_load_bytes(skb, off, lh, sizeof(lh)) || !looks_http(lh))
+			return 1;
+		p.seq = bpf_ntohl(th.seq);
+		p.off = off;
+		p.len = plen;
+		p.rflags = REC_F_LISTENER;
+		struct dir_state *lds = &c->d[DIR_INGRESS];
+		note_iface(skb, lds);
+		return emit_payload(skb, c, lds, &p, MAX_CHUNKS * CHUNK_LARGE);
+	}
+
 	struct dir_state *ds = &c->d[dir & 1];
 	if (!c->created) {
 		/* A socket seen before any payload flowed starts each stream

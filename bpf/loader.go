@@ -34,6 +34,10 @@ const (
 	FlagFIN   = 1 << 2
 	FlagRST   = 1 << 3
 	FlagGap   = 1 << 4
+	// FlagListener marks a segment seen on a listening socket: the data
+	// segment that completed a handshake whose ACK was lost. Cookie is the
+	// listener's; the addresses name the connection.
+	FlagListener = 1 << 5
 )
 
 // Directions (enum direction).

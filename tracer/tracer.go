@@ -9,6 +9,7 @@
 package tracer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -126,6 +127,7 @@ type Tracer struct {
 	hdrs     []output.Header
 	reqHdrs  []output.Header
 	current  *conn
+	orphans  orphans
 	lastReap int64
 	written  uint64 // events written, for MaxEvents
 	// lastLossCheck is when the kernel's lost-record counters were last read.
@@ -152,6 +154,7 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 		stopped: make(chan struct{}),
 		conns:   make(map[uint64]*conn),
 		exe:     exeCache{m: make(map[exeKey]string)},
+		orphans: orphans{m: make(map[connKey][]orphan)},
 	}
 	t.clock.sync()
 	return t
@@ -381,10 +384,23 @@ func (t *Tracer) handle(rec *bpf.Record) {
 	if tg == nil {
 		return // detached, or a socket outside any traced cgroup
 	}
+	if rec.Rflags&bpf.FlagListener != 0 {
+		t.orphans.keep(rec, t.clock.epoch(rec.TsTai))
+		return
+	}
 	c := t.conns[rec.Cookie]
 	if c == nil || c.target != tg {
 		c = &conn{hs: httpstream.NewConn(t.opts.Limits, &t.stats), target: tg}
 		t.conns[rec.Cookie] = c
+		// A request that completed the handshake was seen on the
+		// listening socket: it is this connection's first bytes.
+		for _, o := range t.orphans.take(connKeyOf(rec)) {
+			seg := httpstream.Segment{Dir: httpstream.Ingress, Seq: o.seq, Len: o.segLen, Data: o.data,
+				Info: httpstream.PacketInfo{TimestampNs: o.ts, PacketLen: o.pktLen}}
+			t.current = c
+			c.hs.Feed(&seg, t.emit)
+			t.current = nil
+		}
 	}
 	if rec.Rflags&bpf.FlagGap != 0 {
 		t.checkLoss(tg)
@@ -586,6 +602,72 @@ func (t *Tracer) reap() {
 			delete(t.conns, k)
 		}
 	}
+}
+
+// connKey names a TCP connection by its addresses, from the traced
+// socket's side: remote address and port, local address and port.
+type connKey struct {
+	remote, local         [16]uint8
+	remotePort, localPort uint16
+}
+
+// connKeyOf is the connection a record belongs to.
+func connKeyOf(rec *bpf.Record) connKey {
+	if rec.Dir == bpf.DirIngress {
+		return connKey{remote: rec.Saddr, remotePort: rec.Sport, local: rec.Daddr, localPort: rec.Dport}
+	}
+	return connKey{remote: rec.Daddr, remotePort: rec.Dport, local: rec.Saddr, localPort: rec.Sport}
+}
+
+// orphan is a segment seen on a listening socket, kept until the accepted
+// connection it belongs to shows up.
+type orphan struct {
+	seq    uint32
+	segLen uint32
+	data   []byte
+	ts     uint64
+	pktLen uint32
+	keptNs int64
+}
+
+// orphans are segments seen on listening sockets, by connection. They are
+// rare (a lost handshake ACK), so the set stays small; entries older than
+// orphanTTL are dropped.
+type orphans struct {
+	m map[connKey][]orphan
+}
+
+const (
+	orphanTTL      = 10 * time.Second
+	maxOrphanConns = 1024
+)
+
+func (o *orphans) keep(rec *bpf.Record, ts uint64) {
+	now := time.Now().UnixNano()
+	if len(o.m) >= maxOrphanConns {
+		for k, v := range o.m {
+			if len(v) == 0 || now-v[0].keptNs > int64(orphanTTL) {
+				delete(o.m, k)
+			}
+		}
+		if len(o.m) >= maxOrphanConns {
+			return
+		}
+	}
+	k := connKeyOf(rec)
+	o.m[k] = append(o.m[k], orphan{seq: rec.Seq, segLen: rec.SegLen, data: bytes.Clone(rec.Data), ts: ts, pktLen: rec.PktLen, keptNs: now})
+}
+
+func (o *orphans) take(k connKey) []orphan {
+	if len(o.m) == 0 {
+		return nil
+	}
+	v, ok := o.m[k]
+	if !ok {
+		return nil
+	}
+	delete(o.m, k)
+	return v
 }
 
 // clock converts kernel timestamps to epoch ns.

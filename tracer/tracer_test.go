@@ -217,3 +217,31 @@ func TestKernelSkipPromiseFramesNextResponse(t *testing.T) {
 		t.Errorf("desyncs = %d, want 0", ps.Desyncs)
 	}
 }
+
+// TestRequestSeenOnListenerIsPairedWithItsResponse: when the client's
+// handshake ACK is lost, the kernel shows the first request on the listening
+// socket (another cookie). It still pairs with the accepted connection's
+// first response, matched by addresses.
+func TestRequestSeenOnListenerIsPairedWithItsResponse(t *testing.T) {
+	var buf bytes.Buffer
+	tr, _ := newTestTracer(t, &buf)
+	req := record(recSpec{dir: bpf.DirIngress, seq: 1000, data: "GET /first HTTP/1.1\r\nHost: x\r\n\r\n"})
+	req.Cookie = 99 // the listener's
+	req.Rflags |= bpf.FlagListener
+	tr.handle(req)
+	if len(tr.conns) != 0 {
+		t.Fatalf("a listener segment created connection state: %d", len(tr.conns))
+	}
+	tr.handle(record(recSpec{dir: bpf.DirEgress, seq: 5000, data: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", owner: true}))
+	tr.flush()
+	evs := decodeLines(t, &buf)
+	if len(evs) != 1 {
+		t.Fatalf("got %d events, want 1", len(evs))
+	}
+	if q := argValue(t, evs[0], "http_request").(map[string]any); q["uri_path"] != "/first" {
+		t.Errorf("http_request = %v, want the request seen on the listener", q)
+	}
+	if len(tr.orphans.m) != 0 {
+		t.Errorf("%d orphan entries left after pairing", len(tr.orphans.m))
+	}
+}

@@ -29,6 +29,7 @@ enum record_flags {
 	REC_F_FIN = 1 << 2,       /* the sender finished at seq+seg_len */
 	REC_F_RST = 1 << 3,       /* the connection was reset */
 	REC_F_GAP = 1 << 4,       /* records of this direction were lost before this one */
+	REC_F_LISTENER = 1 << 5,  /* seen on a listening socket: cookie is the listener's */
 };
 
 /* The task that owns a socket: the last thread that sent or received on it. */
