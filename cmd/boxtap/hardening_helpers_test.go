@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -183,22 +182,7 @@ func hxCgroupLinks(t *testing.T, cgroupID uint64) []string {
 
 // hxHeldByPID returns the ids of the bpf links a process holds.
 func hxHeldByPID(pid int) map[int]bool {
-	held := map[int]bool{}
-	infos, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
-	for _, f := range infos {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if rest, ok := strings.CutPrefix(line, "link_id:"); ok {
-				if id, err := strconv.Atoi(strings.TrimSpace(rest)); err == nil {
-					held[id] = true
-				}
-			}
-		}
-	}
-	return held
+	return fdinfoIDs(fmt.Sprintf("/proc/%d/fdinfo/*", pid), "link_id:")
 }
 
 // hxWaitUntil polls cond every 100 ms until it holds or the bound passes, and reports

@@ -439,23 +439,28 @@ func orphanBoxtapLinks(t *testing.T) []string {
 }
 
 // heldLinkIDs returns the ids of every bpf link some process has a file descriptor for.
-func heldLinkIDs() map[int]bool {
-	held := map[int]bool{}
-	infos, _ := filepath.Glob("/proc/[0-9]*/fdinfo/*")
+func heldLinkIDs() map[int]bool { return fdinfoIDs("/proc/[0-9]*/fdinfo/*", "link_id:") }
+
+// fdinfoIDs collects the numbers after key in the fdinfo files matching
+// pattern: the ids of the bpf links ("link_id:") or programs ("prog_id:")
+// that processes hold.
+func fdinfoIDs(pattern, key string) map[int]bool {
+	ids := map[int]bool{}
+	infos, _ := filepath.Glob(pattern)
 	for _, f := range infos {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			continue // the process or descriptor went away
 		}
 		for _, line := range strings.Split(string(data), "\n") {
-			if rest, ok := strings.CutPrefix(line, "link_id:"); ok {
+			if rest, ok := strings.CutPrefix(line, key); ok {
 				if id, err := strconv.Atoi(strings.TrimSpace(rest)); err == nil {
-					held[id] = true
+					ids[id] = true
 				}
 			}
 		}
 	}
-	return held
+	return ids
 }
 
 // checkNoOrphanLinks checks that boxtap left no tracepoint link behind.

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -98,22 +97,7 @@ func TestWatchHundredContainers(t *testing.T) {
 // heldProgIDs returns the distinct eBPF program ids process pid holds.
 func heldProgIDs(t *testing.T, pid int) map[int]bool {
 	t.Helper()
-	ids := map[int]bool{}
-	infos, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
-	for _, f := range infos {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if rest, ok := strings.CutPrefix(line, "prog_id:"); ok {
-				if id, err := strconv.Atoi(strings.TrimSpace(rest)); err == nil {
-					ids[id] = true
-				}
-			}
-		}
-	}
-	return ids
+	return fdinfoIDs(fmt.Sprintf("/proc/%d/fdinfo/*", pid), "prog_id:")
 }
 
 // TestWatchSurvivesContainerdRestart runs a private containerd (own socket,
