@@ -24,56 +24,25 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 
 // AppendJSONWith is AppendJSON with an explicit redactor; a nil r applies the
 // default redaction rules, NewRedactor(nil, true) disables redaction.
+//
+// When e.Identity holds an encoded Identity, its bytes are copied in place of
+// the identity fields (see Identity), which must then have been encoded from
+// the same values as e's. Redaction never applies to those fields.
 func (e *Event) AppendJSONWith(dst []byte, r *Redactor) []byte {
 	dst = append(dst, `{"timestamp":`...)
 	dst = strconv.AppendInt(dst, e.Timestamp, 10)
 	dst = append(dst, `,"threadStartTime":`...)
 	dst = strconv.AppendInt(dst, e.ThreadStartTime, 10)
 	dst = appendUintField(dst, `,"processorId":`, uint64(e.ProcessorID))
-	dst = appendUintField(dst, `,"processId":`, uint64(e.ProcessID))
-	dst = appendUintField(dst, `,"cgroupId":`, e.CgroupID)
-	dst = appendUintField(dst, `,"threadId":`, uint64(e.ThreadID))
-	dst = appendUintField(dst, `,"parentProcessId":`, uint64(e.ParentProcessID))
-	dst = appendUintField(dst, `,"hostProcessId":`, uint64(e.HostProcessID))
-	dst = appendUintField(dst, `,"hostThreadId":`, uint64(e.HostThreadID))
-	dst = appendUintField(dst, `,"hostParentProcessId":`, uint64(e.HostParentProcessID))
-	dst = appendUintField(dst, `,"userId":`, uint64(e.UserID))
-	dst = appendUintField(dst, `,"mountNamespace":`, uint64(e.MountNS))
-	dst = appendUintField(dst, `,"pidNamespace":`, uint64(e.PIDNS))
-	dst = appendStringField(dst, `,"processName":`, e.ProcessName)
-	dst = appendStringField(dst, `,"executable":{"path":`, e.ExecutablePath)
-	dst = appendStringField(dst, `},"hostName":`, e.HostName)
-	dst = appendStringField(dst, `,"containerId":`, e.Container.ID)
-
-	dst = append(dst, `,"container":{`...)
-	n := 0
-	dst, n = appendOptString(dst, n, `"id":`, e.Container.ID)
-	dst, n = appendOptString(dst, n, `"name":`, e.Container.Name)
-	dst, n = appendOptString(dst, n, `"image":`, e.Container.Image)
-	dst, _ = appendOptString(dst, n, `"imageDigest":`, e.Container.ImageDigest)
-
-	dst = append(dst, `},"kubernetes":{`...)
-	n = 0
-	dst, n = appendOptString(dst, n, `"podName":`, e.Kubernetes.PodName)
-	dst, n = appendOptString(dst, n, `"podNamespace":`, e.Kubernetes.PodNamespace)
-	dst, n = appendOptString(dst, n, `"podUID":`, e.Kubernetes.PodUID)
-	if e.Kubernetes.PodSandbox {
-		if n > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, `"podSandbox":true`...)
+	if id := e.Identity; id != nil && id.valid {
+		dst = append(dst, id.buf[:id.split]...)
+		dst = strconv.AppendInt(dst, int64(e.ArgsNum()), 10)
+		dst = append(dst, id.buf[id.split:]...)
+	} else {
+		dst = appendIdentityHead(dst, e)
+		dst = strconv.AppendInt(dst, int64(e.ArgsNum()), 10)
+		dst = appendIdentityTail(dst, e)
 	}
-
-	dst = append(dst, `},"eventId":"`...)
-	dst = strconv.AppendInt(dst, EventID, 10)
-	dst = append(dst, `","eventName":"`+EventName+`","matchedPolicies":[""],"argsNum":`...)
-	dst = strconv.AppendInt(dst, int64(e.ArgsNum()), 10)
-	dst = append(dst, `,"returnValue":0,"syscall":"","stackAddresses":[0],"contextFlags":{"containerStarted":`...)
-	dst = strconv.AppendBool(dst, e.ContainerStarted)
-	dst = append(dst, `,"isCompat":false},"threadEntityId":`...)
-	dst = strconv.AppendUint(dst, uint64(e.ThreadEntityID), 10)
-	dst = appendUintField(dst, `,"processEntityId":`, uint64(e.ProcessEntityID))
-	dst = appendUintField(dst, `,"parentEntityId":`, uint64(e.ParentEntityID))
 
 	// args
 	m := &e.Meta

@@ -510,7 +510,9 @@ func FuzzAppendJSON(f *testing.F) {
 	})
 }
 
-func BenchmarkAppendJSON(b *testing.B) {
+// benchEvent is the event of BenchmarkAppendJSON and
+// BenchmarkAppendJSONWithIdentity: a JSON API response with its request.
+func benchEvent() *Event {
 	e := fullEvent(netip.MustParseAddr("172.17.0.2"), netip.MustParseAddr("192.168.100.16"))
 	e.Response.Headers = []Header{
 		{"Server", "nginx/1.25.3"},
@@ -528,6 +530,23 @@ func BenchmarkAppendJSON(b *testing.B) {
 		{"Accept", "*/*"},
 		{"Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc"},
 	}
+	return e
+}
+
+func BenchmarkAppendJSON(b *testing.B) {
+	benchmarkAppendJSON(b, benchEvent())
+}
+
+// BenchmarkAppendJSONWithIdentity is BenchmarkAppendJSON with the identity
+// fields pre-encoded, as for every response of a connection after its first.
+func BenchmarkAppendJSONWithIdentity(b *testing.B) {
+	e := benchEvent()
+	e.Identity = new(Identity)
+	e.Identity.Encode(e)
+	benchmarkAppendJSON(b, e)
+}
+
+func benchmarkAppendJSON(b *testing.B, e *Event) {
 	r := NewRedactor(nil, false)
 	buf := make([]byte, 0, 4096)
 	b.ReportAllocs()
@@ -535,6 +554,7 @@ func BenchmarkAppendJSON(b *testing.B) {
 		buf = e.AppendJSONWith(buf[:0], r)
 	}
 	b.SetBytes(int64(len(buf)))
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
 func TestNameTable(t *testing.T) {

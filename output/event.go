@@ -160,6 +160,17 @@ type Event struct {
 	// arg is written only once it is non-zero, so a consumer sees on every
 	// later event that earlier responses may be missing.
 	LostRecords uint64
+
+	// Identity, when non-nil and encoded, supplies the pre-encoded bytes of
+	// the identity fields (processId ... kubernetes, eventId, eventName,
+	// matchedPolicies, contextFlags, entity ids; see Identity) instead of
+	// encoding them from this Event. The caller must set it only to an
+	// Identity encoded from the same values as this Event's (same ids,
+	// namespaces, names, executable path, hostName, container, kubernetes,
+	// containerStarted and entity ids; Identity.Matches checks that): the
+	// encoder does not check, and would write the Identity's values. It is
+	// read only while the event is encoded.
+	Identity *Identity
 }
 
 // ArgsNum returns how many arguments the encoded event carries (Tracee's

@@ -32,105 +32,121 @@ func TestSchemaDecodesWithTraceeTypes(t *testing.T) {
 		{"v4-mapped", netip.MustParseAddr("::ffff:10.0.0.1"), netip.MustParseAddr("::ffff:127.0.0.1"), "10.0.0.1", "127.0.0.1"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			e := fullEvent(tc.src, tc.dst)
-			out := e.AppendJSON(nil)
-			ev := decodeTrace(t, out)
+		for _, withIdentity := range []bool{false, true} {
+			name := tc.name
+			if withIdentity {
+				name += "/identity"
+			}
+			t.Run(name, func(t *testing.T) {
+				testSchemaDecodes(t, tc.src, tc.dst, tc.wantSrc, tc.wantDst, withIdentity)
+			})
+		}
+	}
+}
 
-			want := trace.Event{
-				Timestamp:           int(e.Timestamp),
-				ThreadStartTime:     int(e.ThreadStartTime),
-				ProcessorID:         int(e.ProcessorID),
-				ProcessID:           int(e.ProcessID),
-				CgroupID:            uint(e.CgroupID),
-				ThreadID:            int(e.ThreadID),
-				ParentProcessID:     int(e.ParentProcessID),
-				HostProcessID:       int(e.HostProcessID),
-				HostThreadID:        int(e.HostThreadID),
-				HostParentProcessID: int(e.HostParentProcessID),
-				UserID:              int(e.UserID),
-				MountNS:             int(e.MountNS),
-				PIDNS:               int(e.PIDNS),
-				ProcessName:         e.ProcessName,
-				Executable:          trace.File{Path: e.ExecutablePath},
-				HostName:            e.HostName,
-				ContainerID:         e.Container.ID,
-				Container: trace.Container{
-					ID:          e.Container.ID,
-					Name:        e.Container.Name,
-					ImageName:   e.Container.Image,
-					ImageDigest: e.Container.ImageDigest,
-				},
-				Kubernetes: trace.Kubernetes{
-					PodName:      e.Kubernetes.PodName,
-					PodNamespace: e.Kubernetes.PodNamespace,
-					PodUID:       e.Kubernetes.PodUID,
-					PodSandbox:   true,
-				},
-				EventID:         2011,
-				EventName:       "net_packet_http_response",
-				MatchedPolicies: []string{""},
-				ArgsNum:         8,
-				ReturnValue:     0,
-				Syscall:         "",
-				StackAddresses:  []uint64{0},
-				ContextFlags:    trace.ContextFlags{ContainerStarted: true},
-				ThreadEntityId:  e.ThreadEntityID,
-				ProcessEntityId: e.ProcessEntityID,
-				ParentEntityId:  e.ParentEntityID,
-			}
-			got := ev
-			got.Args = nil
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("top level mismatch\n got %+v\nwant %+v", got, want)
-			}
-			if len(ev.Args) != ev.ArgsNum {
-				t.Errorf("argsNum %d but %d args", ev.ArgsNum, len(ev.Args))
-			}
+// testSchemaDecodes checks one event against Tracee's types; withIdentity
+// encodes its identity fields from a pre-encoded Identity.
+func testSchemaDecodes(t *testing.T, src, dst netip.Addr, wantSrc, wantDst string, withIdentity bool) {
+	e := fullEvent(src, dst)
+	if withIdentity {
+		e.Identity = new(Identity)
+		e.Identity.Encode(e)
+	}
+	out := e.AppendJSON(nil)
+	ev := decodeTrace(t, out)
 
-			wantArgs := []trace.Argument{
-				{ArgMeta: trace.ArgMeta{Name: "metadata", Type: "trace.PktMeta"}, Value: trace.PktMeta{
-					SrcIP: tc.wantSrc, DstIP: tc.wantDst, SrcPort: 8080, DstPort: 50322, Protocol: 6, PacketLen: 331, Iface: "eth0",
-				}},
-				{ArgMeta: trace.ArgMeta{Name: "http_response", Type: "trace.ProtoHTTPResponse"}, Value: trace.ProtoHTTPResponse{
-					Status: "200 OK", StatusCode: 200, Protocol: "HTTP/1.1", ContentLength: 180,
-					Headers: http.Header{
-						"Date":           {"Mon, 02 Oct 2023 18:04:38 GMT"},
-						"Content-Type":   {"text/html; charset=UTF-8"},
-						"Set-Cookie":     {"a=<redacted>; Path=/", "b=<redacted>; Secure"},
-						"Vary":           {"Accept-Encoding"},
-						"Content-Length": {"180"},
-					},
-				}},
-				{ArgMeta: trace.ArgMeta{Name: "http_request", Type: "trace.ProtoHTTPRequest"}, Value: trace.ProtoHTTPRequest{
-					Method: "GET", Protocol: "HTTP/1.1", Host: "example.test", URIPath: "/index.html", ContentLength: 0,
-					Headers: http.Header{
-						"Host":       {"example.test"},
-						"User-Agent": {"curl/8.0"},
-						"Accept":     {"*/*"},
-					},
-				}},
-				{ArgMeta: trace.ArgMeta{Name: "latency_ns", Type: "int64"}, Value: int64(1500000)},
-				{ArgMeta: trace.ArgMeta{Name: "direction", Type: "const char*"}, Value: "egress"},
-				{ArgMeta: trace.ArgMeta{Name: "truncated", Type: "bool"}, Value: true},
-				{ArgMeta: trace.ArgMeta{Name: "container_runtime", Type: "const char*"}, Value: "docker"},
-				{ArgMeta: trace.ArgMeta{Name: "lost_records", Type: "int64"}, Value: int64(3)},
-			}
-			if !reflect.DeepEqual(ev.Args, wantArgs) {
-				t.Errorf("args mismatch\n got %#v\nwant %#v", ev.Args, wantArgs)
-			}
+	want := trace.Event{
+		Timestamp:           int(e.Timestamp),
+		ThreadStartTime:     int(e.ThreadStartTime),
+		ProcessorID:         int(e.ProcessorID),
+		ProcessID:           int(e.ProcessID),
+		CgroupID:            uint(e.CgroupID),
+		ThreadID:            int(e.ThreadID),
+		ParentProcessID:     int(e.ParentProcessID),
+		HostProcessID:       int(e.HostProcessID),
+		HostThreadID:        int(e.HostThreadID),
+		HostParentProcessID: int(e.HostParentProcessID),
+		UserID:              int(e.UserID),
+		MountNS:             int(e.MountNS),
+		PIDNS:               int(e.PIDNS),
+		ProcessName:         e.ProcessName,
+		Executable:          trace.File{Path: e.ExecutablePath},
+		HostName:            e.HostName,
+		ContainerID:         e.Container.ID,
+		Container: trace.Container{
+			ID:          e.Container.ID,
+			Name:        e.Container.Name,
+			ImageName:   e.Container.Image,
+			ImageDigest: e.Container.ImageDigest,
+		},
+		Kubernetes: trace.Kubernetes{
+			PodName:      e.Kubernetes.PodName,
+			PodNamespace: e.Kubernetes.PodNamespace,
+			PodUID:       e.Kubernetes.PodUID,
+			PodSandbox:   true,
+		},
+		EventID:         2011,
+		EventName:       "net_packet_http_response",
+		MatchedPolicies: []string{""},
+		ArgsNum:         8,
+		ReturnValue:     0,
+		Syscall:         "",
+		StackAddresses:  []uint64{0},
+		ContextFlags:    trace.ContextFlags{ContainerStarted: true},
+		ThreadEntityId:  e.ThreadEntityID,
+		ProcessEntityId: e.ProcessEntityID,
+		ParentEntityId:  e.ParentEntityID,
+	}
+	got := ev
+	got.Args = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("top level mismatch\n got %+v\nwant %+v", got, want)
+	}
+	if len(ev.Args) != ev.ArgsNum {
+		t.Errorf("argsNum %d but %d args", ev.ArgsNum, len(ev.Args))
+	}
 
-			// Tracee's own accessors work on the extra args.
-			if s, err := ev.GetStringArgumentByName("direction"); err != nil || s != "egress" {
-				t.Errorf("GetStringArgumentByName(direction) = %q, %v", s, err)
-			}
-			if v, err := trace.ArgVal[int64](ev.Args, "latency_ns"); err != nil || v != 1500000 {
-				t.Errorf("ArgVal[int64](latency_ns) = %d, %v", v, err)
-			}
-			if v, err := trace.ArgVal[bool](ev.Args, "truncated"); err != nil || !v {
-				t.Errorf("ArgVal[bool](truncated) = %v, %v", v, err)
-			}
-		})
+	wantArgs := []trace.Argument{
+		{ArgMeta: trace.ArgMeta{Name: "metadata", Type: "trace.PktMeta"}, Value: trace.PktMeta{
+			SrcIP: wantSrc, DstIP: wantDst, SrcPort: 8080, DstPort: 50322, Protocol: 6, PacketLen: 331, Iface: "eth0",
+		}},
+		{ArgMeta: trace.ArgMeta{Name: "http_response", Type: "trace.ProtoHTTPResponse"}, Value: trace.ProtoHTTPResponse{
+			Status: "200 OK", StatusCode: 200, Protocol: "HTTP/1.1", ContentLength: 180,
+			Headers: http.Header{
+				"Date":           {"Mon, 02 Oct 2023 18:04:38 GMT"},
+				"Content-Type":   {"text/html; charset=UTF-8"},
+				"Set-Cookie":     {"a=<redacted>; Path=/", "b=<redacted>; Secure"},
+				"Vary":           {"Accept-Encoding"},
+				"Content-Length": {"180"},
+			},
+		}},
+		{ArgMeta: trace.ArgMeta{Name: "http_request", Type: "trace.ProtoHTTPRequest"}, Value: trace.ProtoHTTPRequest{
+			Method: "GET", Protocol: "HTTP/1.1", Host: "example.test", URIPath: "/index.html", ContentLength: 0,
+			Headers: http.Header{
+				"Host":       {"example.test"},
+				"User-Agent": {"curl/8.0"},
+				"Accept":     {"*/*"},
+			},
+		}},
+		{ArgMeta: trace.ArgMeta{Name: "latency_ns", Type: "int64"}, Value: int64(1500000)},
+		{ArgMeta: trace.ArgMeta{Name: "direction", Type: "const char*"}, Value: "egress"},
+		{ArgMeta: trace.ArgMeta{Name: "truncated", Type: "bool"}, Value: true},
+		{ArgMeta: trace.ArgMeta{Name: "container_runtime", Type: "const char*"}, Value: "docker"},
+		{ArgMeta: trace.ArgMeta{Name: "lost_records", Type: "int64"}, Value: int64(3)},
+	}
+	if !reflect.DeepEqual(ev.Args, wantArgs) {
+		t.Errorf("args mismatch\n got %#v\nwant %#v", ev.Args, wantArgs)
+	}
+
+	// Tracee's own accessors work on the extra args.
+	if s, err := ev.GetStringArgumentByName("direction"); err != nil || s != "egress" {
+		t.Errorf("GetStringArgumentByName(direction) = %q, %v", s, err)
+	}
+	if v, err := trace.ArgVal[int64](ev.Args, "latency_ns"); err != nil || v != 1500000 {
+		t.Errorf("ArgVal[int64](latency_ns) = %d, %v", v, err)
+	}
+	if v, err := trace.ArgVal[bool](ev.Args, "truncated"); err != nil || !v {
+		t.Errorf("ArgVal[bool](truncated) = %v, %v", v, err)
 	}
 }
 
