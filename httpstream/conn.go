@@ -56,17 +56,25 @@ type stream struct {
 	msgInfo   PacketInfo
 }
 
+// pendingRequest is a queued request and the bytes its strings alias.
+type pendingRequest struct {
+	req Request
+	// block is a copy of the request's stored start line + header block; req's
+	// URI, Host and header strings are substrings of it (see aliasString). It is
+	// rewritten only when the pendingRequest is reused for a later request.
+	block []byte
+}
+
 // Conn reassembles and frames the two directions of one TCP connection.
 // It is not safe for concurrent use.
 type Conn struct {
 	lim         Limits
 	stats       *Stats
 	dirs        [2]stream
-	pending     []*Request // FIFO of requests awaiting a final response
-	free        []*Request
+	pending     []*pendingRequest // FIFO of requests awaiting a final response
+	free        []*pendingRequest
 	resp        Response
 	respHeaders []HeaderField
-	scratch     []byte
 	ended       bool // 101 or CONNECT tunnel: HTTP is over on this connection
 	reset       bool
 	closed      bool
@@ -151,7 +159,7 @@ func (c *Conn) release() {
 		s.st = stDead
 		s.finished = true
 	}
-	c.pending, c.free, c.respHeaders, c.scratch = nil, nil, nil, nil
+	c.pending, c.free, c.respHeaders = nil, nil, nil
 	c.resp = Response{}
 }
 
@@ -503,10 +511,14 @@ func (c *Conn) endHeader(s *stream, emit func(*Response)) {
 
 func (c *Conn) endRequest(s *stream) {
 	h := &s.hdr
-	str := string(h.buf[:h.storedEnd])
-	req := c.newRequest()
+	pr := c.newRequest()
+	// The stream's buffer is rewritten by the next request while this one waits
+	// for its response: the request keeps its own copy.
+	pr.block = append(pr.block[:0], h.buf[:h.storedEnd]...)
+	str := aliasString(pr.block)
+	req := &pr.req
 	req.Method, req.Proto, req.URI = h.method, h.proto, str[h.uriStart:h.uriEnd]
-	req.Headers = h.build(str, req.Headers[:0], &c.scratch)
+	req.Headers = h.build(pr.block, str, req.Headers[:0])
 	for _, f := range req.Headers {
 		if f.Name == "Host" {
 			req.Host = f.Value
@@ -520,7 +532,7 @@ func (c *Conn) endRequest(s *stream) {
 		req.ContentLength = h.cl
 	}
 	req.Truncated, req.Info = h.overflow, s.msgInfo
-	c.push(req)
+	c.push(pr)
 	c.stats.Requests++
 	switch {
 	case h.teSeen && h.teChunked:
@@ -540,9 +552,11 @@ func (c *Conn) endRequest(s *stream) {
 
 func (c *Conn) endResponse(s *stream, emit func(*Response)) {
 	h := &s.hdr
+	var pr *pendingRequest
 	var req *Request
 	if len(c.pending) > 0 {
-		req = c.pending[0]
+		pr = c.pending[0]
+		req = &pr.req
 	}
 	code := h.code
 	final := code >= 200 || code == 101
@@ -573,21 +587,24 @@ func (c *Conn) endResponse(s *stream, emit func(*Response)) {
 	default:
 		s.st = stClose
 	}
-	if final && req != nil {
-		c.recycle(req)
+	if final && pr != nil {
+		c.recycle(pr)
 	}
 }
 
 func (c *Conn) emitResponse(s *stream, req *Request, emit func(*Response)) {
 	h := &s.hdr
-	str := string(h.buf[:h.storedEnd])
-	c.respHeaders = h.build(str, c.respHeaders[:0], &c.scratch)
+	// The strings alias the stream's header buffer, which is only rewritten when
+	// the next message of this direction begins, after emit has returned.
+	b := h.buf[:h.storedEnd]
+	str := aliasString(b)
+	c.respHeaders = h.build(b, str, c.respHeaders[:0])
 	r := &c.resp
 	*r = Response{
 		Dir:           s.dir,
 		Proto:         h.proto,
 		StatusCode:    h.code,
-		Status:        h.status(str),
+		Status:        h.status(b, str),
 		Headers:       c.respHeaders,
 		ContentLength: h.contentLength(),
 		HeaderBytes:   h.total,
@@ -603,24 +620,24 @@ func (c *Conn) emitResponse(s *stream, req *Request, emit func(*Response)) {
 	// or Close, which keeps the hot path free of write barriers.
 }
 
-func (c *Conn) newRequest() *Request {
+func (c *Conn) newRequest() *pendingRequest {
 	if n := len(c.free); n > 0 {
 		r := c.free[n-1]
 		c.free = c.free[:n-1]
 		return r
 	}
-	return new(Request)
+	return new(pendingRequest)
 }
 
-func (c *Conn) recycle(r *Request) {
-	*r = Request{Headers: r.Headers[:0]}
+func (c *Conn) recycle(r *pendingRequest) {
+	r.req = Request{Headers: r.req.Headers[:0]}
 	if len(c.free) < 4 {
 		c.free = append(c.free, r)
 	}
 }
 
 // push queues a request, dropping the oldest one when the queue is full.
-func (c *Conn) push(r *Request) {
+func (c *Conn) push(r *pendingRequest) {
 	if len(c.pending) >= c.lim.MaxPendingRequests {
 		c.recycle(c.pending[0])
 		copy(c.pending, c.pending[1:])

@@ -485,11 +485,25 @@ func TestDirectionString(t *testing.T) {
 	}
 }
 
+func TestValidHeaderByte(t *testing.T) {
+	const tchar = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	for c := 0; c < 256; c++ {
+		if got, want := validHeaderByte(byte(c)), strings.IndexByte(tchar, byte(c)) >= 0; got != want {
+			t.Errorf("validHeaderByte(%#x) = %v, want %v", c, got, want)
+		}
+	}
+}
+
 func TestCanonicalName(t *testing.T) {
-	var scratch []byte
 	for _, in := range []string{"content-type", "CONTENT-LENGTH", "x-my-header", "Host", "a", "-x", "with space", "X_Under_score", "Ünicode"} {
-		if got, want := canonicalName(in, &scratch), canonicalMIME(in); got != want {
+		b := []byte(in)
+		got := canonicalName(b, aliasString(b))
+		if want := canonicalMIME(in); got != want {
 			t.Errorf("canonicalName(%q) = %q, want %q", in, got, want)
+		}
+		if string(b) != got && got != in {
+			// A rewritten name is rewritten in place (or interned): b holds it too.
+			t.Errorf("canonicalName(%q) left the bytes as %q", in, b)
 		}
 	}
 }

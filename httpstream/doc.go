@@ -48,6 +48,14 @@
 // line longer than the limit is treated as invalid (resync).
 //
 // Status is "NNN reason" as sent; without a reason phrase it is "NNN " (code and a
-// space), as in Tracee's events. Response and Request values, and their strings'
-// backing slices, are reused: they are valid only during the emit callback.
+// space), as in Tracee's events.
+//
+// # Lifetime of events
+//
+// To keep the steady state free of allocations, nothing is copied for an event: the
+// Response, the Request it points to, their Headers slices and every string in them
+// (Status, URI, Host, header names and values) share memory that the Conn rewrites
+// for later messages. They are valid only until the emit callback returns; a string
+// kept after that silently changes content. Copy what you keep (strings.Clone, or
+// encode it during the callback). Method and Proto are constants and safe to keep.
 package httpstream

@@ -1,6 +1,9 @@
 package httpstream
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestGapGivesUpHoleAtOnce: when the kernel reports that records were lost
 // before a segment, the hole is given up immediately and framing resumes at
@@ -9,7 +12,7 @@ func TestGapGivesUpHoleAtOnce(t *testing.T) {
 	var stats Stats
 	c := NewConn(Limits{}, &stats)
 	var got []string
-	emit := func(r *Response) { got = append(got, r.Status) }
+	emit := func(r *Response) { got = append(got, strings.Clone(r.Status)) } // Status is only valid during emit
 	const reqISN, respISN = 1000, 5000
 	req := "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n"
 	c.Feed(&Segment{Dir: Ingress, Seq: reqISN, Len: uint32(len(req)), Data: []byte(req)}, emit)

@@ -1,6 +1,9 @@
 package httpstream
 
-import "bytes"
+import (
+	"bytes"
+	"unsafe"
+)
 
 const (
 	// overflowLineCap bounds how much of one header line beyond MaxHeaderBytes is kept
@@ -261,16 +264,18 @@ func (h *headerBlock) parseContentLength(v []byte) {
 	}
 }
 
-// build appends the stored header fields to dst, taking strings from s (a copy of
-// buf[:storedEnd]). scratch is reused for canonicalising names.
-func (h *headerBlock) build(s string, dst []HeaderField, scratch *[]byte) []HeaderField {
+// build appends the stored header fields to dst. b is the stored part of the block
+// (buf[:storedEnd] or a copy of it) and s aliases it (aliasString(b)): names are
+// canonicalised in place in b, and the strings put into dst are substrings of s, so
+// they are only valid until b is next written.
+func (h *headerBlock) build(b []byte, s string, dst []HeaderField) []HeaderField {
 	first := len(dst)
 	for _, f := range h.fields {
 		if f.valEnd > len(s) {
 			break
 		}
 		dst = append(dst, HeaderField{
-			Name:  canonicalName(s[f.nameStart:f.nameEnd], scratch),
+			Name:  canonicalName(b[f.nameStart:f.nameEnd], s[f.nameStart:f.nameEnd]),
 			Value: s[f.valStart:f.valEnd],
 		})
 	}
@@ -279,11 +284,18 @@ func (h *headerBlock) build(s string, dst []HeaderField, scratch *[]byte) []Head
 			if dst[i].Value == "" {
 				dst[i].Value = s[fo.start:fo.end]
 			} else {
+				// Obsolete line folding is rare: a fresh string is fine here.
 				dst[i].Value = dst[i].Value + " " + s[fo.start:fo.end]
 			}
 		}
 	}
 	return dst
+}
+
+// aliasString returns a string sharing b's bytes (no copy). The string changes when b
+// is written: only hand it out with a documented validity period.
+func aliasString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // contentLength is the declared length in Response/Tracee semantics.
@@ -294,34 +306,43 @@ func (h *headerBlock) contentLength() int64 {
 	return h.cl
 }
 
-// status returns the Status string for a response block, from s = string(buf[:storedEnd]).
-func (h *headerBlock) status(s string) string {
+// status returns the Status string for a response block; b is the stored block and s
+// aliases it (see build). Without a reason phrase the byte after the code (the line's
+// CR or LF, no longer needed) is overwritten with a space so that "NNN " is a
+// substring of s too.
+func (h *headerBlock) status(b []byte, s string) string {
 	if h.statusEnd > 12 {
 		return s[h.statusStart:h.statusEnd]
+	}
+	if i := h.statusStart + 3; i < len(b) {
+		b[i] = ' '
+		return s[h.statusStart : i+1]
 	}
 	return s[h.statusStart:h.statusStart+3] + " "
 }
 
+// tokenBytesLow and tokenBytesHigh are bitmaps of the token characters (RFC 9110)
+// among bytes 0-63 and 64-127.
+const (
+	tokenBytesLow  = 0x03ff6cfa00000000
+	tokenBytesHigh = 0x57ffffffc7fffffe
+)
+
 // validHeaderByte reports whether c is a token character (RFC 9110).
 func validHeaderByte(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+	if c < 64 {
+		return tokenBytesLow>>c&1 != 0
 	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
+	return c < 128 && tokenBytesHigh>>(c-64)&1 != 0
 }
 
 // canonicalName follows textproto.CanonicalMIMEHeaderKey: names with a byte that is
-// not a token character are returned unchanged. Common names do not allocate.
-func canonicalName(s string, scratch *[]byte) string {
+// not a token character are returned unchanged. b is the name's bytes and s aliases
+// them: a name that is not canonical yet is rewritten in place, so nothing allocates.
+func canonicalName(b []byte, s string) string {
 	upper := true
 	canonical := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	for _, c := range b {
 		if !validHeaderByte(c) {
 			return s
 		}
@@ -333,7 +354,6 @@ func canonicalName(s string, scratch *[]byte) string {
 	if canonical {
 		return s
 	}
-	b := append((*scratch)[:0], s...)
 	upper = true
 	for i, c := range b {
 		if upper && 'a' <= c && c <= 'z' {
@@ -344,11 +364,10 @@ func canonicalName(s string, scratch *[]byte) string {
 		b[i] = c
 		upper = c == '-'
 	}
-	*scratch = b
 	if k := commonHeader(b); k != "" {
 		return k
 	}
-	return string(b)
+	return s
 }
 
 // commonHeader interns frequent canonical header names.

@@ -20,7 +20,8 @@ type step struct {
 	fin, rst   bool
 }
 
-// recorded is a comparable copy of a Response.
+// recorded is a comparable deep copy of a Response: the Response's strings alias
+// the Conn's buffers, so every string is cloned.
 type recorded struct {
 	Dir           Direction
 	Proto, Status string
@@ -37,16 +38,29 @@ type recorded struct {
 
 func record(r *Response) recorded {
 	rec := recorded{
-		Dir: r.Dir, Proto: r.Proto, Status: r.Status, Code: r.StatusCode,
-		Headers: append([]HeaderField(nil), r.Headers...), CL: r.ContentLength,
+		Dir: r.Dir, Proto: strings.Clone(r.Proto), Status: strings.Clone(r.Status), Code: r.StatusCode,
+		Headers: cloneHeaders(r.Headers), CL: r.ContentLength,
 		HeaderBytes: r.HeaderBytes, Truncated: r.Truncated, Info: r.Info, Latency: r.LatencyNs,
 	}
-	if r.Request != nil {
+	if q := r.Request; q != nil {
 		rec.HasReq = true
-		rec.Req = *r.Request
-		rec.Req.Headers = append([]HeaderField(nil), r.Request.Headers...)
+		rec.Req = *q
+		rec.Req.Method, rec.Req.URI = strings.Clone(q.Method), strings.Clone(q.URI)
+		rec.Req.Proto, rec.Req.Host = strings.Clone(q.Proto), strings.Clone(q.Host)
+		rec.Req.Headers = cloneHeaders(q.Headers)
 	}
 	return rec
+}
+
+func cloneHeaders(hs []HeaderField) []HeaderField {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]HeaderField, len(hs))
+	for i, h := range hs {
+		out[i] = HeaderField{Name: strings.Clone(h.Name), Value: strings.Clone(h.Value)}
+	}
+	return out
 }
 
 // summary renders an event compactly for table expectations.

@@ -58,8 +58,9 @@ type Segment struct {
 // (textproto.CanonicalMIMEHeaderKey rules); Value has surrounding whitespace removed.
 type HeaderField struct{ Name, Value string }
 
-// Request is a parsed HTTP/1.x request head. It is only valid during the emit callback
-// of the Response it is attached to; the Conn reuses it afterwards.
+// Request is a parsed HTTP/1.x request head. It, its Headers and its strings are only
+// valid during the emit callback of the Response it is attached to: the Conn reuses
+// them, and the bytes the strings share, afterwards (see the package doc).
 type Request struct {
 	Method, URI, Proto, Host string // Host from the first Host header
 	Headers                  []HeaderField
@@ -70,8 +71,9 @@ type Request struct {
 	Info          PacketInfo
 }
 
-// Response is one HTTP/1.x response head. It and everything it points to are only
-// valid during the emit callback; copy what you keep.
+// Response is one HTTP/1.x response head. It and everything it points to, strings
+// included, are only valid during the emit callback: the strings share bytes the Conn
+// overwrites with later messages. Copy what you keep (strings.Clone).
 type Response struct {
 	Dir        Direction // direction the response bytes travelled
 	Proto      string    // "HTTP/1.1" or "HTTP/1.0"
