@@ -9,12 +9,13 @@
  *   cgroup_skb/egress, cgroup_skb/ingress  attached to each traced container's
  *       cgroup only. They classify each TCP connection once (HTTP or not) and,
  *       for HTTP ones, send the payload with its sequence number to the ring
- *       buffer, dropping retransmits and skipping declared bodies.
- *   tp_btf/sock_send_length, tp_btf/sock_recv_length  record which task last
- *       used a socket, so events name the process that owns the socket and
- *       not whatever task the packet happened to be processed on. They fire
- *       for every socket on the host, so they return at once for sockets
- *       that carry no boxtap state.
+ *       buffer, dropping retransmits and skipping declared bodies. Nothing
+ *       else is attached: no program runs for any other cgroup's packets or
+ *       for any system call.
+ *
+ * The process that owns a connection is the task that sends on it: egress
+ * packets of a socket whose lock is held by a task are sent by that task,
+ * so the program reads it from `current` then (see note_owner).
  *
  * All per-connection state lives in socket-local storage: it is freed with
  * the socket, so nothing leaks and nothing is keyed by packet fields.
@@ -82,13 +83,14 @@ struct conn {
 	__u64 cookie;    /* bpf_get_socket_cookie, read once */
 	__u64 sk_cgroup; /* the socket's cgroup id, read once */
 	struct dir_state d[2];
+	__u32 owner_gen;  /* bumped each time owner changes; 0: no owner yet */
+	__u32 owner_sent; /* owner_gen of the last owner sent to user space */
 	__u8 class;
 	__u8 tries;
 	__u8 flags;
-	__u8 owner_valid;
 	__u8 created;
 	__u8 fresh;     /* created before any payload flowed: streams start at message starts */
-	__u8 pad[2];
+	__u8 pad[3];
 };
 
 /* State of the Content-Length scan, carried between bpf_loop steps. It
@@ -145,6 +147,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct scan_buf);
 } scratch SEC(".maps");
+
+/* A record is assembled here, then copied to the ring buffer with its exact
+ * length: bpf_ringbuf_reserve only takes constant sizes, and reserving for
+ * the largest record would waste ring space and the reader's copying. */
+struct out_buf {
+	struct record r;
+	__u8 data[sizeof(struct owner) + CHUNK_LARGE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct out_buf);
+} outbuf SEC(".maps");
 
 /* Wake the reader only once this much data waits; user space also polls on
  * a short timer, so nothing waits longer than that. One wakeup per record
@@ -262,31 +279,27 @@ static __always_inline void fill_owner(struct owner *o)
 	o->mntns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
 }
 
-/* Record the task that uses a socket. Sockets without boxtap state (all but
- * the traced containers' TCP sockets) return after one lookup. */
-static __always_inline int note_owner(struct sock *sk)
+/*
+ * Record the task that owns a socket. A task holds the socket lock
+ * (sk_lock.owned) while it sends, and the kernel never transmits for a
+ * socket owned by a task from any other context: softirq work on it waits
+ * until the owner releases the lock. So an egress packet of a locked socket
+ * was sent by `current`. Unlocked transmits (ACK-clocked sends, timers) run
+ * on whatever task the CPU was interrupted in and are ignored.
+ */
+static __always_inline void note_owner(struct __sk_buff *skb, struct conn *c)
 {
-	struct conn *c = bpf_sk_storage_get(&conns, sk, 0, 0);
-	if (!c)
-		return 0;
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct sock *sk = kskb->sk;
+	if (!sk || !BPF_CORE_READ(sk, sk_lock.owned))
+		return;
 	__u64 pt = bpf_get_current_pid_tgid();
-	if (c->owner_valid && c->owner.tid == (__u32)pt && c->owner.tgid == (__u32)(pt >> 32))
-		return 0;
+	if (c->owner_gen && c->owner.tid == (__u32)pt && c->owner.tgid == (__u32)(pt >> 32))
+		return;
 	fill_owner(&c->owner);
-	c->owner_valid = 1;
-	return 0;
-}
-
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
-{
-	return note_owner(sk);
-}
-
-SEC("tp_btf/sock_recv_length")
-int BPF_PROG(sock_recv_length, struct sock *sk, int ret, int flags)
-{
-	return note_owner(sk);
+	c->owner_gen++;
+	if (!c->owner_gen)
+		c->owner_gen = 1;
 }
 
 /* Packet facts gathered once per skb. */
@@ -302,7 +315,7 @@ struct pkt {
 
 static __always_inline void fill_record(struct record *r, struct __sk_buff *skb, struct conn *c,
 					const struct dir_state *ds, const struct pkt *p, __u32 seq,
-					__u32 seg_len, __u16 data_len)
+					__u32 seg_len)
 {
 	r->ts_tai = bpf_ktime_get_tai_ns();
 	r->cookie = c->cookie;
@@ -312,7 +325,7 @@ static __always_inline void fill_record(struct record *r, struct __sk_buff *skb,
 	r->seg_len = seg_len;
 	r->skip_to = p->skip_to;
 	r->pkt_len = skb->len;
-	r->data_len = data_len;
+	r->data_len = 0;
 	r->sport = p->sport;
 	r->dport = p->dport;
 	r->dir = p->dir;
@@ -324,12 +337,6 @@ static __always_inline void fill_record(struct record *r, struct __sk_buff *skb,
 	__builtin_memcpy(r->saddr, p->saddr, 16);
 	__builtin_memcpy(r->daddr, p->daddr, 16);
 	__builtin_memcpy(r->iface, ds->iface, sizeof(r->iface));
-	if (c->owner_valid) {
-		r->owner = c->owner;
-		r->rflags |= REC_F_OWNER;
-	} else {
-		__builtin_memset(&r->owner, 0, sizeof(r->owner));
-	}
 }
 
 /* Remember the name of the interface the direction's packets use; it is read
@@ -362,30 +369,50 @@ static __always_inline long submit_flags(void)
 									     : BPF_RB_NO_WAKEUP;
 }
 
-/* Send one record of up to CAP captured bytes. The size classes keep small
- * responses from paying for a 4 KiB slot. */
-#define EMIT(CAP)                                                                                  \
-	do {                                                                                       \
-		struct record *r = bpf_ringbuf_reserve(&events, sizeof(struct record) + (CAP), 0);  \
-		if (!r) {                                                                          \
-			count_lost(c, ds, seg_len);                                                \
-			return 1;                                                                  \
-		}                                                                                  \
-		__u32 n = take > (CAP) ? (CAP) : take;                                             \
-		if (n == 0 || bpf_skb_load_bytes(skb, off, (void *)(r + 1), bounded_len(n, CAP))) {  \
-			bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);                                  \
-			return 1;                                                                  \
-		}                                                                                  \
-		fill_record(r, skb, c, ds, p, seq, seg_len, n);                                        \
-		bpf_ringbuf_submit(r, submit_flags());                                             \
-	} while (0)
+/*
+ * Send one record covering [seq, seq+seg_len) with `take` bytes captured from
+ * offset off of the skb. The owner rides along only when it changed since it
+ * was last sent, so most records are the header and the payload. Returns 0
+ * when the ring buffer is full (the loss is counted).
+ */
+static __always_inline int emit_record(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
+				       const struct pkt *p, __u32 seq, __u32 seg_len, __u32 off, __u32 take)
+{
+	__u32 zero = 0;
+	struct out_buf *b = bpf_map_lookup_elem(&outbuf, &zero);
+	if (!b)
+		return 0;
+	fill_record(&b->r, skb, c, ds, p, seq, seg_len);
+	__u32 olen = 0;
+	if (c->owner_gen != c->owner_sent) {
+		__builtin_memcpy(b->data, &c->owner, sizeof(struct owner));
+		b->r.rflags |= REC_F_OWNER;
+		olen = sizeof(struct owner);
+	}
+	__u32 n = 0;
+	if (take) {
+		n = bounded_len(take, CHUNK_LARGE);
+		if (bpf_skb_load_bytes(skb, off, b->data + olen, n))
+			return 1; /* not in the skb after all: nothing to send */
+	}
+	b->r.data_len = n;
+	__u32 size = sizeof(struct record) + olen + n;
+	if (size > sizeof(*b))
+		return 1;
+	if (bpf_ringbuf_output(&events, b, size, submit_flags())) {
+		count_lost(c, ds, seg_len);
+		return 0;
+	}
+	c->owner_sent = c->owner_gen;
+	return 1;
+}
 
 /* Send [p->off, p->off+p->len) of the skb: full CHUNK_LARGE records while
- * more than one record's worth is left, then one last record in the
- * smallest size class that fits. The last record also covers, without
- * capturing, whatever lies past the capture budget. Control flags (FIN, RST,
- * SKIP) go on the last record only. Two loops-free shapes keep the
- * verifier's work linear in MAX_CHUNKS. */
+ * more than one record's worth is left, then one last record with the rest.
+ * The last record also covers, without capturing, whatever lies past the
+ * capture budget. Control flags (FIN, RST, SKIP) go on the last record only.
+ * The loop is not unrolled, so the verifier's work stays linear in
+ * MAX_CHUNKS. */
 static __always_inline int emit_payload(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
 					struct pkt *p, __u32 capture)
 {
@@ -403,9 +430,8 @@ static __always_inline int emit_payload(struct __sk_buff *skb, struct conn *c, s
 	for (int i = 0; i < MAX_CHUNKS - 1; i++) {
 		if (left <= CHUNK_LARGE || capture <= CHUNK_LARGE)
 			break;
-		__u32 take = CHUNK_LARGE;
-		__u32 seg_len = CHUNK_LARGE;
-		EMIT(CHUNK_LARGE);
+		if (!emit_record(skb, c, ds, p, seq, CHUNK_LARGE, off, CHUNK_LARGE))
+			return 1;
 		p->rflags = 0;
 		left -= CHUNK_LARGE;
 		off += CHUNK_LARGE;
@@ -414,16 +440,7 @@ static __always_inline int emit_payload(struct __sk_buff *skb, struct conn *c, s
 	}
 
 	p->rflags |= ctl;
-	__u32 take = left;
-	if (take > capture)
-		take = capture;
-	__u32 seg_len = left;
-	if (take > CHUNK_MEDIUM)
-		EMIT(CHUNK_LARGE);
-	else if (take > CHUNK_SMALL)
-		EMIT(CHUNK_MEDIUM);
-	else
-		EMIT(CHUNK_SMALL);
+	emit_record(skb, c, ds, p, seq, left, off, left < capture ? left : capture);
 	return 1;
 }
 
@@ -677,13 +694,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			p.len = 0;
 			p.rflags = th.fin ? REC_F_FIN : REC_F_RST;
 			note_iface(skb, ds);
-			struct record *r = bpf_ringbuf_reserve(&events, sizeof(struct record), 0);
-			if (!r) {
-				count_lost(c, ds, 0);
-				return 1;
-			}
-			fill_record(r, skb, c, ds, &p, seq, 0, 0);
-			bpf_ringbuf_submit(r, submit_flags());
+			emit_record(skb, c, ds, &p, seq, 0, off, 0);
 		}
 		return 1;
 	}
@@ -811,6 +822,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		}
 	}
 	note_iface(skb, ds);
+	if (dir == DIR_EGRESS)
+		note_owner(skb, c);
 	return emit_payload(skb, c, ds, &p, capture);
 }
 

@@ -35,13 +35,14 @@ type captureConn struct {
 		Ifindex  uint32
 		Iface    [16]int8
 	}
-	Class      uint8
-	Tries      uint8
-	Flags      uint8
-	OwnerValid uint8
-	Created    uint8
-	Fresh      uint8
-	Pad        [2]uint8
+	OwnerGen  uint32
+	OwnerSent uint32
+	Class     uint8
+	Tries     uint8
+	Flags     uint8
+	Created   uint8
+	Fresh     uint8
+	Pad       [3]uint8
 }
 
 type captureCounters struct {
@@ -52,6 +53,12 @@ type captureCounters struct {
 	DupSegments  uint64
 	SkippedBytes uint64
 	NotHttp      uint64
+}
+
+type captureOutBuf struct {
+	_    structs.HostLayout
+	R    captureRecord
+	Data [4184]uint8
 }
 
 type captureOwner struct {
@@ -95,7 +102,6 @@ type captureRecord struct {
 	Saddr    [16]uint8
 	Daddr    [16]uint8
 	Iface    [16]int8
-	Owner    captureOwner
 }
 
 type captureScanBuf struct {
@@ -126,13 +132,12 @@ type captureTraced struct {
 const (
 	captureMapConns           = "conns"
 	captureMapEvents          = "events"
+	captureMapOutbuf          = "outbuf"
 	captureMapScratch         = "scratch"
 	captureMapStats           = "stats"
 	captureMapTracedCgroups   = "traced_cgroups"
 	captureProgCaptureEgress  = "capture_egress"
 	captureProgCaptureIngress = "capture_ingress"
-	captureProgSockRecvLength = "sock_recv_length"
-	captureProgSockSendLength = "sock_send_length"
 	captureVarBtfRecord       = "btf_record"
 	captureVarSkipBodies      = "skip_bodies"
 	captureVarWakeupBytes     = "wakeup_bytes"
@@ -182,8 +187,6 @@ type captureSpecs struct {
 type captureProgramSpecs struct {
 	CaptureEgress  *ebpf.ProgramSpec `ebpf:"capture_egress"`
 	CaptureIngress *ebpf.ProgramSpec `ebpf:"capture_ingress"`
-	SockRecvLength *ebpf.ProgramSpec `ebpf:"sock_recv_length"`
-	SockSendLength *ebpf.ProgramSpec `ebpf:"sock_send_length"`
 }
 
 // captureMapSpecs contains maps before they are loaded into the kernel.
@@ -192,6 +195,7 @@ type captureProgramSpecs struct {
 type captureMapSpecs struct {
 	Conns         *ebpf.MapSpec `ebpf:"conns"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	Outbuf        *ebpf.MapSpec `ebpf:"outbuf"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
 	TracedCgroups *ebpf.MapSpec `ebpf:"traced_cgroups"`
@@ -228,6 +232,7 @@ func (o *captureObjects) Close() error {
 type captureMaps struct {
 	Conns         *ebpf.Map `ebpf:"conns"`
 	Events        *ebpf.Map `ebpf:"events"`
+	Outbuf        *ebpf.Map `ebpf:"outbuf"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
 	Stats         *ebpf.Map `ebpf:"stats"`
 	TracedCgroups *ebpf.Map `ebpf:"traced_cgroups"`
@@ -237,6 +242,7 @@ func (m *captureMaps) Close() error {
 	return _CaptureClose(
 		m.Conns,
 		m.Events,
+		m.Outbuf,
 		m.Scratch,
 		m.Stats,
 		m.TracedCgroups,
@@ -258,16 +264,12 @@ type captureVariables struct {
 type capturePrograms struct {
 	CaptureEgress  *ebpf.Program `ebpf:"capture_egress"`
 	CaptureIngress *ebpf.Program `ebpf:"capture_ingress"`
-	SockRecvLength *ebpf.Program `ebpf:"sock_recv_length"`
-	SockSendLength *ebpf.Program `ebpf:"sock_send_length"`
 }
 
 func (p *capturePrograms) Close() error {
 	return _CaptureClose(
 		p.CaptureEgress,
 		p.CaptureIngress,
-		p.SockRecvLength,
-		p.SockSendLength,
 	)
 }
 

@@ -19,7 +19,7 @@ var requiredCaps = []struct {
 	why  string
 }{
 	{unix.CAP_BPF, "CAP_BPF", "to load eBPF programs and maps"},
-	{unix.CAP_PERFMON, "CAP_PERFMON", "for the socket-owner tracepoints"},
+	{unix.CAP_PERFMON, "CAP_PERFMON", "to read the sending task and the device from the kernel"},
 	{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN", "to attach cgroup_skb programs"},
 }
 
@@ -60,10 +60,10 @@ func CheckSystem() error {
 	if err != nil {
 		return fmt.Errorf("the kernel's BTF (/sys/kernel/btf/vmlinux) is unreadable: %v; boxtap needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, Linux 6.3 or later", err)
 	}
-	for _, tp := range []string{"btf_trace_sock_send_length", "btf_trace_sock_recv_length"} {
-		if _, err := spec.AnyTypeByName(tp); err != nil {
-			return fmt.Errorf("the kernel lacks the tracepoint %s (added in Linux 6.3); boxtap needs it to name the process that owns a socket", strings.TrimPrefix(tp, "btf_trace_"))
-		}
+	// The programs read the kernel's sk_buff (its device and socket)
+	// through this kfunc.
+	if _, err := spec.AnyTypeByName("bpf_cast_to_kern_ctx"); err != nil {
+		return fmt.Errorf("the kernel lacks the kfunc bpf_cast_to_kern_ctx (added in Linux 6.2); upgrade to Linux 6.3 or later")
 	}
 	return nil
 }

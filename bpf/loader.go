@@ -4,7 +4,8 @@
 // One Collection serves every container a process traces: one set of
 // programs, one socket-storage map and one ring buffer. Attaching a container
 // adds two cgroup_skb links on its cgroup and an entry in the traced-cgroup
-// map; nothing runs for the packets of any other cgroup.
+// map; nothing runs for the packets of any other cgroup, and nothing is
+// attached anywhere else.
 package bpf
 
 import (
@@ -24,7 +25,7 @@ import (
 // include/boxtap.h). Data follows it.
 type RecordHeader = captureRecord
 
-// Owner is the task that last used a socket (struct owner).
+// Owner is the task that last sent on a socket (struct owner).
 type Owner = captureOwner
 
 // Record flags (enum record_flags).
@@ -46,7 +47,10 @@ const (
 	DirIngress = 1
 )
 
-const headerSize = int(unsafe.Sizeof(captureRecord{}))
+const (
+	headerSize = int(unsafe.Sizeof(captureRecord{}))
+	ownerSize  = int(unsafe.Sizeof(captureOwner{}))
+)
 
 // MinRingBytes is the smallest ring buffer: it must hold a few of the
 // largest records (4 KiB of payload plus the header).
@@ -68,16 +72,15 @@ type Options struct {
 
 // Collection is the loaded eBPF programs and maps.
 type Collection struct {
-	objs    captureObjects
-	tracing []link.Link
-	reader  *ringbuf.Reader
+	objs   captureObjects
+	reader *ringbuf.Reader
 
 	mu       sync.Mutex
 	attached map[uint64]*Attachment
 }
 
 // Load checks that the kernel offers what boxtap needs, then loads the
-// programs and attaches the socket-owner tracepoints.
+// programs and opens the ring buffer.
 func Load(opts Options) (*Collection, error) {
 	if err := CheckSystem(); err != nil {
 		return nil, err
@@ -119,14 +122,6 @@ func Load(opts Options) (*Collection, error) {
 		}
 		return nil, fmt.Errorf("loading eBPF programs: %w; boxtap needs Linux 6.3 or later with BTF, run as root", err)
 	}
-	for _, p := range []*ebpf.Program{c.objs.SockSendLength, c.objs.SockRecvLength} {
-		l, err := link.AttachTracing(link.TracingOptions{Program: p})
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("attaching the socket-owner tracepoint %s: %w; it needs Linux 6.3 or later (tp_btf sock:sock_send_length)", p, err)
-		}
-		c.tracing = append(c.tracing, l)
-	}
 	c.reader, err = ringbuf.NewReader(c.objs.Events)
 	if err != nil {
 		c.Close()
@@ -153,9 +148,6 @@ func (c *Collection) Close() error {
 	var errs []error
 	for _, a := range atts {
 		errs = append(errs, a.Close())
-	}
-	for _, l := range c.tracing {
-		errs = append(errs, l.Close())
 	}
 	if c.reader != nil {
 		errs = append(errs, c.reader.Close())
@@ -276,7 +268,10 @@ func (a *Attachment) detach() error {
 // and is valid only until the next read.
 type Record struct {
 	*RecordHeader
-	Data []byte
+	// Owner is the task now sending on the socket, when it changed since
+	// the connection's previous record (FlagOwner); nil otherwise.
+	Owner *Owner
+	Data  []byte
 }
 
 // Reader reads records. It is used by one goroutine.
@@ -316,9 +311,9 @@ func (r *Reader) Next(poll time.Duration, rec *Record) error {
 	return DecodeRecord(r.raw.RawSample, rec)
 }
 
-// DecodeRecord points rec at the header and data of one raw ring-buffer
-// sample, without copying. It fails on a sample too short for its header or
-// for the data length the header claims.
+// DecodeRecord points rec at the header, owner and data of one raw
+// ring-buffer sample, without copying. It fails on a sample too short for
+// its header, its owner or the data length the header claims.
 func DecodeRecord(raw []byte, rec *Record) error {
 	if len(raw) < headerSize {
 		return fmt.Errorf("short ring-buffer record: %d bytes", len(raw))
@@ -327,11 +322,20 @@ func DecodeRecord(raw []byte, rec *Record) error {
 		return fmt.Errorf("misaligned ring-buffer record")
 	}
 	rec.RecordHeader = (*captureRecord)(unsafe.Pointer(&raw[0]))
-	n := int(rec.DataLen)
-	if headerSize+n > len(raw) {
-		return fmt.Errorf("ring-buffer record claims %d data bytes, has %d", n, len(raw)-headerSize)
+	rec.Owner = nil
+	off := headerSize
+	if rec.Rflags&FlagOwner != 0 {
+		if off+ownerSize > len(raw) {
+			return fmt.Errorf("ring-buffer record flags an owner but has %d bytes after its header", len(raw)-headerSize)
+		}
+		rec.Owner = (*captureOwner)(unsafe.Pointer(&raw[off]))
+		off += ownerSize
 	}
-	rec.Data = raw[headerSize : headerSize+n]
+	n := int(rec.DataLen)
+	if off+n > len(raw) {
+		return fmt.Errorf("ring-buffer record claims %d data bytes, has %d", n, len(raw)-off)
+	}
+	rec.Data = raw[off : off+n]
 	return nil
 }
 

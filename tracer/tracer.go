@@ -405,8 +405,8 @@ func (t *Tracer) handle(rec *bpf.Record) {
 	if rec.Rflags&bpf.FlagGap != 0 {
 		t.checkLoss(tg)
 	}
-	if rec.Rflags&bpf.FlagOwner != 0 && (!c.hasOwner || rec.Owner != c.owner) {
-		c.owner = rec.Owner
+	if rec.Owner != nil && (!c.hasOwner || *rec.Owner != c.owner) {
+		c.owner = *rec.Owner
 		c.hasOwner = true
 		c.comm = commString(&c.owner.Comm)
 	}

@@ -57,11 +57,12 @@ func record(r recSpec) *bpf.Record {
 	for i, c := range "eth0" {
 		h.Iface[i] = int8(c)
 	}
+	var owner *bpf.Owner
 	if r.owner {
 		h.Rflags |= bpf.FlagOwner
-		h.Owner = bpf.Owner{Tid: 101, Tgid: 100, Ppid: 1, NsTid: 2, NsTgid: 1, Uid: 33, Mntns: 4026531840, Pidns: 4026531836, CgroupId: 42}
+		owner = &bpf.Owner{Tid: 101, Tgid: 100, Ppid: 1, NsTid: 2, NsTgid: 1, Uid: 33, Mntns: 4026531840, Pidns: 4026531836, CgroupId: 42}
 		for i, c := range "nginx" {
-			h.Owner.Comm[i] = int8(c)
+			owner.Comm[i] = int8(c)
 		}
 	}
 	if r.gap {
@@ -71,7 +72,7 @@ func record(r recSpec) *bpf.Record {
 		h.Rflags |= bpf.FlagSkip
 		h.SkipTo = r.skipTo
 	}
-	return &bpf.Record{RecordHeader: h, Data: []byte(r.data)}
+	return &bpf.Record{RecordHeader: h, Owner: owner, Data: []byte(r.data)}
 }
 
 func decodeLines(t *testing.T, buf *bytes.Buffer) []map[string]any {

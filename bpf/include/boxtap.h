@@ -12,7 +12,6 @@
 /* Payload bytes one record can carry. A segment larger than this is split
  * over several records; see MAX_CHUNKS. */
 #define CHUNK_SMALL 256
-#define CHUNK_MEDIUM 1024
 #define CHUNK_LARGE 4096
 /* 16 x 4 KiB covers the largest GSO/GRO super-packet on loopback (64 KiB). */
 #define MAX_CHUNKS 16
@@ -25,14 +24,14 @@ enum direction {
 /* record.rflags */
 enum record_flags {
 	REC_F_SKIP = 1 << 0,      /* skip_to is valid: the kernel will not send [seq+seg_len, skip_to) */
-	REC_F_OWNER = 1 << 1,     /* owner holds the last task that used the socket */
+	REC_F_OWNER = 1 << 1,     /* a struct owner precedes data[]: the socket's owner changed */
 	REC_F_FIN = 1 << 2,       /* the sender finished at seq+seg_len */
 	REC_F_RST = 1 << 3,       /* the connection was reset */
 	REC_F_GAP = 1 << 4,       /* records of this direction were lost before this one */
 	REC_F_LISTENER = 1 << 5,  /* seen on a listening socket: cookie is the listener's */
 };
 
-/* The task that owns a socket: the last thread that sent or received on it. */
+/* The task that owns a socket: the last thread that sent on it. */
 struct owner {
 	__u64 start_ns;        /* thread start, CLOCK_MONOTONIC ns */
 	__u64 leader_start_ns; /* process (thread group leader) start */
@@ -52,7 +51,9 @@ struct owner {
 };
 
 /* One ring-buffer record: a run of TCP payload bytes of an HTTP connection,
- * or a bare FIN/RST. data[] follows with data_len captured bytes. */
+ * or a bare FIN/RST. With REC_F_OWNER a struct owner follows the header;
+ * then data_len captured bytes. Records are exactly as long as that, so the
+ * ring holds as many as possible and the reader copies no slack. */
 struct record {
 	__u64 ts_tai;      /* bpf_ktime_get_tai_ns() when the packet passed the hook */
 	__u64 cookie;      /* socket cookie: the connection's identity */
@@ -74,7 +75,6 @@ struct record {
 	__u8 saddr[16];    /* IPv4 in the first 4 bytes */
 	__u8 daddr[16];
 	char iface[IFNAMSIZ];
-	struct owner owner;
 };
 
 /* Per-container counters (per-CPU hash keyed by ckey). */

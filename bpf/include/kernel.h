@@ -53,11 +53,20 @@ struct net_device {
 	char name[16];
 };
 
-struct sk_buff {
-	struct net_device *dev;
+/* The kernel's socket_lock_t is a typedef of an anonymous struct; CO-RE
+ * matches its member by name. */
+typedef struct {
+	int owned;
+} socket_lock_t;
+
+struct sock {
+	socket_lock_t sk_lock;
 };
 
-struct sock;
+struct sk_buff {
+	struct net_device *dev;
+	struct sock *sk;
+};
 
 #ifndef BPF_NO_PRESERVE_ACCESS_INDEX
 #pragma clang attribute pop

@@ -56,8 +56,8 @@ func TestHardeningKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	held := hxHeldByPID(p.PID())
-	if len(held) < 4 {
-		t.Fatalf("boxtap holds %d bpf links, want at least 4 (2 cgroup_skb, 2 tracepoints)", len(held))
+	if len(held) < 2 {
+		t.Fatalf("boxtap holds %d bpf links, want at least 2 (cgroup_skb egress and ingress)", len(held))
 	}
 	if attached := strings.TrimSpace(bpftool(t, "cgroup", "show", cgDir)); !strings.Contains(attached, "capture_egress") || !strings.Contains(attached, "capture_ingress") {
 		t.Fatalf("while tracing, bpftool shows on %s:\n%s\nwant capture_egress and capture_ingress", cgDir, attached)

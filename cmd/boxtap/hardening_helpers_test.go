@@ -132,7 +132,7 @@ func hxCgroupID(t *testing.T, dir string) uint64 {
 
 // boxtapProgNames are the names of boxtap's programs as the kernel shows them.
 var boxtapProgNames = map[string]bool{
-	"capture_egress": true, "capture_ingress": true, "sock_send_length": true, "sock_recv_length": true,
+	"capture_egress": true, "capture_ingress": true,
 }
 
 // hxLink is one bpf link as `bpftool --json link show` lists it.

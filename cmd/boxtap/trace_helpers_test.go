@@ -413,26 +413,19 @@ func checkDetached(t *testing.T, cgroupDir string) {
 	}
 }
 
-// orphanBoxtapLinks lists boxtap's socket-owner tracepoint links (sock_send_length,
-// sock_recv_length) that no live process holds. Links are released with their last file
-// descriptor, so such a link could only be one that boxtap pinned or leaked; links of
-// boxtap processes that still run (other tests, other people) are held and not listed.
+// orphanBoxtapLinks lists the links of boxtap's programs (capture_egress,
+// capture_ingress, on any cgroup) that no live process holds. Links are
+// released with their last file descriptor, so such a link could only be one
+// that boxtap pinned or leaked; links of boxtap processes that still run
+// (other tests, other people) are held and not listed.
 func orphanBoxtapLinks(t *testing.T) []string {
 	t.Helper()
-	var links []struct {
-		ID     int    `json:"id"`
-		Type   string `json:"type"`
-		TpName string `json:"tp_name"`
-	}
-	out := bpftool(t, "--json", "link", "show")
-	if err := json.Unmarshal([]byte(out), &links); err != nil {
-		t.Fatalf("decode bpftool link output: %v\n%s", err, out)
-	}
+	links, names := hxLinks(t)
 	held := heldLinkIDs()
 	var orphans []string
 	for _, l := range links {
-		if (l.TpName == "sock_send_length" || l.TpName == "sock_recv_length") && !held[l.ID] {
-			orphans = append(orphans, fmt.Sprintf("link %d (%s %s)", l.ID, l.Type, l.TpName))
+		if boxtapProgNames[names[l.ProgID]] && !held[l.ID] {
+			orphans = append(orphans, fmt.Sprintf("link %d (%s, program %s, cgroup %d)", l.ID, l.Type, names[l.ProgID], l.CgroupID))
 		}
 	}
 	return orphans
@@ -463,10 +456,10 @@ func fdinfoIDs(pattern, key string) map[int]bool {
 	return ids
 }
 
-// checkNoOrphanLinks checks that boxtap left no tracepoint link behind.
+// checkNoOrphanLinks checks that boxtap left no link of its programs behind.
 func checkNoOrphanLinks(t *testing.T) {
 	t.Helper()
 	if orphans := orphanBoxtapLinks(t); len(orphans) > 0 {
-		t.Errorf("socket-owner tracepoint links left with no process holding them: %v", orphans)
+		t.Errorf("boxtap program links left with no process holding them: %v", orphans)
 	}
 }

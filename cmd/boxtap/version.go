@@ -25,7 +25,7 @@ func (versionCmd) Run(ctx context.Context) error {
 	if err := bpf.CheckSystem(); err != nil {
 		fmt.Printf("kernel features: not usable: %v\n", err)
 	} else {
-		fmt.Println("kernel features: ok (BTF, ring buffer, socket storage, cgroup_skb, sock_send_length/sock_recv_length tracepoints)")
+		fmt.Println("kernel features: ok (BTF, ring buffer, socket storage, cgroup_skb, bpf_cast_to_kern_ctx)")
 	}
 	return nil
 }
