@@ -363,6 +363,7 @@ type conn struct {
 	owner    bpf.Owner
 	hasOwner bool
 	comm     string // owner.Comm as a string
+	identity output.Identity
 	dirs     [2]dirMeta
 	cpu      uint16
 	lastNs   int64
@@ -510,6 +511,12 @@ func (t *Tracer) emit(r *httpstream.Response) {
 	e.Kubernetes = output.Kubernetes{PodName: tg.Info.Pod.Name, PodNamespace: tg.Info.Pod.Namespace, PodUID: tg.Info.Pod.UID, PodSandbox: tg.Info.Pod.Sandbox}
 	e.ContainerStarted = true
 	e.ContainerRuntime = tg.Info.Runtime
+	// What names the process and the container is the same for every
+	// response of a connection until its owner changes: encode it once.
+	if !c.identity.Matches(e) {
+		c.identity.Encode(e)
+	}
+	e.Identity = &c.identity
 
 	d := &c.dirs[r.Dir&1]
 	e.Meta = output.PacketMeta{SrcIP: d.src, DstIP: d.dst, SrcPort: d.sport, DstPort: d.dport, Protocol: 6, PacketLen: r.Info.PacketLen, Iface: d.iface}
