@@ -163,9 +163,9 @@ struct {
 	__type(value, struct out_buf);
 } outbuf SEC(".maps");
 
-/* Wake the reader only once this much data waits; user space also polls on
- * a short timer, so nothing waits longer than that. One wakeup per record
- * would cost microseconds per event. */
+/* Wake the reader each time another this much data waits (see wakeup_flag);
+ * user space also polls on a short timer, so nothing waits longer than that.
+ * One wakeup per record would cost microseconds per event. */
 volatile const __u64 wakeup_bytes = 256 * 1024;
 /* Set to 0 to send every body byte to user space (for tests). */
 volatile const __u8 skip_bodies = 1;
@@ -363,10 +363,17 @@ static __always_inline void count_lost(struct conn *c, struct dir_state *ds, __u
 	}
 }
 
-static __always_inline long submit_flags(void)
+/*
+ * Wake the reader when the data waiting in the ring crosses another multiple
+ * of wakeup_bytes with this record, never for every record while it stays
+ * above: a wakeup is an irq_work self-IPI (a VM exit in a guest), and forcing
+ * one per record once the reader lagged by wakeup_bytes cost more than all
+ * the rest of the program.
+ */
+static __always_inline long wakeup_flag(__u64 size)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									     : BPF_RB_NO_WAKEUP;
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	return (avail + size) / wakeup_bytes > avail / wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 /*
@@ -399,7 +406,7 @@ static __always_inline int emit_record(struct __sk_buff *skb, struct conn *c, st
 	__u32 size = sizeof(struct record) + olen + n;
 	if (size > sizeof(*b))
 		return 1;
-	if (bpf_ringbuf_output(&events, b, size, submit_flags())) {
+	if (bpf_ringbuf_output(&events, b, size, wakeup_flag(size))) {
 		count_lost(c, ds, seg_len);
 		return 0;
 	}

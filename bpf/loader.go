@@ -279,6 +279,9 @@ type Reader struct {
 	rb       *ringbuf.Reader
 	raw      ringbuf.Record
 	consumed uint64
+	// armed: the ring reader's deadline is a poll deadline set since the
+	// last time Next came back empty.
+	armed bool
 }
 
 // Consumed is how many ring-buffer bytes Next has read so far, counted the
@@ -291,6 +294,9 @@ func (r *Reader) AvailableBytes() uint64 { return uint64(r.rb.AvailableBytes()) 
 // Reader returns the collection's record reader.
 func (c *Collection) Reader() *Reader { return &Reader{rb: c.reader} }
 
+// pastDeadline makes the ring reader return at once when it is empty.
+var pastDeadline = time.Unix(0, 1)
+
 // ErrIdle is returned by Next when no record arrived within the poll
 // interval: a good moment to flush output.
 var ErrIdle = errors.New("no record within the poll interval")
@@ -298,10 +304,22 @@ var ErrIdle = errors.New("no record within the poll interval")
 // ErrClosed is returned by Next once the collection is closed.
 var ErrClosed = ringbuf.ErrClosed
 
-// Next waits up to poll for the next record.
+// Next returns the next record, waiting up to poll for one (not at all when
+// poll is zero). The poll deadline is set when Next starts waiting after it
+// last came back empty, not for every record (that read the clock once per
+// record): after a long run of records, Next returns ErrIdle as soon as the
+// ring is empty, which is when callers flush their output anyway.
 func (r *Reader) Next(poll time.Duration, rec *Record) error {
-	r.rb.SetDeadline(time.Now().Add(poll))
+	switch {
+	case poll <= 0:
+		r.rb.SetDeadline(pastDeadline)
+		r.armed = false
+	case !r.armed:
+		r.rb.SetDeadline(time.Now().Add(poll))
+		r.armed = true
+	}
 	if err := r.rb.ReadInto(&r.raw); err != nil {
+		r.armed = false
 		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
 			return ErrIdle
 		}
