@@ -59,7 +59,7 @@ const MinRingBytes = 16 << 10
 // Options tune the collection.
 type Options struct {
 	// RingBytes is the ring buffer size: a power of two, a multiple of the
-	// page size. Zero means 8 MiB.
+	// page size. Zero means 4 MiB.
 	RingBytes uint32
 	// WakeupBytes is how much data waits in the ring before the kernel
 	// wakes the reader; the reader also polls on a timer. Zero means a
@@ -91,7 +91,7 @@ func Load(opts Options) (*Collection, error) {
 	}
 	ring := opts.RingBytes
 	if ring == 0 {
-		ring = 8 << 20
+		ring = 4 << 20
 	}
 	if ring < MinRingBytes || ring&(ring-1) != 0 {
 		return nil, fmt.Errorf("ring buffer size %d: must be a power of two of at least %d bytes", ring, MinRingBytes)

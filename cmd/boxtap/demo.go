@@ -76,7 +76,7 @@ func (d *demoCmd) Run(ctx context.Context) error {
 	}
 	ports = strings.TrimSpace(ports)
 
-	flags := captureFlags{Pretty: !d.JSON, RingSize: "8MiB", MaxHeader: 16384, Duration: time.Minute}
+	flags := captureFlags{Pretty: !d.JSON, RingSize: "4MiB", MaxHeader: 16384, Duration: time.Minute}
 	s, err := startSession(ctx, &flags, bpf.Options{})
 	if err != nil {
 		return err
