@@ -83,8 +83,9 @@ struct conn {
 	__u64 cookie;    /* bpf_get_socket_cookie, read once */
 	__u64 sk_cgroup; /* the socket's cgroup id, read once */
 	struct dir_state d[2];
-	__u32 owner_gen;  /* bumped each time owner changes; 0: no owner yet */
-	__u32 owner_sent; /* owner_gen of the last owner sent to user space */
+	__u64 owner_sent_ns; /* when the owner was last sent (record timestamp) */
+	__u32 owner_gen;     /* bumped each time owner changes; 0: no owner yet */
+	__u32 owner_sent;    /* owner_gen of the last owner sent to user space */
 	__u8 class;
 	__u8 tries;
 	__u8 flags;
@@ -167,6 +168,9 @@ struct {
  * user space also polls on a short timer, so nothing waits longer than that.
  * One wakeup per record would cost microseconds per event. */
 volatile const __u64 wakeup_bytes = 256 * 1024;
+/* The owner is sent again when it was last sent this long ago, so that user
+ * space, which forgets idle connections after a longer time, gets it back. */
+volatile const __u64 owner_refresh_ns = 60ULL * 1000 * 1000 * 1000;
 /* Set to 0 to send every body byte to user space (for tests). */
 volatile const __u8 skip_bodies = 1;
 
@@ -379,8 +383,9 @@ static __always_inline long wakeup_flag(__u64 size)
 /*
  * Send one record covering [seq, seq+seg_len) with `take` bytes captured from
  * offset off of the skb. The owner rides along only when it changed since it
- * was last sent, so most records are the header and the payload. Returns 0
- * when the ring buffer is full (the loss is counted).
+ * was last sent, or was last sent owner_refresh_ns ago, so most records are
+ * the header and the payload. Returns 0 when the ring buffer is full (the
+ * loss is counted).
  */
 static __always_inline int emit_record(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
 				       const struct pkt *p, __u32 seq, __u32 seg_len, __u32 off, __u32 take)
@@ -391,7 +396,8 @@ static __always_inline int emit_record(struct __sk_buff *skb, struct conn *c, st
 		return 0;
 	fill_record(&b->r, skb, c, ds, p, seq, seg_len);
 	__u32 olen = 0;
-	if (c->owner_gen != c->owner_sent) {
+	__u64 now = b->r.ts_tai;
+	if (c->owner_gen && (c->owner_gen != c->owner_sent || now - c->owner_sent_ns >= owner_refresh_ns)) {
 		__builtin_memcpy(b->data, &c->owner, sizeof(struct owner));
 		b->r.rflags |= REC_F_OWNER;
 		olen = sizeof(struct owner);
@@ -410,7 +416,10 @@ static __always_inline int emit_record(struct __sk_buff *skb, struct conn *c, st
 		count_lost(c, ds, seg_len);
 		return 0;
 	}
-	c->owner_sent = c->owner_gen;
+	if (olen) {
+		c->owner_sent = c->owner_gen;
+		c->owner_sent_ns = now;
+	}
 	return 1;
 }
 

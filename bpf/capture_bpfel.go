@@ -35,14 +35,15 @@ type captureConn struct {
 		Ifindex  uint32
 		Iface    [16]int8
 	}
-	OwnerGen  uint32
-	OwnerSent uint32
-	Class     uint8
-	Tries     uint8
-	Flags     uint8
-	Created   uint8
-	Fresh     uint8
-	Pad       [3]uint8
+	OwnerSentNs uint64
+	OwnerGen    uint32
+	OwnerSent   uint32
+	Class       uint8
+	Tries       uint8
+	Flags       uint8
+	Created     uint8
+	Fresh       uint8
+	Pad         [3]uint8
 }
 
 type captureCounters struct {
@@ -139,6 +140,7 @@ const (
 	captureProgCaptureEgress  = "capture_egress"
 	captureProgCaptureIngress = "capture_ingress"
 	captureVarBtfRecord       = "btf_record"
+	captureVarOwnerRefreshNs  = "owner_refresh_ns"
 	captureVarSkipBodies      = "skip_bodies"
 	captureVarWakeupBytes     = "wakeup_bytes"
 )
@@ -205,9 +207,10 @@ type captureMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type captureVariableSpecs struct {
-	BtfRecord   *ebpf.VariableSpec `ebpf:"btf_record"`
-	SkipBodies  *ebpf.VariableSpec `ebpf:"skip_bodies"`
-	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	BtfRecord      *ebpf.VariableSpec `ebpf:"btf_record"`
+	OwnerRefreshNs *ebpf.VariableSpec `ebpf:"owner_refresh_ns"`
+	SkipBodies     *ebpf.VariableSpec `ebpf:"skip_bodies"`
+	WakeupBytes    *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // captureObjects contains all objects after they have been loaded into the kernel.
@@ -253,9 +256,10 @@ func (m *captureMaps) Close() error {
 //
 // It can be passed to loadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type captureVariables struct {
-	BtfRecord   *ebpf.Variable `ebpf:"btf_record"`
-	SkipBodies  *ebpf.Variable `ebpf:"skip_bodies"`
-	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
+	BtfRecord      *ebpf.Variable `ebpf:"btf_record"`
+	OwnerRefreshNs *ebpf.Variable `ebpf:"owner_refresh_ns"`
+	SkipBodies     *ebpf.Variable `ebpf:"skip_bodies"`
+	WakeupBytes    *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // capturePrograms contains all programs after they have been loaded into the kernel.

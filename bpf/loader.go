@@ -52,6 +52,11 @@ const (
 	ownerSize  = int(unsafe.Sizeof(captureOwner{}))
 )
 
+// OwnerRefresh is how often the kernel sends a connection's owner again
+// when it has not changed. User space may forget the owner of a connection
+// that was idle for longer than this.
+const OwnerRefresh = 60 * time.Second
+
 // MinRingBytes is the smallest ring buffer: it must hold a few of the
 // largest records (4 KiB of payload plus the header).
 const MinRingBytes = 16 << 10
@@ -105,6 +110,9 @@ func Load(opts Options) (*Collection, error) {
 	}
 	if err := spec.Variables["wakeup_bytes"].Set(wake); err != nil {
 		return nil, fmt.Errorf("setting wakeup_bytes: %w", err)
+	}
+	if err := spec.Variables["owner_refresh_ns"].Set(uint64(OwnerRefresh)); err != nil {
+		return nil, fmt.Errorf("setting owner_refresh_ns: %w", err)
 	}
 	skip := uint8(1)
 	if opts.CaptureBodies {

@@ -37,8 +37,10 @@ type Options struct {
 	// output; zero means 50 ms.
 	Poll time.Duration
 	// IdleConn drops the parser state of a connection that carried no
-	// record for this long; zero means 5 minutes. A connection that comes
-	// back is framed again from its next message.
+	// record for this long; zero means 5 minutes, and it is never shorter
+	// than bpf.OwnerRefresh (a connection that comes back after that long
+	// gets its owner from the kernel again). A connection that comes back
+	// is framed again from its next message.
 	IdleConn time.Duration
 	// OnEvent, if set, is called after each event is written (for --count).
 	OnEvent func(*Target)
@@ -143,6 +145,7 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 	if opts.IdleConn <= 0 {
 		opts.IdleConn = 5 * time.Minute
 	}
+	opts.IdleConn = max(opts.IdleConn, bpf.OwnerRefresh)
 	if opts.OnError == nil {
 		opts.OnError = func(err error) { fmt.Fprintln(os.Stderr, "boxtap:", err) }
 	}
@@ -391,7 +394,14 @@ func (t *Tracer) handle(rec *bpf.Record) {
 	}
 	c := t.conns[rec.Cookie]
 	if c == nil || c.target != tg {
+		old := c
 		c = &conn{hs: httpstream.NewConn(t.opts.Limits, &t.stats), target: tg}
+		if old != nil {
+			// The container was traced again (removed and added): the
+			// kernel sends the owner only when it changes, so keep it.
+			c.owner, c.hasOwner, c.comm = old.owner, old.hasOwner, old.comm
+			old.hs.Close()
+		}
 		t.conns[rec.Cookie] = c
 		// A request that completed the handshake was seen on the
 		// listening socket: it is this connection's first bytes.

@@ -246,3 +246,30 @@ func TestRequestSeenOnListenerIsPairedWithItsResponse(t *testing.T) {
 		t.Errorf("%d orphan entries left after pairing", len(tr.orphans.m))
 	}
 }
+
+// The kernel sends a connection's owner only when it changes (or once a
+// minute), so a container that is removed and traced again by the same
+// tracer keeps the owner its connections already had.
+func TestOwnerSurvivesContainerTracedAgain(t *testing.T) {
+	var buf bytes.Buffer
+	tr, tg := newTestTracer(t, &buf)
+	req := "GET /a HTTP/1.1\r\nHost: web\r\n\r\n"
+	resp := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	tr.handle(record(recSpec{dir: bpf.DirIngress, seq: 1000, data: req}))
+	tr.handle(record(recSpec{dir: bpf.DirEgress, seq: 5000, data: resp, owner: true}))
+
+	again := &Target{Info: tg.Info, sink: tg.sink}
+	tr.targets[42] = again
+	tr.handle(record(recSpec{dir: bpf.DirIngress, seq: 1000 + uint32(len(req)), data: req}))
+	tr.handle(record(recSpec{dir: bpf.DirEgress, seq: 5000 + uint32(len(resp)), data: resp}))
+	tr.flush()
+	evs := decodeLines(t, &buf)
+	if len(evs) != 2 || again.Events() != 1 {
+		t.Fatalf("got %d events (%d for the target traced again), want 2 (1)", len(evs), again.Events())
+	}
+	for i, ev := range evs {
+		if ev["processName"] != "nginx" || ev["hostProcessId"] != 100.0 {
+			t.Errorf("event %d: processName %v, hostProcessId %v, want nginx, 100", i, ev["processName"], ev["hostProcessId"])
+		}
+	}
+}
