@@ -179,6 +179,12 @@ func appendEscaped(dst []byte, s string) []byte {
 		if i >= len(s) {
 			break
 		}
+		// Fewer than 8 bytes left: one overlapping word covers them. It
+		// may include bytes already handled; if any of those needed
+		// escaping the word says so and the bytes are checked one by one.
+		if len(s)-i < 8 && len(s) >= 8 && !needsEscape8(load64(s, len(s)-8)) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -261,7 +267,14 @@ const (
 	// refFast: the written name is plain ASCII, so the key and byte order
 	// are valid.
 	refFast
+	// refKnown: the name is a well-known canonical name (see
+	// wellKnownName) whose default redaction kind is in bits 6..4.
+	refKnown
 )
+
+// refKindShift is the position of the default redaction kind of a
+// refKnown name.
+const refKindShift = 4
 
 // maxHeaderFields is the most header fields one object can hold (the index
 // has 24 bits); fields beyond it are not written.
@@ -269,6 +282,9 @@ const maxHeaderFields = 1<<24 - 1
 
 func (h headerRef) idx() int    { return int(h >> 8 & maxHeaderFields) }
 func (h headerRef) key() uint32 { return uint32(h >> 32) }
+
+// defaultKind is the default redaction kind of a refKnown name.
+func (h headerRef) defaultKind() redactKind { return redactKind(h>>refKindShift) & 7 }
 
 // Bits of nameTable entries.
 const (
@@ -288,8 +304,96 @@ const nameTable = "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\
 	"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00" +
 	"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
 
-// classifyName describes header hs[i]'s name in one pass.
+// classifyName describes header hs[i]'s name: well-known canonical names
+// by table, others in one pass over their bytes.
 func classifyName(hs []Header, i int) headerRef {
+	name := hs[i].Name
+	kind, ok := wellKnownName(name)
+	if !ok {
+		return classifyAnyName(hs, i)
+	}
+	// A canonical token: written as is, key = first 4 bytes.
+	var key uint32
+	if len(name) >= 4 {
+		key = uint32(name[0])<<24 | uint32(name[1])<<16 | uint32(name[2])<<8 | uint32(name[3])
+	} else {
+		for j := 0; j < len(name); j++ {
+			key |= uint32(name[j]) << (24 - 8*j)
+		}
+	}
+	return headerRef(key)<<32 | headerRef(i)<<8 | headerRef(kind)<<refKindShift |
+		refKnown | refCanon | refAsIs | refFast
+}
+
+// wellKnownName reports whether name is, byte for byte, the canonical form
+// of a common header field name, and if so its default redaction kind
+// (what defaultKind returns). Such names skip classification by bytes.
+func wellKnownName(name string) (redactKind, bool) {
+	switch len(name) {
+	case 3:
+		return redactNone, name == "Age" || name == "Via"
+	case 4:
+		return redactNone, name == "Date" || name == "Host" || name == "Vary" || name == "Etag" || name == "Link"
+	case 5:
+		return redactNone, name == "Range" || name == "Allow"
+	case 6:
+		switch name {
+		case "Cookie":
+			return redactCookie, true
+		case "Accept", "Server", "Origin", "Pragma", "Expect":
+			return redactNone, true
+		}
+	case 7:
+		return redactNone, name == "Referer" || name == "Expires" || name == "Upgrade"
+	case 8:
+		return redactNone, name == "Location"
+	case 9:
+		if name == "X-Api-Key" {
+			return redactWhole, true
+		}
+	case 10:
+		switch name {
+		case "Set-Cookie":
+			return redactSetCookie, true
+		case "Connection", "User-Agent", "Keep-Alive":
+			return redactNone, true
+		}
+	case 12:
+		return redactNone, name == "Content-Type" || name == "X-Request-Id"
+	case 13:
+		switch name {
+		case "Authorization":
+			return redactAuthorization, true
+		case "Cache-Control", "Last-Modified", "Accept-Ranges", "If-None-Match":
+			return redactNone, true
+		}
+	case 14:
+		return redactNone, name == "Content-Length"
+	case 15:
+		return redactNone, name == "Accept-Encoding" || name == "Accept-Language" || name == "X-Forwarded-For"
+	case 16:
+		switch name {
+		case "Www-Authenticate":
+			return redactChallenge, true
+		case "Content-Encoding":
+			return redactNone, true
+		}
+	case 17:
+		return redactNone, name == "Transfer-Encoding" || name == "If-Modified-Since" || name == "X-Forwarded-Proto"
+	case 18:
+		if name == "Proxy-Authenticate" {
+			return redactChallenge, true
+		}
+	case 19:
+		if name == "Proxy-Authorization" {
+			return redactAuthorization, true
+		}
+	}
+	return redactNone, false
+}
+
+// classifyAnyName describes header hs[i]'s name in one pass over its bytes.
+func classifyAnyName(hs []Header, i int) headerRef {
 	name := hs[i].Name
 	all := uint8(0xff)
 	var mis, notDash uint8 // notDash is 0 where a letter should be upper case
@@ -383,18 +487,18 @@ func appendHeaders(dst []byte, hs []Header, r *Redactor) []byte {
 	for i := range hs {
 		refs[i] = classifyName(hs, i)
 	}
-	if !sortedHeaderRefs(hs, refs) {
-		slices.SortFunc(refs, func(a, b headerRef) int {
-			return compareRefs(hs, a, b)
-		})
-	}
+	sortHeaderRefs(hs, refs)
+	// Redaction: a well-known name's default kind applies unless
+	// redaction is off or extra names may match it.
+	disabled := r.Disabled()
+	noExtra := r == nil || len(r.extra) == 0
 
 	dst = append(dst, '{')
 	for i := 0; i < len(refs); {
 		first := refs[i]
 		name := hs[first.idx()].Name
 		j := i + 1
-		for j < len(refs) && compareNames(hs, first, refs[j]) == 0 {
+		for j < len(refs) && sameName(hs, first, refs[j]) {
 			j++
 		}
 		if i > 0 {
@@ -410,7 +514,14 @@ func appendHeaders(dst []byte, hs []Header, r *Redactor) []byte {
 			dst = appendEscaped(dst, name)
 		}
 		dst = append(dst, `":[`...)
-		kind := r.kind(name)
+		var kind redactKind
+		switch {
+		case disabled:
+		case first&refKnown != 0 && (noExtra || first.defaultKind() != redactNone):
+			kind = first.defaultKind()
+		default:
+			kind = r.kind(name)
+		}
 		for k := i; k < j; k++ {
 			if k > i {
 				dst = append(dst, ',')
@@ -425,15 +536,45 @@ func appendHeaders(dst []byte, hs []Header, r *Redactor) []byte {
 	return append(dst, '}')
 }
 
-// sortedHeaderRefs reports whether refs are already in key order (grouped
-// and sorted), which lets the encoder skip sorting.
-func sortedHeaderRefs(hs []Header, refs []headerRef) bool {
-	for i := 1; i < len(refs); i++ {
-		if compareRefs(hs, refs[i-1], refs[i]) > 0 {
-			return false
-		}
+// maxInsertionSort is the most refs sorted by insertion.
+const maxInsertionSort = 12
+
+// sortHeaderRefs orders refs by written name, then wire order. Short lists
+// (the common case) use an insertion sort, which costs one comparison per
+// element when they are already sorted.
+func sortHeaderRefs(hs []Header, refs []headerRef) {
+	if len(refs) > maxInsertionSort {
+		slices.SortFunc(refs, func(a, b headerRef) int {
+			return compareRefs(hs, a, b)
+		})
+		return
 	}
-	return true
+	for i := 1; i < len(refs); i++ {
+		x := refs[i]
+		j := i
+		for ; j > 0; j-- {
+			y := refs[j-1]
+			// Refs of plain names whose keys differ compare as
+			// integers (the key is in the top bits).
+			if x&y&refFast != 0 && x.key() != y.key() {
+				if x > y {
+					break
+				}
+			} else if compareRefs(hs, x, y) >= 0 {
+				break
+			}
+			refs[j] = y
+		}
+		refs[j] = x
+	}
+}
+
+// sameName reports whether a and b have the same written name.
+func sameName(hs []Header, a, b headerRef) bool {
+	if a&b&refFast != 0 && a.key() != b.key() {
+		return false
+	}
+	return compareNames(hs, a, b) == 0
 }
 
 // isToken reports whether s is a non-empty RFC 9110 token (valid field name).
