@@ -142,9 +142,24 @@ struct {
 	__type(value, struct counters);
 } stats SEC(".maps");
 
+/*
+ * The programs can nest on one CPU: an egress run in process context may be
+ * interrupted by a softirq that runs the ingress program (loopback delivers
+ * packets that way). Each nesting level has its own per-CPU scratch space,
+ * or the inner run would overwrite the record the outer one is building.
+ */
+#define MAX_NEST 3
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} nesting SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_NEST);
 	__type(key, __u32);
 	__type(value, struct scan_buf);
 } scratch SEC(".maps");
@@ -159,7 +174,7 @@ struct out_buf {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, MAX_NEST);
 	__type(key, __u32);
 	__type(value, struct out_buf);
 } outbuf SEC(".maps");
@@ -315,6 +330,7 @@ struct pkt {
 	__u16 sport, dport;
 	__u8 family, tcp_flags, rflags, dir;
 	__u8 saddr[16], daddr[16];
+	__u32 lvl;     /* nesting level: which scratch buffers this run owns */
 };
 
 static __always_inline void fill_record(struct record *r, struct __sk_buff *skb, struct conn *c,
@@ -390,8 +406,7 @@ static __always_inline long wakeup_flag(__u64 size)
 static __always_inline int emit_record(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
 				       const struct pkt *p, __u32 seq, __u32 seg_len, __u32 off, __u32 take)
 {
-	__u32 zero = 0;
-	struct out_buf *b = bpf_map_lookup_elem(&outbuf, &zero);
+	struct out_buf *b = bpf_map_lookup_elem(&outbuf, &p->lvl);
 	if (!b)
 		return 0;
 	fill_record(&b->r, skb, c, ds, p, seq, seg_len);
@@ -472,11 +487,10 @@ static __always_inline int status_code(const __u8 *b)
 }
 
 /* One byte of the scan. bpf_loop lets the verifier check this once instead
- * of once per byte. Returns 1 to stop. */
+ * of once per byte. ctx points to the nesting level. Returns 1 to stop. */
 static long scan_step(__u64 i, void *ctx)
 {
-	__u32 zero = 0;
-	struct scan_buf *s = bpf_map_lookup_elem(&scratch, &zero);
+	struct scan_buf *s = bpf_map_lookup_elem(&scratch, ctx);
 	if (!s)
 		return 1;
 	struct scan_state *st = &s->st;
@@ -530,7 +544,7 @@ static long scan_step(__u64 i, void *ctx)
  * Returns 0 when unknown. User space frames every message itself and checks
  * each skip the kernel makes against its own framing.
  */
-static __always_inline __u32 scan_response(struct scan_buf *s, __u32 n)
+static __always_inline __u32 scan_response(struct scan_buf *s, __u32 n, __u32 lvl)
 {
 	if (!(s->b[0] == 'H' && s->b[1] == 'T' && s->b[2] == 'T' && s->b[3] == 'P' && s->b[4] == '/'))
 		return 0;
@@ -539,7 +553,7 @@ static __always_inline __u32 scan_response(struct scan_buf *s, __u32 n)
 		return 0;
 	struct scan_state *st = &s->st;
 	__builtin_memset(st, 0, sizeof(*st));
-	bpf_loop(n - 12, scan_step, NULL, 0);
+	bpf_loop(n - 12, scan_step, &lvl, 0);
 	if (st->bad || !st->hdr_end || st->in_cl == 1)
 		return 0;
 	if (code < 200 || code == 204 || code == 304)
@@ -553,10 +567,9 @@ static __always_inline __u32 scan_response(struct scan_buf *s, __u32 n)
 }
 
 /* Load the start of a response into per-CPU scratch and scan it. */
-static __always_inline __u32 response_len(struct __sk_buff *skb, __u32 off, __u32 len)
+static __always_inline __u32 response_len(struct __sk_buff *skb, __u32 off, __u32 len, __u32 lvl)
 {
-	__u32 zero = 0;
-	struct scan_buf *s = bpf_map_lookup_elem(&scratch, &zero);
+	struct scan_buf *s = bpf_map_lookup_elem(&scratch, &lvl);
 	if (!s)
 		return 0;
 	__u32 n = len > SCAN_MAX ? SCAN_MAX : len;
@@ -565,7 +578,7 @@ static __always_inline __u32 response_len(struct __sk_buff *skb, __u32 off, __u3
 	n = bounded_len(n, SCAN_MAX);
 	if (bpf_skb_load_bytes(skb, off, s->b, n))
 		return 0;
-	return scan_response(s, n);
+	return scan_response(s, n, lvl);
 }
 
 /*
@@ -578,10 +591,9 @@ static __always_inline __u32 response_len(struct __sk_buff *skb, __u32 off, __u3
  * first one had no body after all (an answer to HEAD), and the second one
  * is in this segment.
  */
-static __always_inline __u32 header_capture(struct __sk_buff *skb, __u32 off, __u32 plen)
+static __always_inline __u32 header_capture(struct __sk_buff *skb, __u32 off, __u32 plen, __u32 lvl)
 {
-	__u32 zero = 0;
-	struct scan_buf *s = bpf_map_lookup_elem(&scratch, &zero);
+	struct scan_buf *s = bpf_map_lookup_elem(&scratch, &lvl);
 	if (!s)
 		return MAX_CHUNKS * CHUNK_LARGE;
 	__u32 hdr = s->st.hdr_end;
@@ -595,7 +607,7 @@ static __always_inline __u32 header_capture(struct __sk_buff *skb, __u32 off, __
 	return hdr;
 }
 
-static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+static __always_inline int handle(struct __sk_buff *skb, __u8 dir, __u32 lvl)
 {
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
@@ -610,6 +622,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	struct pkt p = {};
 	__u32 ip_hl;
 	p.dir = dir;
+	p.lvl = lvl;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
 		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
@@ -819,7 +832,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			int worth = plen >= SKIP_MIN ||
 				    (plen >= 4 && !bpf_skb_load_bytes(skb, off + plen - 4, tail, sizeof(tail)) &&
 				     tail[0] == '\r' && tail[1] == '\n' && tail[2] == '\r' && tail[3] == '\n');
-			__u32 mlen = (!worth || (c->flags & CONN_F_NO_SKIP)) ? 0 : response_len(skb, off, plen);
+			__u32 mlen = (!worth || (c->flags & CONN_F_NO_SKIP)) ? 0 : response_len(skb, off, plen, p.lvl);
 			if (!mlen || mlen < plen) {
 				ds->bvalid = 0; /* unknown length or pipelined: stop guessing */
 				ds->pend = 0;
@@ -829,7 +842,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 				ds->pend_at = end;
 				ds->pend_end = seq + mlen;
 				if (ds->pend && skip_bodies && !(c->flags & CONN_F_NO_SKIP))
-					capture = header_capture(skb, off, plen);
+					capture = header_capture(skb, off, plen, p.lvl);
 			}
 		} else if (seq == ds->boundary || seq_lt(ds->boundary, seq)) {
 			/* A request, or a boundary passed mid-segment. */
@@ -843,14 +856,33 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	return emit_payload(skb, c, ds, &p, capture);
 }
 
+/* Run handle at the next nesting level of this CPU. A nested run finishes
+ * before the run it interrupted resumes, so a plain per-CPU counter is
+ * enough. Deeper nesting than MAX_NEST is not expected; such a packet is
+ * let through uncaptured. The programs always pass packets (return 1). */
+static __always_inline int capture(struct __sk_buff *skb, __u8 dir)
+{
+	__u32 zero = 0;
+	__u32 *depth = bpf_map_lookup_elem(&nesting, &zero);
+	if (!depth)
+		return 1;
+	__u32 lvl = *depth;
+	if (lvl >= MAX_NEST)
+		return 1;
+	*depth = lvl + 1;
+	handle(skb, dir, lvl);
+	*depth = lvl;
+	return 1;
+}
+
 SEC("cgroup_skb/egress")
 int capture_egress(struct __sk_buff *skb)
 {
-	return handle(skb, DIR_EGRESS);
+	return capture(skb, DIR_EGRESS);
 }
 
 SEC("cgroup_skb/ingress")
 int capture_ingress(struct __sk_buff *skb)
 {
-	return handle(skb, DIR_INGRESS);
+	return capture(skb, DIR_INGRESS);
 }

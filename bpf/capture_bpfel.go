@@ -133,6 +133,7 @@ type captureTraced struct {
 const (
 	captureMapConns           = "conns"
 	captureMapEvents          = "events"
+	captureMapNesting         = "nesting"
 	captureMapOutbuf          = "outbuf"
 	captureMapScratch         = "scratch"
 	captureMapStats           = "stats"
@@ -197,6 +198,7 @@ type captureProgramSpecs struct {
 type captureMapSpecs struct {
 	Conns         *ebpf.MapSpec `ebpf:"conns"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	Nesting       *ebpf.MapSpec `ebpf:"nesting"`
 	Outbuf        *ebpf.MapSpec `ebpf:"outbuf"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -235,6 +237,7 @@ func (o *captureObjects) Close() error {
 type captureMaps struct {
 	Conns         *ebpf.Map `ebpf:"conns"`
 	Events        *ebpf.Map `ebpf:"events"`
+	Nesting       *ebpf.Map `ebpf:"nesting"`
 	Outbuf        *ebpf.Map `ebpf:"outbuf"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -245,6 +248,7 @@ func (m *captureMaps) Close() error {
 	return _CaptureClose(
 		m.Conns,
 		m.Events,
+		m.Nesting,
 		m.Outbuf,
 		m.Scratch,
 		m.Stats,

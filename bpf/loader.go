@@ -337,29 +337,34 @@ func (r *Reader) Next(poll time.Duration, rec *Record) error {
 	return DecodeRecord(r.raw.RawSample, rec)
 }
 
+// ErrMalformedRecord is wrapped by the errors of DecodeRecord (and so of
+// Next): the record was skipped, the next one can be read.
+var ErrMalformedRecord = errors.New("malformed ring-buffer record")
+
 // DecodeRecord points rec at the header, owner and data of one raw
-// ring-buffer sample, without copying. It fails on a sample too short for
-// its header, its owner or the data length the header claims.
+// ring-buffer sample, without copying. It fails, wrapping
+// ErrMalformedRecord, on a sample too short for its header, its owner or the
+// data length the header claims.
 func DecodeRecord(raw []byte, rec *Record) error {
 	if len(raw) < headerSize {
-		return fmt.Errorf("short ring-buffer record: %d bytes", len(raw))
+		return fmt.Errorf("%w: %d bytes, shorter than a header", ErrMalformedRecord, len(raw))
 	}
 	if uintptr(unsafe.Pointer(&raw[0]))%8 != 0 {
-		return fmt.Errorf("misaligned ring-buffer record")
+		return fmt.Errorf("%w: misaligned", ErrMalformedRecord)
 	}
 	rec.RecordHeader = (*captureRecord)(unsafe.Pointer(&raw[0]))
 	rec.Owner = nil
 	off := headerSize
 	if rec.Rflags&FlagOwner != 0 {
 		if off+ownerSize > len(raw) {
-			return fmt.Errorf("ring-buffer record flags an owner but has %d bytes after its header", len(raw)-headerSize)
+			return fmt.Errorf("%w: flags an owner but has %d bytes after its header", ErrMalformedRecord, len(raw)-headerSize)
 		}
 		rec.Owner = (*captureOwner)(unsafe.Pointer(&raw[off]))
 		off += ownerSize
 	}
 	n := int(rec.DataLen)
 	if off+n > len(raw) {
-		return fmt.Errorf("ring-buffer record claims %d data bytes, has %d", n, len(raw)-off)
+		return fmt.Errorf("%w: claims %d data bytes, has %d", ErrMalformedRecord, n, len(raw)-off)
 	}
 	rec.Data = raw[off : off+n]
 	return nil

@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"encoding/binary"
+	"errors"
 	"testing"
 	"unsafe"
 )
@@ -77,8 +78,8 @@ func TestDecodeRecord(t *testing.T) {
 		{"data after owner cut short", alignedCopy(withOwner[:headerSize+ownerSize+4])},
 	} {
 		var rec Record
-		if err := DecodeRecord(tc.raw, &rec); err == nil {
-			t.Errorf("%s: no error", tc.name)
+		if err := DecodeRecord(tc.raw, &rec); !errors.Is(err, ErrMalformedRecord) {
+			t.Errorf("%s: error %v, want ErrMalformedRecord", tc.name, err)
 		}
 	}
 }

@@ -95,6 +95,9 @@ type Summary struct {
 	SkippedBytes uint64
 	// Unwritten are events a sink could not write (a full disk, say).
 	Unwritten uint64
+	// Malformed are ring-buffer records that did not decode and were
+	// skipped (a boxtap bug).
+	Malformed uint64
 }
 
 func (s Summary) String() string {
@@ -102,8 +105,12 @@ func (s Summary) String() string {
 	if s.Unwritten > 0 {
 		unwritten = fmt.Sprintf(" (%d of them not written: output errors)", s.Unwritten)
 	}
-	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel",
-		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes)
+	malformed := ""
+	if s.Malformed > 0 {
+		malformed = fmt.Sprintf(", %d malformed records skipped", s.Malformed)
+	}
+	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s",
+		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed)
 }
 
 // Tracer is the capture engine.
@@ -134,6 +141,8 @@ type Tracer struct {
 	written  uint64 // events written, for MaxEvents
 	// lastLossCheck is when the kernel's lost-record counters were last read.
 	lastLossCheck int64
+	malformed     atomic.Uint64 // records skipped because they did not decode
+	malformedNext int64         // no new malformed-record warning before this time
 }
 
 // New returns a Tracer over a loaded collection. The caller keeps
@@ -232,6 +241,7 @@ func (t *Tracer) Summary() Summary {
 	for _, tg := range t.targets {
 		s.add(t.summaryOf(tg))
 	}
+	s.Malformed = t.malformed.Load()
 	return s
 }
 
@@ -261,6 +271,7 @@ func (s *Summary) add(o Summary) {
 	s.DupSegments += o.DupSegments
 	s.SkippedBytes += o.SkippedBytes
 	s.Unwritten += o.Unwritten
+	s.Malformed += o.Malformed
 }
 
 // ParserStats returns the stream parsers' counters. Call it only after Run
@@ -299,6 +310,9 @@ func (t *Tracer) Run(ctx context.Context) error {
 				t.serveBarrier(rd, &rec)
 			}
 			continue
+		case errors.Is(err, bpf.ErrMalformedRecord):
+			t.skipMalformed(err)
+			continue
 		case errors.Is(err, bpf.ErrIdle):
 		case errors.Is(err, bpf.ErrClosed):
 			t.flush()
@@ -318,6 +332,19 @@ func (t *Tracer) Run(ctx context.Context) error {
 	}
 }
 
+// skipMalformed counts a record that did not decode and warns, at most every
+// ten seconds: the kernel and user space disagree on the record layout,
+// which is a bug, but the records after it are still good.
+func (t *Tracer) skipMalformed(err error) {
+	n := t.malformed.Add(1)
+	now := time.Now().UnixNano()
+	if now < t.malformedNext {
+		return
+	}
+	t.malformedNext = now + int64(10*time.Second)
+	t.opts.OnError(fmt.Errorf("warning: skipped %d capture record(s) that did not decode (last: %v); this is a boxtap bug, please report it", n, err))
+}
+
 // serveBarrier answers a pending Remove: it handles every record that was
 // already in the ring buffer when it looked, then releases the caller.
 func (t *Tracer) serveBarrier(rd *bpf.Reader, rec *bpf.Record) {
@@ -333,7 +360,15 @@ func (t *Tracer) serveBarrier(rd *bpf.Reader, rec *bpf.Record) {
 // the ring is empty. Records produced meanwhile are left for Run, so this
 // ends even under constant load.
 func (t *Tracer) drainUpTo(rd *bpf.Reader, rec *bpf.Record, until uint64) {
-	for rd.Consumed() < until && rd.Next(0, rec) == nil {
+	for rd.Consumed() < until {
+		err := rd.Next(0, rec)
+		if errors.Is(err, bpf.ErrMalformedRecord) {
+			t.skipMalformed(err)
+			continue
+		}
+		if err != nil {
+			break
+		}
 		t.handle(rec)
 	}
 	t.flush()

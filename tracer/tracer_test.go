@@ -3,6 +3,7 @@ package tracer
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -271,5 +272,27 @@ func TestOwnerSurvivesContainerTracedAgain(t *testing.T) {
 		if ev["processName"] != "nginx" || ev["hostProcessId"] != 100.0 {
 			t.Errorf("event %d: processName %v, hostProcessId %v, want nginx, 100", i, ev["processName"], ev["hostProcessId"])
 		}
+	}
+}
+
+// A record that does not decode is skipped and counted; the warning names
+// it as a bug, once per ten seconds, and the summary reports the count.
+func TestMalformedRecordsAreSkippedCountedAndReportedOnce(t *testing.T) {
+	var warnings []string
+	tr := New(nil, Options{OnError: func(err error) { warnings = append(warnings, err.Error()) }})
+	var rec bpf.Record
+	for _, raw := range [][]byte{nil, make([]byte, 3)} {
+		err := bpf.DecodeRecord(raw, &rec)
+		if !errors.Is(err, bpf.ErrMalformedRecord) {
+			t.Fatalf("DecodeRecord(%d bytes) = %v, want ErrMalformedRecord", len(raw), err)
+		}
+		tr.skipMalformed(err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "boxtap bug") {
+		t.Fatalf("warnings = %q, want one naming a boxtap bug", warnings)
+	}
+	s := tr.Summary()
+	if s.Malformed != 2 || !strings.Contains(s.String(), "2 malformed records skipped") {
+		t.Fatalf("summary %+v (%q), want 2 malformed records", s, s)
 	}
 }
