@@ -153,6 +153,16 @@ func (o *observer) markStart() error {
 // report and collects its numbers.
 func (o *observer) stop() (observed, error) {
 	var res observed
+	// Peak RSS is read from the live process. The rusage of a child is no
+	// use for it: exec records the pre-exec image's high-water mark, so
+	// ru_maxrss of a child that Go started is at least the RSS of this
+	// harness.
+	hwm, err := procHWM(o.cmd.Process.Pid)
+	if err != nil {
+		o.kill()
+		return res, err
+	}
+	res.rssKiB = hwm
 	_ = o.cmd.Process.Signal(syscall.SIGINT)
 	waited := make(chan error, 1)
 	go func() { waited <- o.cmd.Wait() }()
@@ -177,7 +187,6 @@ func (o *observer) stop() (observed, error) {
 	if ru, ok := o.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		total := tv(ru.Utime) + tv(ru.Stime)
 		res.cpu = total - o.cpuStart
-		res.rssKiB = ru.Maxrss
 	}
 	n, err := countLines(o.outPath)
 	if err != nil {
@@ -257,6 +266,29 @@ func countLines(path string) (uint64, error) {
 
 // procCPU returns the CPU seconds a process and its waited-for children
 // used so far: utime+stime+cutime+cstime of /proc/PID/stat.
+// procHWM returns a running process's peak resident set (VmHWM) in KiB.
+func procHWM(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("reading the peak RSS: %w", err)
+	}
+	return parseHWM(string(b))
+}
+
+// parseHWM finds the VmHWM line of a /proc/PID/status text.
+func parseHWM(status string) (int64, error) {
+	for _, line := range strings.Split(status, "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bad VmHWM line %q", line)
+			}
+			return kib, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM line in /proc/PID/status")
+}
+
 func procCPU(pid int) (float64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {

@@ -119,3 +119,15 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+func TestParseHWM(t *testing.T) {
+	status := "Name:\tboxtap\nVmPeak:\t 1300000 kB\nVmHWM:\t   37228 kB\nVmRSS:\t   37000 kB\n"
+	if got, err := parseHWM(status); err != nil || got != 37228 {
+		t.Fatalf("parseHWM = %d, %v; want 37228", got, err)
+	}
+	for _, bad := range []string{"VmRSS:\t 1 kB\n", "VmHWM:\t lots kB\n"} {
+		if _, err := parseHWM(bad); err == nil {
+			t.Errorf("parseHWM(%q): no error", bad)
+		}
+	}
+}
