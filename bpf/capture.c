@@ -310,7 +310,7 @@ static __always_inline void note_owner(struct __sk_buff *skb, struct conn *c)
 {
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
 	struct sock *sk = kskb->sk;
-	if (!sk || !BPF_CORE_READ(sk, sk_lock.owned))
+	if (!sk || !sk->sk_lock.owned)
 		return;
 	__u64 pt = bpf_get_current_pid_tgid();
 	if (c->owner_gen && c->owner.tid == (__u32)pt && c->owner.tgid == (__u32)(pt >> 32))
