@@ -60,8 +60,8 @@ type Target struct {
 	sink      output.Sink
 	att       *bpf.Attachment
 
+	events   atomic.Uint64
 	mu       sync.Mutex
-	events   uint64
 	writeErr error
 
 	// Owned by Run.
@@ -71,11 +71,7 @@ type Target struct {
 }
 
 // Events is how many events were written for this container.
-func (tg *Target) Events() uint64 {
-	tg.mu.Lock()
-	defer tg.mu.Unlock()
-	return tg.events
-}
+func (tg *Target) Events() uint64 { return tg.events.Load() }
 
 // CgroupID is the id of the traced cgroup.
 func (tg *Target) CgroupID() uint64 { return tg.att.CgroupID() }
@@ -588,9 +584,7 @@ func (t *Tracer) emit(r *httpstream.Response) {
 		t.reportWrite(tg, err)
 		return
 	}
-	tg.mu.Lock()
-	tg.events++
-	tg.mu.Unlock()
+	tg.events.Add(1)
 	t.written++
 	if t.opts.OnEvent != nil {
 		t.opts.OnEvent(tg)
