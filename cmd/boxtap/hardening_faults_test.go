@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -406,6 +408,39 @@ func TestHardeningLargeBodiesOnLoopbackKeepRecordsIntact(t *testing.T) {
 		if v.resp.StatusCode != 200 || v.resp.ContentLength != size || v.req == nil || v.direction != "egress" {
 			t.Fatalf("event %d: status %d, content_length %d, request %v, direction %s; want 200, %d, paired, egress",
 				i, v.resp.StatusCode, v.resp.ContentLength, v.req, v.direction, size)
+		}
+	}
+}
+
+// TestHardeningTracerThreadsNeverPreemptOnWakeup checks that every thread of a tracing
+// boxtap runs under SCHED_BATCH (policy 3 in /proc/PID/task/TID/stat), so that its
+// reader's wakeups wait for the running task's slice instead of preempting the traced
+// service, and that it still traces.
+func TestHardeningTracerThreadsNeverPreemptOnWakeup(t *testing.T) {
+	e := newTraceEnv(t)
+	c, base := e.hxServer(t, "batch")
+	p := e.startTrace(t, []*itest.Container{c})
+	e.hxGet(t, base+"/status/200", 3, 200)
+	if _, err := p.WaitLines(3, traceStartTimeout); err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", p.PID()))
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("no threads of boxtap (pid %d) in /proc: %v", p.PID(), err)
+	}
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread exited
+		}
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		// fields[0] is field 3 (state); policy is field 41.
+		if len(fields) < 39 {
+			t.Fatalf("%s: short stat line %q", f, s)
+		}
+		if fields[38] != "3" {
+			t.Errorf("%s: scheduling policy %s, want 3 (SCHED_BATCH)", f, fields[38])
 		}
 	}
 }
