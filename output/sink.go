@@ -29,6 +29,10 @@ var ErrClosed = errors.New("output: sink is closed")
 // lineBufferSize is the buffer of a LineSink.
 const lineBufferSize = 64 << 10
 
+// lineRoom is the free space a LineSink wants before it encodes an event
+// in place: more than a typical event (about 2 KB).
+const lineRoom = 8 << 10
+
 // bufferedSink is what LineSink and PrettySink share: a buffered writer
 // behind a mutex, refusing writes once closed.
 type bufferedSink struct {
@@ -69,8 +73,7 @@ func (s *bufferedSink) Close() error {
 // (64 KiB) and the underlying writer only ever receives whole lines.
 type LineSink struct {
 	bufferedSink
-	r       *Redactor
-	scratch []byte
+	r *Redactor
 }
 
 // NewLineSink returns a JSON Lines sink writing to w, redacting with r (nil:
@@ -79,7 +82,6 @@ func NewLineSink(w io.Writer, r *Redactor) *LineSink {
 	return &LineSink{
 		bufferedSink: bufferedSink{w: bufio.NewWriterSize(w, lineBufferSize), what: "JSON lines"},
 		r:            r,
-		scratch:      make([]byte, 0, 4096),
 	}
 }
 
@@ -90,14 +92,24 @@ func (s *LineSink) Write(e *Event) error {
 	if s.closed {
 		return ErrClosed
 	}
-	line := e.AppendJSONWith(s.scratch[:0], s.r)
-	line = append(line, '\n')
-	s.scratch = line
-	if len(line) > s.w.Available() && s.w.Buffered() > 0 {
-		// Flush first so the buffer never splits a line; a line longer than
-		// the buffer then goes straight to the writer in one call.
+	// Encode straight into the buffer's free space when a typical event
+	// fits, so the line is not copied once more; flush first when it is
+	// nearly full, so that the buffer never splits a line.
+	if s.w.Available() < lineRoom && s.w.Buffered() > 0 {
 		if err := s.w.Flush(); err != nil {
 			return fmt.Errorf("output: flush JSON lines: %w", err)
+		}
+	}
+	free := s.w.AvailableBuffer()
+	line := append(e.AppendJSONWith(free, s.r), '\n')
+	if cap(line) != cap(free) {
+		// Longer than the free space (an event of more than lineRoom
+		// bytes: huge header blocks): append moved it to a new array.
+		// Flush, then write it in one call.
+		if s.w.Buffered() > 0 {
+			if err := s.w.Flush(); err != nil {
+				return fmt.Errorf("output: flush JSON lines: %w", err)
+			}
 		}
 	}
 	if _, err := s.w.Write(line); err != nil {

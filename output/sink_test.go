@@ -212,3 +212,40 @@ func TestPrettySink(t *testing.T) {
 		t.Errorf("MarshalPretty = %q, %v", pretty, err)
 	}
 }
+
+// A LineSink encodes events straight into its buffer: no allocation per
+// event once warm, and the lines still arrive whole and in order.
+func TestLineSinkEncodesInPlaceWithoutAllocating(t *testing.T) {
+	w := &recordingWriter{}
+	s := NewLineSink(w, nil)
+	e := fullEvent(netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"))
+	var n int64
+	write := func() {
+		e.Timestamp = n
+		n++
+		if err := s.Write(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 100 {
+		write()
+	}
+	if allocs := testing.AllocsPerRun(200, write); allocs != 0 {
+		t.Errorf("%.1f allocations per event, want 0", allocs)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(w.all()), "\n"), "\n")
+	if int64(len(lines)) != n {
+		t.Fatalf("got %d lines, want %d", len(lines), n)
+	}
+	for i, line := range lines {
+		var v struct {
+			Timestamp int64 `json:"timestamp"`
+		}
+		if err := json.Unmarshal([]byte(line), &v); err != nil || v.Timestamp != int64(i) {
+			t.Fatalf("line %d: ts=%d err=%v", i, v.Timestamp, err)
+		}
+	}
+}
