@@ -274,11 +274,11 @@ func runCase(ctx context.Context, s *settings, c *benchCase) (measurement, error
 		return m, err
 	}
 	m.load = l
-	after, err := c.srv.requests()
+	after, err := c.srv.settledRequests(ctx)
 	if err != nil {
 		return m, fmt.Errorf("reading nginx's counter: %w", err)
 	}
-	// Both status requests were served while the tool watched; the
+	// The status requests were served while the tool watched; the
 	// counter already includes the one that reads it.
 	m.served = after - before + 1
 	if err := stopTool(); err != nil {

@@ -55,7 +55,7 @@ func startServer(ctx context.Context, image, name, dir string) (*server, error) 
 	s := &server{name: name, port: port}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := s.requests(); err == nil {
+		if _, err := s.status(); err == nil {
 			return s, nil
 		} else if time.Now().After(deadline) {
 			logs, _ := exec.Command("docker", "logs", "--tail", "20", name).CombinedOutput()
@@ -74,36 +74,90 @@ func removeContainer(name string) {
 	_ = exec.Command("docker", "rm", "-f", name).Run()
 }
 
-// requests reads nginx's stub_status request counter. The status request
-// itself is already counted in the value it returns.
-func (s *server) requests() (uint64, error) {
+// stubStatus is what nginx's stub_status page counts.
+type stubStatus struct {
+	active   uint64 // open client connections, the status request's own included
+	requests uint64 // requests read so far, the status request itself included
+}
+
+// status reads nginx's stub_status page.
+func (s *server) status() (stubStatus, error) {
 	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get(s.url("/nginx_status"))
 	if err != nil {
-		return 0, err
+		return stubStatus{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, err
+		return stubStatus{}, err
 	}
 	return parseStubStatus(string(b))
 }
 
-// parseStubStatus returns the "requests" number of a stub_status page:
+// requests reads nginx's request counter. The status request itself is
+// already counted in the value it returns.
+func (s *server) requests() (uint64, error) {
+	st, err := s.status()
+	return st.requests, err
+}
+
+// settledRequests reads the request counter once nginx has no connection
+// left but the status request's own, so that requests wrk sent just before
+// it exited, and that nginx answers after wrk is gone, are counted too (boxtap
+// traces them). Every status read in between is a request nginx counts and
+// boxtap traces as well. It gives up, with an error, after 10 s.
+func (s *server) settledRequests(ctx context.Context) (uint64, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := s.status()
+		if err != nil {
+			return 0, err
+		}
+		if st.active <= 1 {
+			return st.requests, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("nginx still has %d connections open 10 s after the load ended", st.active)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// parseStubStatus reads a stub_status page:
 //
 //	Active connections: 1
 //	server accepts handled requests
 //	 10 10 42
-func parseStubStatus(page string) (uint64, error) {
+func parseStubStatus(page string) (stubStatus, error) {
+	var st stubStatus
+	haveActive, haveRequests := false, false
 	lines := strings.Split(page, "\n")
 	for i, l := range lines {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "Active connections:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(rest), 10, 64)
+			if err != nil {
+				return st, fmt.Errorf("stub_status: bad active connections line %q", l)
+			}
+			st.active, haveActive = n, true
+		}
 		if strings.TrimSpace(l) == "server accepts handled requests" && i+1 < len(lines) {
 			f := strings.Fields(lines[i+1])
 			if len(f) == 3 {
-				return strconv.ParseUint(f[2], 10, 64)
+				n, err := strconv.ParseUint(f[2], 10, 64)
+				if err != nil {
+					return st, fmt.Errorf("stub_status: bad counters line %q", lines[i+1])
+				}
+				st.requests, haveRequests = n, true
 			}
 		}
 	}
-	return 0, fmt.Errorf("not a stub_status page: %q", page)
+	if !haveActive || !haveRequests {
+		return st, fmt.Errorf("not a stub_status page: %q", page)
+	}
+	return st, nil
 }

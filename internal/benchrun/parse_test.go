@@ -54,9 +54,9 @@ func TestParseWrkDuration(t *testing.T) {
 }
 
 func TestParseStubStatus(t *testing.T) {
-	n, err := parseStubStatus("Active connections: 51 \nserver accepts handled requests\n 60 60 1234567 \nReading: 0 Writing: 1 Waiting: 50 \n")
-	if err != nil || n != 1234567 {
-		t.Fatalf("got %d, %v", n, err)
+	st, err := parseStubStatus("Active connections: 51 \nserver accepts handled requests\n 60 60 1234567 \nReading: 0 Writing: 1 Waiting: 50 \n")
+	if err != nil || st.requests != 1234567 || st.active != 51 {
+		t.Fatalf("got %+v, %v", st, err)
 	}
 	if _, err := parseStubStatus("<html>404</html>"); err == nil {
 		t.Fatal("a page without counters parsed")
