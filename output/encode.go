@@ -308,10 +308,10 @@ const nameTable = "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\
 // by table, others in one pass over their bytes.
 func classifyName(hs []Header, i int) headerRef {
 	name := hs[i].Name
-	kind, ok := wellKnownName(name)
-	if !ok {
+	if !wellKnownName(name) {
 		return classifyAnyName(hs, i)
 	}
+	kind := defaultKind(name)
 	// A canonical token: written as is, key = first 4 bytes.
 	var key uint32
 	if len(name) >= 4 {
@@ -326,70 +326,55 @@ func classifyName(hs []Header, i int) headerRef {
 }
 
 // wellKnownName reports whether name is, byte for byte, the canonical form
-// of a common header field name, and if so its default redaction kind
-// (what defaultKind returns). Such names skip classification by bytes.
-func wellKnownName(name string) (redactKind, bool) {
+// of a common header field name. Such names skip classification by bytes.
+func wellKnownName(name string) bool {
 	switch len(name) {
 	case 3:
-		return redactNone, name == "Age" || name == "Via"
+		return name == "Age" || name == "Via"
 	case 4:
-		return redactNone, name == "Date" || name == "Host" || name == "Vary" || name == "Etag" || name == "Link"
+		return name == "Date" || name == "Host" || name == "Vary" || name == "Etag" || name == "Link"
 	case 5:
-		return redactNone, name == "Range" || name == "Allow"
+		return name == "Range" || name == "Allow"
 	case 6:
 		switch name {
-		case "Cookie":
-			return redactCookie, true
-		case "Accept", "Server", "Origin", "Pragma", "Expect":
-			return redactNone, true
+		case "Cookie", "Accept", "Server", "Origin", "Pragma", "Expect":
+			return true
 		}
 	case 7:
-		return redactNone, name == "Referer" || name == "Expires" || name == "Upgrade"
+		return name == "Referer" || name == "Expires" || name == "Upgrade"
 	case 8:
-		return redactNone, name == "Location"
+		return name == "Location"
 	case 9:
-		if name == "X-Api-Key" {
-			return redactWhole, true
-		}
+		return name == "X-Api-Key"
 	case 10:
 		switch name {
-		case "Set-Cookie":
-			return redactSetCookie, true
-		case "Connection", "User-Agent", "Keep-Alive":
-			return redactNone, true
+		case "Set-Cookie", "Connection", "User-Agent", "Keep-Alive":
+			return true
 		}
 	case 12:
-		return redactNone, name == "Content-Type" || name == "X-Request-Id"
+		return name == "Content-Type" || name == "X-Request-Id"
 	case 13:
 		switch name {
-		case "Authorization":
-			return redactAuthorization, true
-		case "Cache-Control", "Last-Modified", "Accept-Ranges", "If-None-Match":
-			return redactNone, true
+		case "Authorization", "Cache-Control", "Last-Modified", "Accept-Ranges", "If-None-Match":
+			return true
 		}
 	case 14:
-		return redactNone, name == "Content-Length"
+		return name == "Content-Length"
 	case 15:
-		return redactNone, name == "Accept-Encoding" || name == "Accept-Language" || name == "X-Forwarded-For"
+		return name == "Accept-Encoding" || name == "Accept-Language" || name == "X-Forwarded-For"
 	case 16:
 		switch name {
-		case "Www-Authenticate":
-			return redactChallenge, true
-		case "Content-Encoding":
-			return redactNone, true
+		case "Www-Authenticate", "Content-Encoding":
+			return true
 		}
 	case 17:
-		return redactNone, name == "Transfer-Encoding" || name == "If-Modified-Since" || name == "X-Forwarded-Proto"
+		return name == "Transfer-Encoding" || name == "If-Modified-Since" || name == "X-Forwarded-Proto"
 	case 18:
-		if name == "Proxy-Authenticate" {
-			return redactChallenge, true
-		}
+		return name == "Proxy-Authenticate"
 	case 19:
-		if name == "Proxy-Authorization" {
-			return redactAuthorization, true
-		}
+		return name == "Proxy-Authorization"
 	}
-	return redactNone, false
+	return false
 }
 
 // classifyAnyName describes header hs[i]'s name in one pass over its bytes.

@@ -162,29 +162,26 @@ func FuzzAppendEscaped(f *testing.F) {
 	})
 }
 
-// TestWellKnownNames: every name the table knows is canonical, has the
-// default redaction kind, and classifies like the byte-by-byte path.
+// TestWellKnownNames: every name the table knows is canonical and
+// classifies like the byte-by-byte path, plus its default redaction kind.
 func TestWellKnownNames(t *testing.T) {
 	mustKnow := []string{"Date", "Server", "Content-Type", "Content-Length", "Connection", "Host", "User-Agent",
 		"Accept", "Set-Cookie", "Cookie", "Authorization", "Proxy-Authorization", "Www-Authenticate", "Proxy-Authenticate", "X-Api-Key"}
 	for _, name := range mustKnow {
-		if _, ok := wellKnownName(name); !ok {
+		if !wellKnownName(name) {
 			t.Errorf("wellKnownName(%q) = false, want true (common header)", name)
 		}
 	}
 	known := 0
 	for _, name := range headerNamePool {
 		for _, v := range []string{name, strings.ToLower(name), strings.ToUpper(name), textproto.CanonicalMIMEHeaderKey(name)} {
-			kind, ok := wellKnownName(v)
-			if !ok {
+			if !wellKnownName(v) {
 				continue
 			}
+			kind := defaultKind(v)
 			known++
 			if c := textproto.CanonicalMIMEHeaderKey(v); c != v {
 				t.Errorf("well-known %q is not canonical (%q)", v, c)
-			}
-			if d := defaultKind(v); kind != d {
-				t.Errorf("wellKnownName(%q) kind %d, defaultKind %d", v, kind, d)
 			}
 			hs := []Header{{Name: v}}
 			got, want := classifyName(hs, 0), classifyAnyName(hs, 0)
