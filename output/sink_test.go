@@ -61,18 +61,7 @@ func TestLineSinkWritesWholeLines(t *testing.T) {
 			t.Fatalf("write %d does not end at a line boundary (len %d)", i, len(p))
 		}
 	}
-	lines := strings.Split(strings.TrimSuffix(string(w.all()), "\n"), "\n")
-	if len(lines) != n {
-		t.Fatalf("got %d lines, want %d", len(lines), n)
-	}
-	for i, line := range lines {
-		var v struct {
-			Timestamp int64 `json:"timestamp"`
-		}
-		if err := json.Unmarshal([]byte(line), &v); err != nil || v.Timestamp != int64(i) {
-			t.Fatalf("line %d: ts=%d err=%v", i, v.Timestamp, err)
-		}
-	}
+	checkTimestampLines(t, w.all(), n)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -236,8 +225,15 @@ func TestLineSinkEncodesInPlaceWithoutAllocating(t *testing.T) {
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSuffix(string(w.all()), "\n"), "\n")
-	if int64(len(lines)) != n {
+	checkTimestampLines(t, w.all(), int(n))
+}
+
+// checkTimestampLines checks that out is n JSON lines whose timestamps are
+// 0, 1, ..., n-1 in order.
+func checkTimestampLines(t *testing.T, out []byte, n int) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(lines) != n {
 		t.Fatalf("got %d lines, want %d", len(lines), n)
 	}
 	for i, line := range lines {

@@ -341,14 +341,35 @@ func TestHardeningRingOverflow(t *testing.T) {
 // the reader once 256 KiB are waiting, which a 64 KiB ring never holds: the reader then
 // drains only on its 50 ms poll and the ring overflows in between.)
 func TestHardeningSmallRingKeepsUp(t *testing.T) {
+	r := runLoadUnderTrace(t, "smallring", "/status/200", soakPlan{connections: 4, round: 3 * time.Second}, "--ring-size", "64KiB")
+	t.Logf("wrk counted %d responses, server flushed %d; %s", r.sent, r.served, hxLastStderrLine(r.x.stderr))
+	if r.sum.lostRecords != 0 || len(r.x.events) != r.served {
+		t.Errorf("--ring-size 64KiB at ~%d responses/s: %d lost records, %d events for %d responses served",
+			r.sent/3, r.sum.lostRecords, len(r.x.events), r.served)
+	}
+}
+
+// loadUnderTrace is what runLoadUnderTrace measured.
+type loadUnderTrace struct {
+	x      traceExit
+	sum    hxSummary
+	sent   int // responses wrk counted
+	served int // responses the server flushed
+}
+
+// runLoadUnderTrace starts a host-network server container that counts its
+// responses, traces it with boxtap (extra flags in args), loads path with wrk
+// over keep-alive connections as the plan says, stops both, and checks that
+// boxtap exited cleanly and the server printed its count.
+func runLoadUnderTrace(t *testing.T, kind, path string, plan soakPlan, args ...string) loadUnderTrace {
+	t.Helper()
 	e := newTraceEnv(t)
 	wrk := hxRequireTool(t, "wrk", "wrk")
 	port := itest.FreePort(t)
-	c := e.hxRun(t, "smallring", "host", "listening on", nil, "serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-count")
-	p := e.startTrace(t, []*itest.Container{c}, "--ring-size", "64KiB")
+	c := e.hxRun(t, kind, "host", "listening on", nil, "serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-count")
+	p := e.startTrace(t, []*itest.Container{c}, args...)
 	keepAlive, _ := writeWrkScripts(t, 2)
-	plan := soakPlan{connections: 4, round: 3 * time.Second}
-	sent := runWrk(t, wrk, keepAlive, fmt.Sprintf("http://127.0.0.1:%d/status/200", port), plan)
+	sent := runWrk(t, wrk, keepAlive, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), plan)
 	c.Stop()
 	x := stopTrace(t, p, nil)
 	if x.code != 0 {
@@ -359,12 +380,7 @@ func TestHardeningSmallRingKeepsUp(t *testing.T) {
 		t.Fatalf("the server printed no count:\n%s", c.Logs())
 	}
 	served, _ := strconv.Atoi(m[1])
-	sum := hxParseSummary(t, x.stderr)
-	t.Logf("wrk counted %d responses, server flushed %d; %s", sent, served, hxLastStderrLine(x.stderr))
-	if sum.lostRecords != 0 || len(x.events) != served {
-		t.Errorf("--ring-size 64KiB at ~%d responses/s: %d lost records, %d events for %d responses served",
-			sent/3, sum.lostRecords, len(x.events), served)
-	}
+	return loadUnderTrace{x: x, sum: hxParseSummary(t, x.stderr), sent: sent, served: served}
 }
 
 // TestHardeningLargeBodiesOnLoopbackKeepRecordsIntact loads a container with 1 MiB responses
@@ -377,34 +393,16 @@ func TestHardeningSmallRingKeepsUp(t *testing.T) {
 // in two runs against the old kernel side, so it guards the large-body path in general
 // rather than proving the nesting fix.
 func TestHardeningLargeBodiesOnLoopbackKeepRecordsIntact(t *testing.T) {
-	e := newTraceEnv(t)
-	wrk := hxRequireTool(t, "wrk", "wrk")
-	port := itest.FreePort(t)
-	c := e.hxRun(t, "bigbodies", "host", "listening on", nil, "serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-count")
-	p := e.startTrace(t, []*itest.Container{c})
-	keepAlive, _ := writeWrkScripts(t, 2)
 	const size = 1 << 20
-	plan := soakPlan{connections: 4, round: 4 * time.Second}
-	sent := runWrk(t, wrk, keepAlive, fmt.Sprintf("http://127.0.0.1:%d/bytes/%d", port, size), plan)
-	c.Stop()
-	x := stopTrace(t, p, nil)
-	if x.code != 0 {
-		t.Fatalf("boxtap exited with status %d:\n%s", x.code, x.stderr)
+	r := runLoadUnderTrace(t, "bigbodies", fmt.Sprintf("/bytes/%d", size), soakPlan{connections: 4, round: 4 * time.Second})
+	t.Logf("wrk counted %d responses of 1 MiB, server flushed %d; %s", r.sent, r.served, hxLastStderrLine(r.x.stderr))
+	if strings.Contains(r.x.stderr, "malformed") || r.sum.resyncs != 0 || r.sum.lostRecords != 0 {
+		t.Errorf("%d resyncs, %d lost records; stderr:\n%s", r.sum.resyncs, r.sum.lostRecords, r.x.stderr)
 	}
-	m := servedRE.FindStringSubmatch(c.Logs())
-	if m == nil {
-		t.Fatalf("the server printed no count:\n%s", c.Logs())
+	if len(r.x.events) != r.served || r.served == 0 {
+		t.Fatalf("%d events for %d responses served", len(r.x.events), r.served)
 	}
-	served, _ := strconv.Atoi(m[1])
-	sum := hxParseSummary(t, x.stderr)
-	t.Logf("wrk counted %d responses of 1 MiB, server flushed %d; %s", sent, served, hxLastStderrLine(x.stderr))
-	if strings.Contains(x.stderr, "malformed") || sum.resyncs != 0 || sum.lostRecords != 0 {
-		t.Errorf("%d resyncs, %d lost records; stderr:\n%s", sum.resyncs, sum.lostRecords, x.stderr)
-	}
-	if len(x.events) != served || served == 0 {
-		t.Fatalf("%d events for %d responses served", len(x.events), served)
-	}
-	for i, v := range viewEvents(t, x.events) {
+	for i, v := range viewEvents(t, r.x.events) {
 		if v.resp.StatusCode != 200 || v.resp.ContentLength != size || v.req == nil || v.direction != "egress" {
 			t.Fatalf("event %d: status %d, content_length %d, request %v, direction %s; want 200, %d, paired, egress",
 				i, v.resp.StatusCode, v.resp.ContentLength, v.req, v.direction, size)
