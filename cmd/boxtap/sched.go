@@ -1,8 +1,8 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -15,27 +15,22 @@ import (
 // usually the traced service, which shows in its tail latency. A SCHED_BATCH
 // thread gets the same CPU share but never preempts on wakeup: it runs when
 // the current task's slice ends. Threads started later inherit the policy.
-// It returns how many threads it changed and the first error.
-func batchScheduling() (int, error) {
+// It returns the first error; threads that exited meanwhile are skipped.
+func batchScheduling() error {
 	tasks, err := filepath.Glob("/proc/self/task/*")
 	if err != nil {
-		return 0, err
+		return err
 	}
 	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_BATCH}
-	changed := 0
 	var first error
 	for _, task := range tasks {
 		tid, err := strconv.Atoi(filepath.Base(task))
 		if err != nil {
 			continue
 		}
-		if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
-			if first == nil && !os.IsNotExist(err) && err != unix.ESRCH {
-				first = fmt.Errorf("setting SCHED_BATCH on thread %d: %w", tid, err)
-			}
-			continue
+		if err := unix.SchedSetAttr(tid, &attr, 0); err != nil && first == nil && !errors.Is(err, unix.ESRCH) {
+			first = fmt.Errorf("setting SCHED_BATCH on thread %d: %w", tid, err)
 		}
-		changed++
 	}
-	return changed, first
+	return first
 }

@@ -107,7 +107,7 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 		return nil, err
 	}
 	s := &session{coll: coll, stderr: os.Stderr, mount: mount}
-	if _, err := batchScheduling(); err != nil {
+	if err := batchScheduling(); err != nil {
 		fmt.Fprintf(s.stderr, "boxtap: note: %v; tracing goes on, but boxtap's wakeups may preempt the traced service\n", err)
 	}
 	if f.Duration > 0 {
