@@ -82,7 +82,8 @@
 //	Authorization: Bearer <redacted>
 //	WWW-Authenticate: Bearer realm=<redacted>, error=<redacted>
 //	X-Api-Key: <redacted>
-//	uri_path: /search?q=<redacted>&page=<redacted>
+//	Location: https://app/cb?code=<redacted>#access_token=<redacted>
+//	uri_path: /app;jsessionid=<redacted>/search?q=<redacted>&page=<redacted>
 //
 // # Encoding
 //

@@ -2,12 +2,13 @@ package output
 
 import (
 	"strings"
+	"time"
 )
 
 // RedactedMarker replaces every secret value in the output.
 const RedactedMarker = "<redacted>"
 
-// Redactor decides which header values (and request query values) are
+// Redactor decides which header values (and request target parts) are
 // replaced by RedactedMarker when an event is encoded. A nil *Redactor
 // applies the default rules, so secrets are hidden unless redaction is
 // disabled explicitly with NewRedactor(nil, true). A Redactor is immutable
@@ -15,16 +16,25 @@ const RedactedMarker = "<redacted>"
 //
 // Formats (names are matched case-insensitively):
 //
-//	Set-Cookie           name=<redacted>; Path=/; Secure; HttpOnly   cookie name and attributes kept
+//	Set-Cookie           name=<redacted>; Path=/; Secure; HttpOnly   cookie name and known attributes kept;
 //	                     <redacted>; Path=/                          (cookie without a name)
+//	                     a=<redacted>; <redacted>; Expires=<redacted> unknown attributes and attribute
+//	                                                                 values of an unexpected shape replaced
 //	Cookie               a=<redacted>; b=<redacted>                  names kept, pairs joined with "; "
 //	Authorization,       Bearer <redacted>                           scheme kept
 //	Proxy-Authorization  <redacted>                                  (a single word: may be a bare token)
 //	WWW-Authenticate,    Bearer realm=<redacted>, error=<redacted>   schemes and parameter names kept
 //	Proxy-Authenticate   Negotiate <redacted>                        token68 replaced
-//	X-Api-Key and extra  <redacted>                                  whole value
-//	request uri_path     /p?user=<redacted>&flag=<redacted>          path and parameter names kept,
-//	                                                                 bare parameters (no '=') replaced
+//	Location, Referer,   like uri_path below
+//	Content-Location
+//	secret-like names    <redacted>                                  whole value (see secretLikeName)
+//	and extra names
+//	names that are not   <redacted>                                  whole value: a lenient peer may read
+//	RFC 9110 tokens                                                  "Authorization :" as Authorization
+//	request uri_path     /p;jsessionid=<redacted>?user=<redacted>#access_token=<redacted>
+//	                     http://<redacted>@host/                     path and parameter names kept;
+//	                                                                 userinfo, path parameter, query and
+//	                                                                 fragment values replaced
 //
 // When a value cannot be parsed confidently, the remainder is replaced as a
 // whole: the rules err toward hiding more.
@@ -72,6 +82,7 @@ const (
 	redactCookie
 	redactAuthorization
 	redactChallenge
+	redactURI
 )
 
 // kind returns the redaction rule for a header name.
@@ -92,13 +103,21 @@ func (r *Redactor) kind(name string) redactKind {
 	return redactNone
 }
 
-// defaultKind holds the default list of redacted headers.
+// defaultKind holds the default redaction rules for a header name.
 func defaultKind(name string) redactKind {
 	eq := func(s string) bool { return len(name) == len(s) && strings.EqualFold(name, s) }
 	switch len(name) {
 	case len("Cookie"):
 		if eq("Cookie") {
 			return redactCookie
+		}
+	case len("Referer"):
+		if eq("Referer") {
+			return redactURI
+		}
+	case len("Location"):
+		if eq("Location") {
+			return redactURI
 		}
 	case len("Set-Cookie"):
 		if eq("Set-Cookie") {
@@ -108,6 +127,13 @@ func defaultKind(name string) redactKind {
 		if eq("Authorization") {
 			return redactAuthorization
 		}
+	case len("Content-Location"):
+		if eq("Content-Location") {
+			return redactURI
+		}
+		if eq("WWW-Authenticate") {
+			return redactChallenge
+		}
 	case len("Proxy-Authorization"):
 		if eq("Proxy-Authorization") {
 			return redactAuthorization
@@ -116,16 +142,39 @@ func defaultKind(name string) redactKind {
 		if eq("Proxy-Authenticate") {
 			return redactChallenge
 		}
-	case len("WWW-Authenticate"):
-		if eq("WWW-Authenticate") {
-			return redactChallenge
-		}
-	case len("X-Api-Key"):
-		if eq("X-Api-Key") {
-			return redactWhole
-		}
+	}
+	if !isToken(name) || secretLikeName(name) {
+		return redactWhole
 	}
 	return redactNone
+}
+
+// secretWords are the name fragments that mark a header as carrying a
+// credential: X-Api-Key, Api-Key, X-Goog-Api-Key, X-Auth-Token,
+// Private-Token, X-Amz-Security-Token, X-Vault-Token, X-CSRF-Token,
+// X-Client-Secret, X-Session-Id and the like.
+var secretWords = [...]string{"token", "secret", "password", "passwd", "api-key", "apikey", "session", "credential"}
+
+// secretLikeName reports whether a header name contains one of
+// secretWords, ignoring case.
+func secretLikeName(name string) bool {
+	for _, w := range secretWords {
+		if containsFold(name, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s contains the lower-case ASCII word w,
+// ignoring case, without allocating.
+func containsFold(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(w)], w) {
+			return true
+		}
+	}
+	return false
 }
 
 // appendPiece appends s, JSON-escaped when esc is set.
@@ -149,22 +198,148 @@ func appendRedacted(dst []byte, kind redactKind, value string, esc bool) []byte 
 		return appendAuthorizationRedacted(dst, value, esc)
 	case redactChallenge:
 		return appendChallengeRedacted(dst, value, esc)
+	case redactURI:
+		return appendURIRedacted(dst, value, esc)
 	default:
 		return append(dst, RedactedMarker...)
 	}
 }
 
-// appendSetCookieRedacted keeps the cookie name and the attributes.
+// appendSetCookieRedacted keeps the cookie name and the attributes whose
+// name is known (RFC 6265bis) and whose value has the expected shape.
+// Anything else after a ';' may be part of the secret (a value that itself
+// holds ';'): it is replaced.
 func appendSetCookieRedacted(dst []byte, v string, esc bool) []byte {
 	pair, rest := v, ""
 	if i := strings.IndexByte(v, ';'); i >= 0 {
-		pair, rest = v[:i], v[i:]
+		pair, rest = v[:i], v[i+1:]
 	}
 	if i := strings.IndexByte(pair, '='); i >= 0 {
 		dst = appendPiece(dst, pair[:i+1], esc)
 	}
 	dst = append(dst, RedactedMarker...)
-	return appendPiece(dst, rest, esc)
+	for rest != "" {
+		var attr string
+		if i := strings.IndexByte(rest, ';'); i >= 0 {
+			attr, rest = rest[:i], rest[i+1:]
+		} else {
+			attr, rest = rest, ""
+		}
+		attr = strings.Trim(attr, " \t")
+		if attr == "" {
+			continue
+		}
+		dst = append(dst, "; "...)
+		name, value, hasValue := strings.Cut(attr, "=")
+		name = strings.TrimRight(name, " \t")
+		check, known := cookieAttribute(name)
+		switch {
+		case !known:
+			dst = append(dst, RedactedMarker...)
+		case !hasValue && check == nil:
+			dst = append(dst, name...) // a known name is a token
+		case hasValue && check != nil && check(strings.TrimLeft(value, " \t")):
+			dst = append(dst, name...)
+			dst = append(dst, '=')
+			dst = append(dst, strings.TrimLeft(value, " \t")...) // checked: plain ASCII
+		default:
+			dst = append(dst, name...)
+			dst = append(dst, '=')
+			dst = append(dst, RedactedMarker...)
+		}
+	}
+	return dst
+}
+
+// cookieAttributes are the Set-Cookie attributes browsers know, with the
+// check of their value (nil for a flag, which takes none).
+var cookieAttributes = [...]struct {
+	name  string
+	check func(string) bool
+}{
+	{"Path", isCookiePath}, {"Domain", isCookieDomain}, {"Expires", isCookieDate}, {"Max-Age", isCookieMaxAge},
+	{"Secure", nil}, {"HttpOnly", nil}, {"Partitioned", nil},
+	{"SameSite", func(v string) bool { return oneOfFold(v, "Strict", "Lax", "None") }},
+	{"Priority", func(v string) bool { return oneOfFold(v, "Low", "Medium", "High") }},
+}
+
+// cookieAttribute returns the value check of a known Set-Cookie attribute
+// and whether name is one.
+func cookieAttribute(name string) (check func(string) bool, known bool) {
+	for _, a := range cookieAttributes {
+		if strings.EqualFold(name, a.name) {
+			return a.check, true
+		}
+	}
+	return nil, false
+}
+
+func oneOfFold(v string, words ...string) bool {
+	for _, w := range words {
+		if strings.EqualFold(v, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// isCookiePath accepts an absolute path of visible ASCII without ',' or '='
+// (which would hint at a second cookie folded into the line).
+func isCookiePath(v string) bool {
+	if v == "" || v[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c <= ' ' || c >= 0x7f || c == ',' || c == '=' || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// isCookieDomain accepts a host name: letters, digits, '.' and '-'.
+func isCookieDomain(v string) bool {
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// isCookieMaxAge accepts an optionally negative decimal number.
+func isCookieMaxAge(v string) bool {
+	v = strings.TrimPrefix(v, "-")
+	if v == "" || len(v) > 20 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// cookieDateLayouts are the Expires formats servers send, in GMT (RFC 1123,
+// the Netscape form with dashes, RFC 850, asctime). A date in another zone
+// is hidden: rare, and parsing zone names allocates.
+var cookieDateLayouts = [...]string{
+	"Mon, 02 Jan 2006 15:04:05 GMT", "Mon, 02-Jan-2006 15:04:05 GMT", "Monday, 02-Jan-06 15:04:05 GMT", time.ANSIC,
+}
+
+// isCookieDate accepts a date in one of cookieDateLayouts.
+func isCookieDate(v string) bool {
+	for _, l := range cookieDateLayouts {
+		if _, err := time.Parse(l, v); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // appendCookieRedacted keeps the cookie names.
@@ -307,7 +482,7 @@ func skipParamValue(v string, i int) int {
 	return i
 }
 
-// appendURI writes a request target, query values redacted unless disabled.
+// appendURI writes a request target, redacted unless disabled.
 func (r *Redactor) appendURI(dst []byte, uri string) []byte {
 	if r.Disabled() {
 		return appendEscaped(dst, uri)
@@ -315,25 +490,108 @@ func (r *Redactor) appendURI(dst []byte, uri string) []byte {
 	return appendURIRedacted(dst, uri, true)
 }
 
-// appendURIRedacted keeps the path and the query parameter names.
+// appendURIRedacted keeps the scheme, host, path and parameter names of a
+// URI (a request target, Location, Referer, ...) and replaces userinfo, path
+// parameter values (";jsessionid=..."), query values and fragment values.
 func appendURIRedacted(dst []byte, uri string, esc bool) []byte {
-	q := strings.IndexByte(uri, '?')
-	if q < 0 {
-		return appendPiece(dst, uri, esc)
+	head, frag, hasFrag := strings.Cut(uri, "#")
+	path, query, hasQuery := strings.Cut(head, "?")
+	dst = appendURIPathRedacted(dst, path, esc)
+	if hasQuery {
+		dst = append(dst, '?')
+		dst = appendParamsRedacted(dst, query, '&', esc)
 	}
-	dst = appendPiece(dst, uri[:q+1], esc)
-	query := uri[q+1:]
+	if hasFrag {
+		dst = append(dst, '#')
+		dst = appendParamsRedacted(dst, frag, '&', esc)
+	}
+	return dst
+}
+
+// appendURIPathRedacted writes the part of a URI before '?' and '#': the
+// userinfo of an authority and the values of path parameters are replaced.
+func appendURIPathRedacted(dst []byte, p string, esc bool) []byte {
+	isSlash := func(c byte) bool { return c == '/' || c == '\\' }
+	// Origin form ("/a/b") has no authority. Anything else may: absolute
+	// form ("http://u:p@h/"), a network-path reference ("//u:p@h/"),
+	// authority form ("u:p@h:443") or a sloppy "http:u:p@h". Browsers read
+	// '\\' like '/' there.
+	if p == "" || !isSlash(p[0]) || len(p) > 1 && isSlash(p[1]) {
+		auth := schemeAndSlashes(p)
+		end := auth
+		for end < len(p) && !isSlash(p[end]) {
+			end++
+		}
+		if at := strings.LastIndexByte(p[auth:end], '@'); at >= 0 {
+			dst = appendPiece(dst, p[:auth], esc)
+			dst = append(dst, RedactedMarker...)
+			p = p[auth+at:]
+		}
+	}
+	// Path parameters: "/a;k=v;flag/b" keeps "k=" and replaces v and flag
+	// (a ';' in a host name is no less suspicious).
+	for p != "" {
+		semi := strings.IndexByte(p, ';')
+		if semi < 0 {
+			return appendPiece(dst, p, esc)
+		}
+		dst = appendPiece(dst, p[:semi+1], esc)
+		p = p[semi+1:]
+		end := 0
+		for end < len(p) && !isSlash(p[end]) {
+			end++
+		}
+		dst = appendParamsRedacted(dst, p[:end], ';', esc)
+		p = p[end:]
+	}
+	return dst
+}
+
+// schemeAndSlashes returns the length of a leading "scheme:" followed by
+// one or more slashes, or of leading slashes alone; 0 when p starts
+// otherwise (then a "word:" may be a user name, not a scheme).
+func schemeAndSlashes(p string) int {
+	i := 0
+	if p != "" && ('a' <= p[0]|0x20 && p[0]|0x20 <= 'z') {
+		i = 1
+		for i < len(p) && (isAlnum(p[i]) || p[i] == '+' || p[i] == '-' || p[i] == '.') {
+			i++
+		}
+		if i >= len(p) || p[i] != ':' {
+			i = 0
+		} else {
+			i++
+		}
+	}
+	j := i
+	for j < len(p) && (p[j] == '/' || p[j] == '\\') {
+		j++
+	}
+	if j == i {
+		return 0
+	}
+	return j
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// appendParamsRedacted writes sep-separated "name=value" parameters with
+// their names kept and values replaced; a parameter without '=' is
+// replaced whole.
+func appendParamsRedacted(dst []byte, params string, sep byte, esc bool) []byte {
 	first := true
 	for {
 		var p string
-		i := strings.IndexByte(query, '&')
+		i := strings.IndexByte(params, sep)
 		if i >= 0 {
-			p, query = query[:i], query[i+1:]
+			p, params = params[:i], params[i+1:]
 		} else {
-			p = query
+			p = params
 		}
 		if !first {
-			dst = append(dst, '&')
+			dst = append(dst, sep)
 		}
 		first = false
 		if p != "" {

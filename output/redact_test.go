@@ -14,8 +14,8 @@ import (
 
 func TestRedactTable(t *testing.T) {
 	def := NewRedactor(nil, false)
-	extra := NewRedactor([]string{"X-Session-Token", " x-internal "}, false)
-	off := NewRedactor([]string{"X-Session-Token"}, true)
+	extra := NewRedactor([]string{"X-Tenant", " x-internal "}, false)
+	off := NewRedactor([]string{"X-Tenant"}, true)
 	var nilR *Redactor
 	cases := []struct {
 		r           *Redactor
@@ -47,16 +47,16 @@ func TestRedactTable(t *testing.T) {
 		{def, "WWW-Authenticate", `"quoted` + "\x00", "<redacted>"},
 		{def, "X-Api-Key", "k-123", "<redacted>"},
 		{def, "x-api-key", "", "<redacted>"},
-		{def, "X-Session-Token", "abc", "abc"},
+		{def, "X-Tenant", "abc", "abc"},
 		{def, "Content-Type", "text/html", "text/html"},
-		{extra, "x-session-token", "abc", "<redacted>"},
+		{extra, "x-tenant", "abc", "<redacted>"},
 		{extra, "X-Internal", "abc", "<redacted>"},
 		{extra, "Cookie", "a=1", "a=<redacted>"},
 		{nilR, "Set-Cookie", "a=1", "a=<redacted>"},
-		{nilR, "X-Session-Token", "abc", "abc"},
+		{nilR, "X-Tenant", "abc", "abc"},
 		{off, "Set-Cookie", "a=1", "a=1"},
 		{off, "Authorization", "Bearer x", "Bearer x"},
-		{off, "X-Session-Token", "abc", "abc"},
+		{off, "X-Tenant", "abc", "abc"},
 	}
 	for _, tc := range cases {
 		if got := tc.r.Redact(tc.name, tc.value); got != tc.want {

@@ -75,15 +75,15 @@ func TestLineSinkWritesWholeLines(t *testing.T) {
 
 func TestLineSinkRedactsByDefaultAndHonoursRedactor(t *testing.T) {
 	e := fullEvent(netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"))
-	e.Response.Headers = append(e.Response.Headers, Header{"X-Token", "tok-secret-1"}, Header{"Set-Cookie", "s=cookie-secret-2"})
+	e.Response.Headers = append(e.Response.Headers, Header{"X-Tenant", "tok-secret-1"}, Header{"Set-Cookie", "s=cookie-secret-2"})
 	for _, tc := range []struct {
 		r          *Redactor
 		wantCookie bool
 		wantToken  bool
 	}{
 		{nil, false, true},
-		{NewRedactor([]string{"x-token"}, false), false, false},
-		{NewRedactor([]string{"x-token"}, true), true, true},
+		{NewRedactor([]string{"x-tenant"}, false), false, false},
+		{NewRedactor([]string{"x-tenant"}, true), true, true},
 	} {
 		var buf bytes.Buffer
 		s := NewLineSink(&buf, tc.r)

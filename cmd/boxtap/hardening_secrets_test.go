@@ -33,7 +33,7 @@ func secretExchanges() (reqs, resps []string) {
 		"GET /private HTTP/1.1\r\nHost: bxh\r\nAuthorization: Basic " + secretAuthBasic + "\r\n\r\n",
 	}
 	resps = []string{
-		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nSet-Cookie: session=" + secretSetCookie + "; Path=/; HttpOnly\r\nX-Api-Key: " + secretAPIKey + "\r\nX-Custom-Token: " + secretCustom + "\r\n\r\nok\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nSet-Cookie: session=" + secretSetCookie + "; Path=/; HttpOnly\r\nX-Api-Key: " + secretAPIKey + "\r\nX-Custom-Tag: " + secretCustom + "\r\n\r\nok\n",
 		"HTTP/1.1 401 Unauthorized\r\nContent-Length: 3\r\nWWW-Authenticate: Bearer realm=\"bxh\", error=\"" + secretWWWAuth + "\"\r\n\r\nno\n",
 	}
 	return reqs, resps
@@ -88,12 +88,12 @@ func TestHardeningSecrets(t *testing.T) {
 	e := newTraceEnv(t)
 	secrets := map[string]string{
 		"Set-Cookie": secretSetCookie, "WWW-Authenticate": secretWWWAuth, "X-Api-Key": secretAPIKey,
-		"X-Custom-Token (--redact-header)": secretCustom, "Cookie": secretCookie,
+		"X-Custom-Tag (--redact-header)": secretCustom, "Cookie": secretCookie,
 		"Authorization: Bearer": secretAuthBearer, "Authorization: Basic": secretAuthBasic, "query value": secretQuery,
 	}
 
 	t.Run("default", func(t *testing.T) {
-		out, stderr := runSecretExchanges(t, e, "--redact-header", "X-Custom-Token")
+		out, stderr := runSecretExchanges(t, e, "--redact-header", "X-Custom-Tag")
 		for what, s := range secrets {
 			if strings.Contains(out, s) {
 				t.Errorf("the %s secret %q appears in stdout", what, s)
@@ -103,7 +103,7 @@ func TestHardeningSecrets(t *testing.T) {
 			}
 		}
 		// Redaction keeps what is needed to read the event.
-		for _, keep := range []string{`session=<redacted>; Path=/; HttpOnly`, `Bearer <redacted>`, `Basic <redacted>`, `theme=<redacted>`, `"X-Custom-Token"`, `"X-Api-Key":["<redacted>"]`, `token=<redacted>`} {
+		for _, keep := range []string{`session=<redacted>; Path=/; HttpOnly`, `Bearer <redacted>`, `Basic <redacted>`, `theme=<redacted>`, `"X-Custom-Tag"`, `"X-Api-Key":["<redacted>"]`, `token=<redacted>`} {
 			if !strings.Contains(out, keep) {
 				t.Errorf("stdout lacks %q:\n%s", keep, out)
 			}
@@ -114,7 +114,7 @@ func TestHardeningSecrets(t *testing.T) {
 	})
 
 	t.Run("no-redact", func(t *testing.T) {
-		out, stderr := runSecretExchanges(t, e, "--no-redact", "--redact-header", "X-Custom-Token")
+		out, stderr := runSecretExchanges(t, e, "--no-redact", "--redact-header", "X-Custom-Tag")
 		for what, s := range secrets {
 			if !strings.Contains(out, s) {
 				t.Errorf("with --no-redact, the %s value %q is missing from stdout", what, s)

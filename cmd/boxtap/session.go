@@ -25,7 +25,7 @@ type captureFlags struct {
 	Count        uint64        `help:"Exit after writing N events (0: no limit)." placeholder:"N"`
 	Duration     time.Duration `help:"Exit after this long (0: no limit), e.g. 30s or 5m." placeholder:"D"`
 	Pretty       bool          `help:"Indent each event for reading instead of one JSON object per line."`
-	RedactHeader []string      `name:"redact-header" help:"Also redact the value of this header (repeatable). Cookie, Set-Cookie, Authorization, Proxy-Authorization, Proxy-Authenticate, WWW-Authenticate and X-Api-Key are always redacted unless --no-redact." placeholder:"NAME"`
+	RedactHeader []string      `name:"redact-header" help:"Also redact the value of this header (repeatable). Cookies, credentials, headers named like *token*, *secret* or *api-key*, and URL parameters are always redacted unless --no-redact (see README)." placeholder:"NAME"`
 	NoRedact     bool          `name:"no-redact" help:"Print secret header values as they are (a warning is printed)."`
 	RingSize     string        `name:"ring-size" default:"4MiB" help:"Kernel ring buffer size: a power of two from 16KiB, e.g. 4MiB, 64KiB." placeholder:"SIZE"`
 	MaxHeader    int           `name:"max-header-bytes" default:"16384" help:"Header blocks longer than this are cut; the event then has the arg truncated=true."`
