@@ -72,6 +72,7 @@ type wantEvent struct {
 	Method string // "" when no request is paired
 	URI    string
 	Start  int // offset of the status line in the response stream
+	reqEnd int // end of its request in the request stream
 }
 
 type exchangeScript struct {
@@ -112,10 +113,11 @@ func genExchange(in []byte) exchangeScript {
 			rq.WriteString("\r\n")
 		}
 		sc.reqs = append(sc.reqs, rq.Bytes()...)
+		reqEnd := len(sc.reqs)
 
 		// Optional 1xx, then the final response.
 		addHead := func(code int, extra string) {
-			sc.want = append(sc.want, wantEvent{Status: fmt.Sprintf("%d %s", code, reasons[code]), Code: code, CL: -1, Method: method, URI: uri, Start: len(sc.resps)})
+			sc.want = append(sc.want, wantEvent{Status: fmt.Sprintf("%d %s", code, reasons[code]), Code: code, CL: -1, Method: method, URI: uri, Start: len(sc.resps), reqEnd: reqEnd})
 			sc.resps = fmt.Appendf(sc.resps, "HTTP/1.1 %d %s\r\n%s", code, reasons[code], extra)
 		}
 		if s.n(5) == 0 {
@@ -295,9 +297,34 @@ func comparable(evs []fedEvent) []recorded {
 	return out
 }
 
-func interleave(rng *rand.Rand, reqs, resps []wireSeg) []wireSeg {
-	// All request bytes first keeps every request ahead of its response.
-	return append(append([]wireSeg(nil), reqs...), resps...)
+// interleave merges the two directions in a random order that a real
+// connection allows: a response segment comes only after every request
+// segment that starts before the end of the request it answers (a server
+// answers what it received). Later requests may follow earlier responses.
+func interleave(rng *rand.Rand, reqs, resps []wireSeg, want []wantEvent) []wireSeg {
+	out := make([]wireSeg, 0, len(reqs)+len(resps))
+	qi := 0
+	for _, rs := range resps {
+		// The request bytes this segment's response heads need.
+		need := 0
+		for _, w := range want {
+			if w.Start < rs.off+max(rs.n, 1) {
+				need = max(need, w.reqEnd)
+			}
+		}
+		last := qi - 1 // last request segment that must come first
+		for i := qi; i < len(reqs); i++ {
+			if reqs[i].off < need {
+				last = i
+			}
+		}
+		for qi <= last || qi < len(reqs) && rng.IntN(3) == 0 {
+			out = append(out, reqs[qi])
+			qi++
+		}
+		out = append(out, rs)
+	}
+	return append(out, reqs[qi:]...)
 }
 
 func FuzzStream(f *testing.F) {
@@ -311,9 +338,9 @@ func FuzzStream(f *testing.F) {
 		rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
 		runA := interleave(rng, segmentize(rng, Egress, sc.reqs, sc.reqSkip, false, false),
-			segmentize(rng, Ingress, sc.resps, sc.rspSkp, sc.closeDelimited, false))
+			segmentize(rng, Ingress, sc.resps, sc.rspSkp, sc.closeDelimited, false), sc.want)
 		runB := interleave(rng, segmentize(rng, Egress, sc.reqs, sc.reqSkip, false, true),
-			segmentize(rng, Ingress, sc.resps, sc.rspSkp, sc.closeDelimited, true))
+			segmentize(rng, Ingress, sc.resps, sc.rspSkp, sc.closeDelimited, true), sc.want)
 		evA, stA := feedAll(t, Limits{}, isn, runA)
 		evB, stB := feedAll(t, Limits{}, isn, runB)
 
@@ -456,4 +483,47 @@ func FuzzArbitrary(f *testing.F) {
 			t.Fatalf("duplicates changed events:\n%+v\n%+v", evs, evD)
 		}
 	})
+}
+
+// TestInterleaveMixesDirections: FuzzStream's interleave puts responses
+// between requests (not all requests first), yet never a response head
+// before the request it answers.
+func TestInterleaveMixesDirections(t *testing.T) {
+	sc := genExchange(bytes.Repeat([]byte{0x03, 0x00, 0x05, 0x11, 0x02, 0x00, 0x01}, 40))
+	if len(sc.want) < 2 {
+		t.Fatalf("the generator made %d exchanges, want at least 2", len(sc.want))
+	}
+	mixed := 0
+	const runs = 200
+	for seed := range uint64(runs) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		reqs := segmentize(rng, Egress, sc.reqs, sc.reqSkip, false, false)
+		resps := segmentize(rng, Ingress, sc.resps, sc.rspSkp, sc.closeDelimited, false)
+		run := interleave(rng, reqs, resps, sc.want)
+		if len(run) != len(reqs)+len(resps) {
+			t.Fatalf("interleave returned %d segments, want %d", len(run), len(reqs)+len(resps))
+		}
+		sentReq, lastReq, firstResp := 0, -1, -1
+		for i, sg := range run {
+			if sg.dir == Egress {
+				sentReq = max(sentReq, sg.off+sg.n)
+				lastReq = i
+				continue
+			}
+			if firstResp < 0 {
+				firstResp = i
+			}
+			for _, w := range sc.want {
+				if w.Start < sg.off+max(sg.n, 1) && sentReq < w.reqEnd {
+					t.Fatalf("seed %d: response bytes at %d before its request (sent %d of %d)", seed, sg.off, sentReq, w.reqEnd)
+				}
+			}
+		}
+		if firstResp < lastReq {
+			mixed++
+		}
+	}
+	if mixed == 0 || mixed == runs {
+		t.Fatalf("a response came before the last request segment in %d of %d runs, want some but not all", mixed, runs)
+	}
 }
