@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/boxtap/boxtap/internal/display"
 	"github.com/boxtap/boxtap/runtime/cgroup"
 )
 
@@ -34,7 +35,7 @@ func ReadBundle(bundle string) (Bundle, error) {
 		} `json:"linux"`
 	}
 	if err := json.Unmarshal(data, &cfg); err != nil {
-		return Bundle{}, fmt.Errorf("%s: not a valid OCI config: %w", filepath.Join(bundle, "config.json"), err)
+		return Bundle{}, fmt.Errorf("%s: not a valid OCI config: %w", display.Quote(filepath.Join(bundle, "config.json")), err)
 	}
 	b := Bundle{Hostname: cfg.Hostname, Annotations: cfg.Annotations}
 	if cfg.Linux != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/httpstream"
+	"github.com/boxtap/boxtap/internal/display"
 	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/runtime/container"
 	"golang.org/x/sys/unix"
@@ -176,7 +177,7 @@ func (t *Tracer) Add(info container.Info, cgroupDir string, cgroupID uint64, sin
 	t.mu.Lock()
 	if _, dup := t.targets[cgroupID]; dup {
 		t.mu.Unlock()
-		return nil, fmt.Errorf("container %s (%s) is already traced", info.Name, info.ShortID())
+		return nil, fmt.Errorf("container %s (%s) is already traced", display.Quote(info.Name), info.ShortID())
 	}
 	t.targets[cgroupID] = tg
 	t.mu.Unlock()
@@ -386,7 +387,7 @@ func (t *Tracer) reportWrite(tg *Target, err error) {
 	tg.writeErr = err
 	tg.mu.Unlock()
 	if first {
-		t.opts.OnError(fmt.Errorf("writing events of %s (%s): %w", tg.Info.Name, tg.Info.ShortID(), err))
+		t.opts.OnError(fmt.Errorf("writing events of %s (%s): %w", display.Quote(tg.Info.Name), tg.Info.ShortID(), err))
 	}
 }
 
@@ -620,7 +621,7 @@ func (t *Tracer) checkLoss(tg *Target) {
 	now := time.Now().UnixNano()
 	if tg.lost > tg.lostWarned && now >= tg.lostNextNs {
 		t.opts.OnError(fmt.Errorf("warning: %s (%s): the kernel dropped %d capture records so far (ring buffer full); responses may be missing: raise --ring-size",
-			tg.Info.Name, tg.Info.ShortID(), tg.lost))
+			display.Quote(tg.Info.Name), tg.Info.ShortID(), tg.lost))
 		tg.lostWarned = tg.lost
 		tg.lostNextNs = now + int64(10*time.Second)
 	}

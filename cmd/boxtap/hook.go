@@ -16,6 +16,7 @@ import (
 
 	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/hook"
+	"github.com/boxtap/boxtap/internal/display"
 	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/runtime/cgroup"
 	"github.com/boxtap/boxtap/runtime/container"
@@ -141,7 +142,7 @@ func (c *hookCmd) start(ctx context.Context, st *specs.State, lg *hookLogger) er
 		return err
 	}
 	if !req.Trace {
-		lg.Infof("not traced: annotation %s=%s", hook.Annotation, value)
+		lg.Infof("not traced: annotation %s=%s", hook.Annotation, display.Quote(value))
 		return nil
 	}
 	outDir, err := hook.OutputDirWithin(c.OutputDir, req.OutputDir)
@@ -149,7 +150,7 @@ func (c *hookCmd) start(ctx context.Context, st *specs.State, lg *hookLogger) er
 		return err
 	}
 	if fi, err := os.Stat(outDir); err != nil || !fi.IsDir() {
-		return fmt.Errorf("output directory %s does not exist; create it (mkdir -p %s) or pass --output-dir", outDir, outDir)
+		return fmt.Errorf("output directory %s does not exist; create it (mkdir -p %s) or pass --output-dir", display.Quote(outDir), display.Quote(outDir))
 	}
 	runDir := hook.RunDir(c.RunDir)
 	if pid, ok := runDir.LiveTracer(st.ID); ok {
@@ -224,7 +225,7 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, outFile str
 		_ = cmd.Wait()
 		return err
 	}
-	lg.Infof("tracing %s (cgroup %s) into %s, tracer pid %d", info.ID, cgroupDir, outFile, cmd.Process.Pid)
+	lg.Infof("tracing %s (cgroup %s) into %s, tracer pid %d", info.ID, display.Quote(cgroupDir), display.Quote(outFile), cmd.Process.Pid)
 	return cmd.Process.Release()
 }
 

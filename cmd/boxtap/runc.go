@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/boxtap/boxtap/hook"
+	"github.com/boxtap/boxtap/internal/display"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -158,7 +159,7 @@ func addHooksToBundle(bundle string, s *hookSettings) error {
 	}
 	abs, err := filepath.Abs(bundle)
 	if err != nil {
-		return fmt.Errorf("bundle %s: %w", bundle, err)
+		return fmt.Errorf("bundle %s: %w", display.Quote(bundle), err)
 	}
 	self, err := os.Executable()
 	if err != nil {

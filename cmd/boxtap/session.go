@@ -11,9 +11,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 
 	"github.com/boxtap/boxtap/bpf"
+	"github.com/boxtap/boxtap/internal/display"
 	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/runtime/cgroup"
 	"github.com/boxtap/boxtap/runtime/container"
@@ -132,11 +132,11 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 func (s *session) add(info container.Info, sink output.Sink) error {
 	rel, err := cgroup.PathOfPID(info.PID)
 	if err != nil {
-		return fmt.Errorf("finding the cgroup of %s (%s): %w", info.Name, info.ShortID(), err)
+		return fmt.Errorf("finding the cgroup of %s (%s): %w", display.Quote(info.Name), info.ShortID(), err)
 	}
 	dir, err := cgroup.Dir(s.mount, rel)
 	if err != nil {
-		return fmt.Errorf("finding the cgroup of %s (%s): %w", info.Name, info.ShortID(), err)
+		return fmt.Errorf("finding the cgroup of %s (%s): %w", display.Quote(info.Name), info.ShortID(), err)
 	}
 	return s.addCgroup(info, dir, sink)
 }
@@ -159,12 +159,12 @@ func (s *session) addCgroup(info container.Info, dir string, sink output.Sink) e
 	tg, err := s.tr.Add(info, dir, id, sink)
 	if err != nil {
 		s.wg.Done()
-		return fmt.Errorf("tracing %s (%s): %w", info.Name, info.ShortID(), err)
+		return fmt.Errorf("tracing %s (%s): %w", display.Quote(info.Name), info.ShortID(), err)
 	}
 	s.mu.Lock()
 	s.live++
 	s.mu.Unlock()
-	fmt.Fprintf(s.stderr, "tracing %s (%s)\n", displayName(info.Name), info.ShortID())
+	fmt.Fprintf(s.stderr, "tracing %s (%s)\n", display.Quote(info.Name), info.ShortID())
 	go s.watch(tg)
 	return nil
 }
@@ -176,20 +176,20 @@ func (s *session) watch(tg *tracer.Target) {
 	if err := cgroup.WaitEmptyID(s.ctx, tg.CgroupDir, tg.CgroupID()); err != nil {
 		if s.ctx.Err() == nil {
 			fmt.Fprintf(s.stderr, "boxtap: cannot tell when %s (%s) stops: %v; it stays traced until boxtap exits\n",
-				displayName(tg.Info.Name), tg.Info.ShortID(), err)
+				display.Quote(tg.Info.Name), tg.Info.ShortID(), err)
 		}
 		return // run removes the target when the session ends
 	}
 	removeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.tr.Remove(removeCtx, tg); err != nil {
-		fmt.Fprintf(s.stderr, "boxtap: detaching from %s: %v\n", tg.Info.Name, err)
+		fmt.Fprintf(s.stderr, "boxtap: detaching from %s: %v\n", display.Quote(tg.Info.Name), err)
 	}
 	lost := ""
 	if c, err := tg.Counters(); err == nil && c.LostRecords > 0 {
 		lost = fmt.Sprintf(", %d lost records", c.LostRecords)
 	}
-	fmt.Fprintf(s.stderr, "container %s (%s) stopped: %d events%s\n", displayName(tg.Info.Name), tg.Info.ShortID(), tg.Events(), lost)
+	fmt.Fprintf(s.stderr, "container %s (%s) stopped: %d events%s\n", display.Quote(tg.Info.Name), tg.Info.ShortID(), tg.Events(), lost)
 	if s.onRemoved != nil {
 		s.onRemoved(tg)
 	}
@@ -218,10 +218,10 @@ func (s *session) run() error {
 	defer cancel()
 	for _, tg := range s.tr.Targets() {
 		if err := s.tr.Remove(removeCtx, tg); err != nil {
-			errs = append(errs, fmt.Errorf("detaching from %s: %w", tg.Info.Name, err))
+			errs = append(errs, fmt.Errorf("detaching from %s: %w", display.Quote(tg.Info.Name), err))
 		}
 		if c, err := tg.Counters(); err == nil && c.LostRecords > 0 {
-			fmt.Fprintf(s.stderr, "container %s (%s): %d events, %d lost records\n", displayName(tg.Info.Name), tg.Info.ShortID(), tg.Events(), c.LostRecords)
+			fmt.Fprintf(s.stderr, "container %s (%s): %d events, %d lost records\n", display.Quote(tg.Info.Name), tg.Info.ShortID(), tg.Events(), c.LostRecords)
 		}
 	}
 	sum := s.tr.Summary()
@@ -243,18 +243,6 @@ func (s *session) abort() {
 		_ = s.tr.Remove(context.Background(), tg)
 	}
 	_ = s.coll.Close()
-}
-
-// displayName returns a container name for a terminal: as is when it is
-// printable, quoted (escapes visible) when a runtime gave it control
-// characters.
-func displayName(name string) string {
-	for _, r := range name {
-		if !unicode.IsPrint(r) {
-			return strconv.Quote(name)
-		}
-	}
-	return name
 }
 
 // markStopped makes later add calls fail with errSessionEnded.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/httpstream"
+	"github.com/boxtap/boxtap/internal/display"
 	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/runtime/container"
 	"github.com/boxtap/boxtap/runtime/containerd"
@@ -365,7 +366,7 @@ func (o *eventOutput) sinkFor(info container.Info) (output.Sink, error) {
 	}
 	s, err := o.dir.Sink(info.ID, info.Name)
 	if err != nil {
-		return nil, fmt.Errorf("output file of %s (%s): %w", info.Name, info.ShortID(), err)
+		return nil, fmt.Errorf("output file of %s (%s): %w", display.Quote(info.Name), info.ShortID(), err)
 	}
 	return s, nil
 }

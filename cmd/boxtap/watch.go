@@ -16,6 +16,7 @@ import (
 	dockerapi "github.com/docker/docker/client"
 
 	"github.com/boxtap/boxtap/bpf"
+	"github.com/boxtap/boxtap/internal/display"
 	"github.com/boxtap/boxtap/runtime/container"
 	"github.com/boxtap/boxtap/runtime/containerd"
 	"github.com/boxtap/boxtap/runtime/docker"
@@ -119,7 +120,7 @@ func (w *watcher) untrack(id string) {
 // for containers found by listing).
 func (w *watcher) consider(info container.Info, started time.Time, via string) {
 	if !w.sel.match(info) {
-		w.debugf("skipping %s (%s): not selected", info.Name, info.ShortID())
+		w.debugf("skipping %s (%s): not selected", display.Quote(info.Name), info.ShortID())
 		return
 	}
 	w.mu.Lock()
@@ -140,14 +141,14 @@ func (w *watcher) consider(info container.Info, started time.Time, via string) {
 		switch {
 		case errors.Is(err, errSessionEnded):
 		case !processAlive(info.PID):
-			w.debugf("%s (%s) exited before it could be attached", info.Name, info.ShortID())
+			w.debugf("%s (%s) exited before it could be attached", display.Quote(info.Name), info.ShortID())
 		default:
 			fmt.Fprintf(w.stderr, "boxtap: %v\n", err)
 		}
 		return
 	}
 	if !started.IsZero() {
-		w.debugf("attached %s (%s) %s after its start (%s event)", info.Name, info.ShortID(), time.Since(started).Round(time.Microsecond), via)
+		w.debugf("attached %s (%s) %s after its start (%s event)", display.Quote(info.Name), info.ShortID(), time.Since(started).Round(time.Microsecond), via)
 	}
 }
 
@@ -350,7 +351,7 @@ func (c *containerdSource) run(ctx context.Context) error {
 			}
 			info, err := c.cli.Inspect(ctx, ev.Ref)
 			if err != nil {
-				c.w.debugf("containerd container %s/%s started but cannot be inspected: %v", ev.Namespace, ev.ID, err)
+				c.w.debugf("containerd container %s/%s started but cannot be inspected: %v", display.Quote(ev.Namespace), display.Quote(ev.ID), err)
 				continue
 			}
 			c.w.consider(dockerNamed(ctx, c.w.flags.DockerHost, info), ev.Time, "containerd task start")

@@ -3,6 +3,7 @@ package cgroup
 import (
 	"errors"
 	"fmt"
+	"github.com/boxtap/boxtap/internal/display"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,12 +32,12 @@ func Dir(mount, rel string) (string, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("cgroup directory %s does not exist: the container may have stopped, or boxtap is not in the host cgroup namespace (run it on the host): %w", dir, err)
+			return "", fmt.Errorf("cgroup directory %s does not exist: the container may have stopped, or boxtap is not in the host cgroup namespace (run it on the host): %w", display.Quote(dir), err)
 		}
-		return "", fmt.Errorf("cgroup directory %s: %w", dir, err)
+		return "", fmt.Errorf("cgroup directory %s: %w", display.Quote(dir), err)
 	}
 	if !st.IsDir() {
-		return "", fmt.Errorf("cgroup path %s is not a directory", dir)
+		return "", fmt.Errorf("cgroup path %s is not a directory", display.Quote(dir))
 	}
 	return dir, nil
 }
@@ -47,21 +48,21 @@ func Dir(mount, rel string) (string, error) {
 func ID(dir string) (uint64, error) {
 	var fs unix.Statfs_t
 	if err := unix.Statfs(dir, &fs); err != nil {
-		return 0, fmt.Errorf("cgroup id of %s: %w", dir, err)
+		return 0, fmt.Errorf("cgroup id of %s: %w", display.Quote(dir), err)
 	}
 	if fs.Type != unix.CGROUP2_SUPER_MAGIC {
-		return 0, fmt.Errorf("cgroup id of %s: not on a cgroup2 file system (type %#x); pass a directory under the cgroup v2 mount", dir, fs.Type)
+		return 0, fmt.Errorf("cgroup id of %s: not on a cgroup2 file system (type %#x); pass a directory under the cgroup v2 mount", display.Quote(dir), fs.Type)
 	}
 	st, err := os.Stat(dir)
 	if err != nil {
-		return 0, fmt.Errorf("cgroup id of %s: %w", dir, err)
+		return 0, fmt.Errorf("cgroup id of %s: %w", display.Quote(dir), err)
 	}
 	sys, ok := st.Sys().(*syscall.Stat_t)
 	if !ok {
-		return 0, fmt.Errorf("cgroup id of %s: no inode information", dir)
+		return 0, fmt.Errorf("cgroup id of %s: no inode information", display.Quote(dir))
 	}
 	if !st.IsDir() {
-		return 0, fmt.Errorf("cgroup id of %s: not a directory", dir)
+		return 0, fmt.Errorf("cgroup id of %s: not a directory", display.Quote(dir))
 	}
 	return sys.Ino, nil
 }

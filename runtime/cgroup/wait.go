@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/boxtap/boxtap/internal/display"
 	"io"
 	"os"
 	"path/filepath"
@@ -44,12 +45,12 @@ func WaitEmptyID(ctx context.Context, dir string, id uint64) error {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
-		return fmt.Errorf("open cgroup %s: %w", dir, err)
+		return fmt.Errorf("open cgroup %s: %w", display.Quote(dir), err)
 	}
 	defer d.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
-		return fmt.Errorf("stat cgroup %s: %w", dir, err)
+		return fmt.Errorf("stat cgroup %s: %w", display.Quote(dir), err)
 	}
 	if id != 0 && st.Ino != id {
 		return nil // recreated at the same path: ours is gone
@@ -86,7 +87,7 @@ func WaitEmptyID(ctx context.Context, dir string, id uint64) error {
 			continue
 		}
 		if err := watch.wait(ctx, pollInterval); err != nil {
-			return fmt.Errorf("wait for cgroup %s to empty: %w", dir, err)
+			return fmt.Errorf("wait for cgroup %s to empty: %w", display.Quote(dir), err)
 		}
 	}
 }
@@ -103,9 +104,9 @@ func emptyOrGone(d *os.File, dir string, seen bool) (bool, error) {
 			if seen || (unix.Fstatfs(int(d.Fd()), &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC) {
 				return true, nil
 			}
-			return false, fmt.Errorf("%s is not a cgroup v2 directory (no cgroup.events)", dir)
+			return false, fmt.Errorf("%s is not a cgroup v2 directory (no cgroup.events)", display.Quote(dir))
 		}
-		return false, fmt.Errorf("read %s/cgroup.events: %w", dir, err)
+		return false, fmt.Errorf("read %s: %w", display.Quote(dir+"/cgroup.events"), err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
@@ -114,7 +115,7 @@ func emptyOrGone(d *os.File, dir string, seen bool) (bool, error) {
 			return string(bytes.TrimSpace(val)) == "0", nil
 		}
 	}
-	return false, fmt.Errorf("%s/cgroup.events has no \"populated\" line; is it a cgroup v2 directory?", dir)
+	return false, fmt.Errorf("%s has no \"populated\" line; is it a cgroup v2 directory?", display.Quote(dir+"/cgroup.events"))
 }
 
 // readAt reads the file name in the directory open as d.
@@ -143,11 +144,11 @@ func newEventsWatch(dir, events string) (*eventsWatch, error) {
 	f := os.NewFile(uintptr(fd), "inotify")
 	if _, err := unix.InotifyAddWatch(fd, events, unix.IN_MODIFY|unix.IN_DELETE_SELF); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("inotify watch %s: %w", events, err)
+		return nil, fmt.Errorf("inotify watch %s: %w", display.Quote(events), err)
 	}
 	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_ONLYDIR); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("inotify watch %s: %w", dir, err)
+		return nil, fmt.Errorf("inotify watch %s: %w", display.Quote(dir), err)
 	}
 	return &eventsWatch{f: f}, nil
 }

@@ -5,6 +5,7 @@ package container
 
 import (
 	"fmt"
+	"github.com/boxtap/boxtap/internal/display"
 	"sort"
 	"strings"
 )
@@ -82,7 +83,7 @@ type AmbiguousError struct {
 func (e *AmbiguousError) Error() string {
 	names := make([]string, 0, len(e.Matches))
 	for _, m := range e.Matches {
-		names = append(names, fmt.Sprintf("%s (%s)", m.Name, m.ShortID()))
+		names = append(names, fmt.Sprintf("%s (%s)", display.Quote(m.Name), m.ShortID()))
 	}
 	return fmt.Sprintf("%q matches %d containers: %s; give a longer ID prefix or the full name",
 		e.Query, len(e.Matches), strings.Join(names, ", "))
