@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/boxtap/boxtap/internal/itest"
+	"github.com/boxtap/boxtap/runtime/containerd/ctrtest"
+)
+
+// hostileName is a container name a containerd user can set through the
+// nerdctl/name label: a newline that starts a line of its own, and ANSI
+// escapes that clear the line and change colours.
+const hostileName = "evil\nFORGED boxtap: 0 events, 0 lost records\x1b[2K\x1b[31m"
+
+// TestHostileContainerNameCannotForgeStderrLines traces a containerd
+// container whose name holds a newline and ANSI escapes, makes the kernel
+// drop records (boxtap is stopped while a burst overflows a 16 KiB ring) and
+// stops the container. The lost-records warning, the stop line and every
+// other line show the name quoted: no stderr line starts with the forged
+// text and no escape byte reaches the terminal.
+func TestHostileContainerNameCannotForgeStderrLines(t *testing.T) {
+	e := newWatchEnv(t, "")
+	testapp := itest.BuildTestApp(t)
+	ns := e.namespace(t)
+
+	const m = 100
+	var server, client []map[string]any
+	for i := 1; i <= m; i++ {
+		req, resp := overflowExchange(i)
+		server = append(server, map[string]any{"recv_request": 1}, map[string]any{"send": resp})
+		client = append(client, map[string]any{"send": req}, map[string]any{"recv_bytes": len(resp)})
+	}
+	server = append(server, map[string]any{"recv_until_close": true})
+	client = append(client, map[string]any{"wait_signal": true}, map[string]any{"close": true})
+	serverJSON, _ := json.Marshal(server)
+	clientJSON, _ := json.Marshal(client)
+	addr := fmt.Sprintf("127.0.0.1:%d", itest.FreePort(t))
+	tk := e.ctrd.Run(t, ctrtest.RunOpts{Namespace: ns, Labels: map[string]string{"nerdctl/name": hostileName},
+		Args: []string{"script-serve", "-addr", addr, "-script", string(serverJSON)}})
+
+	quoted := strconv.Quote(hostileName)
+	short := tk.ID[:12]
+	p := e.startBoxtap(t, "trace", "--runtime", "containerd", "--namespace", ns, "--ring-size", "16KiB", tk.ID)
+	if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", quoted, short), traceStartTimeout); err != nil {
+		t.Fatal(err)
+	}
+
+	// Overflow the ring while boxtap cannot read it.
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			p.Signal(syscall.SIGCONT)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := itest.StartProc(t, ctx, testapp, "script-client", "-addr", addr, "-script", string(clientJSON))
+	if err := cl.WaitStderr("waiting for SIGUSR1", 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	if err := p.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	warning := fmt.Sprintf("boxtap: warning: %s (%s): the kernel dropped ", quoted, short)
+	if err := p.WaitStderr(warning, traceStartTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Wait(30 * time.Second); err != nil {
+		t.Fatalf("script-client: %v\n%s", err, cl.Stderr())
+	}
+
+	// The container's end prints the stop line, and boxtap exits.
+	tk.Kill(t, syscall.SIGKILL)
+	x := stopTrace(t, p, nil)
+	if x.code != 0 {
+		t.Fatalf("boxtap exited with status %d:\n%s", x.code, x.stderr)
+	}
+	stopLine := fmt.Sprintf("container %s (%s) stopped: ", quoted, short)
+	if !strings.Contains(x.stderr, stopLine) || !strings.Contains(x.stderr, " lost records\n") {
+		t.Errorf("stderr has no stop line %q with lost records:\n%s", stopLine, x.stderr)
+	}
+	if strings.Contains(x.stderr, "\x1b") {
+		t.Errorf("an escape byte reached stderr:\n%q", x.stderr)
+	}
+	for _, line := range strings.Split(x.stderr, "\n") {
+		if strings.Contains(line, "FORGED") && !strings.Contains(line, quoted) {
+			t.Errorf("stderr line %q shows part of the name unquoted; stderr:\n%s", line, x.stderr)
+		}
+	}
+}
