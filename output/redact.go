@@ -149,32 +149,57 @@ func defaultKind(name string) redactKind {
 	return redactNone
 }
 
-// secretWords are the name fragments that mark a header as carrying a
-// credential: X-Api-Key, Api-Key, X-Goog-Api-Key, X-Auth-Token,
-// Private-Token, X-Amz-Security-Token, X-Vault-Token, X-CSRF-Token,
-// X-Client-Secret, X-Session-Id and the like.
-var secretWords = [...]string{"token", "secret", "password", "passwd", "api-key", "apikey", "session", "credential"}
-
-// secretLikeName reports whether a header name contains one of
-// secretWords, ignoring case.
+// secretLikeName reports whether a header name contains, ignoring case,
+// one of the words that mark a credential: token, secret, session,
+// password, passwd, api-key, apikey, credential (X-Api-Key, Api-Key,
+// X-Goog-Api-Key, X-Auth-Token, Private-Token, X-Amz-Security-Token,
+// X-Vault-Token, X-CSRF-Token, X-Client-Secret, X-Session-Id, ...). It
+// runs for every header name that is not in the well-known table, so it
+// looks for a word only where its first letter is.
 func secretLikeName(name string) bool {
-	for _, w := range secretWords {
-		if containsFold(name, w) {
-			return true
+	for i := 0; i < len(name); i++ {
+		switch name[i] | 0x20 {
+		case 't':
+			if hasFoldAt(name, i, "token") {
+				return true
+			}
+		case 's':
+			if hasFoldAt(name, i, "secret") || hasFoldAt(name, i, "session") {
+				return true
+			}
+		case 'p':
+			if hasFoldAt(name, i, "password") || hasFoldAt(name, i, "passwd") {
+				return true
+			}
+		case 'a':
+			if hasFoldAt(name, i, "api-key") || hasFoldAt(name, i, "apikey") {
+				return true
+			}
+		case 'c':
+			if hasFoldAt(name, i, "credential") {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// containsFold reports whether s contains the lower-case ASCII word w,
-// ignoring case, without allocating.
-func containsFold(s, w string) bool {
-	for i := 0; i+len(w) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(w)], w) {
-			return true
+// hasFoldAt reports whether s holds the lower-case ASCII word w at i,
+// ignoring case.
+func hasFoldAt(s string, i int, w string) bool {
+	if len(s)-i < len(w) {
+		return false
+	}
+	for j := 0; j < len(w); j++ {
+		c := s[i+j]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != w[j] {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // appendPiece appends s, JSON-escaped when esc is set.
