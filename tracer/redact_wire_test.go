@@ -267,3 +267,66 @@ func FuzzWireRedaction(f *testing.F) {
 		checkWireRedaction(t, in, seed)
 	})
 }
+
+// TestWireRedactionTable: each leak a probe found (issue 10, section 3),
+// from the bytes on the wire to the JSON the tracer writes, in requests
+// and responses alike.
+func TestWireRedactionTable(t *testing.T) {
+	headers := []struct{ line, key, want string }{
+		// Whitespace before the colon: not a valid field (RFC 9112 5.1),
+		// kept under its raw name for diagnosis, the value hidden whole.
+		{"Authorization : Bearer Qx9SeCrEt1", "Authorization ", "<redacted>"},
+		{"X-Api-Key\t: Qx9SeCrEt2", "X-Api-Key\t", "<redacted>"},
+		{"Location: https://app.test/cb?code=Qx9SeCrEt3#access_token=Qx9SeCrEt4", "Location", "https://app.test/cb?code=<redacted>#access_token=<redacted>"},
+		{"Referer: http://u:Qx9SeCrEt5@app.test/p;sid=Qx9SeCrEt6?q=Qx9SeCrEt7", "Referer", "http://<redacted>@app.test/p;sid=<redacted>?q=<redacted>"},
+		{"Content-Location: /doc#Qx9SeCrEt8", "Content-Location", "/doc#<redacted>"},
+		{"Set-Cookie: sid=abc;Qx9SeCrEt9", "Set-Cookie", "sid=<redacted>; <redacted>"},
+		{"X-Auth-Token: Qx9SeCrEt10", "X-Auth-Token", "<redacted>"},
+		{"Private-Token: Qx9SeCrEt11", "Private-Token", "<redacted>"},
+		{"X-Amz-Security-Token: Qx9SeCrEt12", "X-Amz-Security-Token", "<redacted>"},
+		{"Api-Key: Qx9SeCrEt13", "Api-Key", "<redacted>"},
+		{"X-Goog-Api-Key: Qx9SeCrEt14", "X-Goog-Api-Key", "<redacted>"},
+		{"X-Vault-Token: Qx9SeCrEt15", "X-Vault-Token", "<redacted>"},
+		{"X-CSRF-Token: Qx9SeCrEt16", "X-Csrf-Token", "<redacted>"},
+	}
+	for _, h := range headers {
+		var buf bytes.Buffer
+		tr := newWireTracer(t, &buf, nil)
+		tr.handle(record(recSpec{dir: bpf.DirIngress, seq: 1, data: "GET / HTTP/1.1\r\nHost: h\r\n" + h.line + "\r\n\r\n"}))
+		tr.handle(record(recSpec{dir: bpf.DirEgress, seq: 1, data: "HTTP/1.1 200 OK\r\n" + h.line + "\r\nContent-Length: 0\r\n\r\n"}))
+		tr.flush()
+		evs := decodeLines(t, &buf)
+		if len(evs) != 1 {
+			t.Fatalf("%q: %d events, want 1", h.line, len(evs))
+		}
+		for _, arg := range []string{"http_request", "http_response"} {
+			got := argValue(t, evs[0], arg).(map[string]any)["headers"].(map[string]any)[h.key]
+			if vs, ok := got.([]any); !ok || len(vs) != 1 || vs[0] != h.want {
+				t.Errorf("%q in %s: %q = %v, want [%s]", h.line, arg, h.key, got, h.want)
+			}
+		}
+		if strings.Contains(buf.String(), wireMarker) {
+			t.Errorf("%q leaked:\n%s", h.line, buf.String())
+		}
+	}
+
+	targets := []struct{ target, want string }{
+		{"http://user:Qx9SeCrEt1@host.test/", "http://<redacted>@host.test/"},
+		{"/app;jsessionid=Qx9SeCrEt2", "/app;jsessionid=<redacted>"},
+		{"/cb?code=Qx9SeCrEt3#access_token=Qx9SeCrEt4", "/cb?code=<redacted>#access_token=<redacted>"},
+	}
+	for _, tc := range targets {
+		var buf bytes.Buffer
+		tr := newWireTracer(t, &buf, nil)
+		tr.handle(record(recSpec{dir: bpf.DirIngress, seq: 1, data: "GET " + tc.target + " HTTP/1.1\r\nHost: h\r\n\r\n"}))
+		tr.handle(record(recSpec{dir: bpf.DirEgress, seq: 1, data: "HTTP/1.1 204 No Content\r\n\r\n"}))
+		tr.flush()
+		evs := decodeLines(t, &buf)
+		if len(evs) != 1 {
+			t.Fatalf("%q: %d events, want 1", tc.target, len(evs))
+		}
+		if got := argValue(t, evs[0], "http_request").(map[string]any)["uri_path"]; got != tc.want {
+			t.Errorf("target %q: uri_path %v, want %s", tc.target, got, tc.want)
+		}
+	}
+}
