@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -99,6 +103,45 @@ func TestHostileContainerNameCannotForgeStderrLines(t *testing.T) {
 	for _, line := range strings.Split(x.stderr, "\n") {
 		if strings.Contains(line, "FORGED") && !strings.Contains(line, quoted) {
 			t.Errorf("stderr line %q shows part of the name unquoted; stderr:\n%s", line, x.stderr)
+		}
+	}
+}
+
+// TestHostileAnnotationCannotForgeHookLogLines runs the hook (as a runtime
+// would, as root) for a container whose io.boxtap.trace annotation asks for
+// an output directory named with a newline and ANSI escapes. The hook fails
+// open, and neither its stderr nor its log has a line that starts with the
+// forged text or an escape byte.
+func TestHostileAnnotationCannotForgeHookLogLines(t *testing.T) {
+	itest.RequireRoot(t)
+	bin := itest.BuildBoxtap(t)
+	out := t.TempDir()
+	const forged = "web\nFORGED boxtap hook: info: tracing\x1b[2K\x1b[31m"
+	// No such process and no bundle: nothing can be attached whatever the
+	// hook makes of the directory.
+	state, _ := json.Marshal(map[string]any{
+		"ociVersion": "1.0.2", "id": "bxh-forged", "status": "creating", "pid": 2147483647, "bundle": "/nonexistent",
+		"annotations": map[string]string{"io.boxtap.trace": "output-dir=" + forged},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "hook", "createRuntime", "--output-dir="+out, "--run-dir="+filepath.Join(out, "run"), "--timeout=10s")
+	cmd.Stdin = bytes.NewReader(state)
+	output, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the hook failed although it fails open: %v\n%s", err, output)
+	}
+	logged, _ := os.ReadFile(filepath.Join(out, hookLogName))
+	all := string(output) + string(logged)
+	if strings.TrimSpace(string(output)) == "" && strings.TrimSpace(string(logged)) == "" {
+		t.Fatal("the hook said nothing about the output directory it could not use")
+	}
+	if strings.Contains(all, "\x1b") {
+		t.Errorf("an escape byte reached the hook's output or log:\n%q", all)
+	}
+	for _, line := range strings.Split(all, "\n") {
+		if strings.HasPrefix(line, "FORGED") {
+			t.Errorf("forged line %q; output:\n%s\nlog:\n%s", line, output, logged)
 		}
 	}
 }
