@@ -15,6 +15,7 @@ import (
 	containertypes "github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
+	"github.com/boxtap/boxtap/internal/display"
 	"github.com/boxtap/boxtap/runtime/container"
 )
 
@@ -184,7 +185,8 @@ func (e *notRunningError) Error() string {
 	if state == "" {
 		state = "not running"
 	}
-	return fmt.Sprintf("container %s (%s) is not running (state %s): start it first, e.g. `docker start %s`", e.name, e.id, state, e.name)
+	name := display.Quote(e.name)
+	return fmt.Sprintf("container %s (%s) is not running (state %s): start it first, e.g. `docker start %s`", name, e.id, display.Quote(state), name)
 }
 
 func isNotFound(err error) bool {
