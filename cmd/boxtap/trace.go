@@ -301,14 +301,14 @@ func dockerNamed(ctx context.Context, host string, info container.Info) containe
 
 // check validates the output flags.
 func (f *outputFlags) check(cf *captureFlags) error {
+	if err := cf.prepare(f.OutputDir != "", os.Stdout); err != nil {
+		return err
+	}
 	if f.OutputDir == "" {
 		if f.MaxSize != 0 {
 			return errors.New("--max-size needs --output-dir")
 		}
 		return nil
-	}
-	if cf.Pretty {
-		return errors.New("--pretty cannot be used with --output-dir (files are JSON Lines); drop one of them")
 	}
 	if f.MaxFiles < 0 {
 		return fmt.Errorf("--max-files %d: must be 0 or more", f.MaxFiles)
@@ -319,6 +319,7 @@ func (f *outputFlags) check(cf *captureFlags) error {
 // eventOutput hands out a sink per container: a file in --output-dir, or
 // the shared stdout sink.
 type eventOutput struct {
+	view   *viewFlags // the summary table, if any
 	dir    *output.Dir
 	shared output.Sink
 	stderr io.Writer
@@ -328,7 +329,7 @@ type eventOutput struct {
 
 func openOutput(f *outputFlags, cf *captureFlags, stdout, stderr io.Writer) (*eventOutput, error) {
 	red := newRedactor(cf, stderr)
-	o := &eventOutput{stderr: stderr}
+	o := &eventOutput{stderr: stderr, view: &cf.viewFlags}
 	if f.OutputDir == "" {
 		o.shared = newSink(cf, stdout, red)
 		return o, nil
@@ -367,7 +368,7 @@ func (o *eventOutput) sinkFor(info container.Info) (output.Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("output file of %s (%s): %w", info.Name, info.ShortID(), err)
 	}
-	return s, nil
+	return o.view.withSummary(s), nil
 }
 
 // close flushes everything and stops the SIGHUP handler.
