@@ -15,7 +15,7 @@ const (
 	textContainerW = 12
 	textDirW       = 7
 	textAddrW      = 21 // 255.255.255.255:65535
-	textRequestW   = 30
+	textRequestW   = 36
 	textProtoW     = 8
 	textStatusW    = 6
 	textLatencyW   = 8

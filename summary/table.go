@@ -44,7 +44,9 @@ type Row struct {
 	Count uint64  `json:"count"`
 	Rate  float64 `json:"rate_per_s"`
 	// Latencies in nanoseconds; zero when no exchange of the row had a
-	// known latency (its request was not seen).
+	// known latency (its request was not seen). Percentiles are the HDR
+	// histogram's (the highest value of their bucket: at most 1% above the
+	// exact value, in µs); Max is exact.
 	P50 int64 `json:"p50_ns"`
 	P90 int64 `json:"p90_ns"`
 	P99 int64 `json:"p99_ns"`
@@ -67,6 +69,7 @@ type Table struct {
 type acc struct {
 	count uint64
 	bytes uint64
+	max   time.Duration // exact, unlike the histogram's buckets
 	hist  *hdrhistogram.Histogram
 }
 
@@ -106,6 +109,7 @@ func (t *Table) Record(e *output.Event) {
 		a.bytes += uint64(n)
 	}
 	if e.LatencyKnown {
+		a.max = max(a.max, e.Latency)
 		us := max(int64(e.Latency/time.Microsecond), histLowest)
 		_ = a.hist.RecordValue(min(us, histHighest)) // in range: cannot fail
 	}
@@ -152,7 +156,7 @@ func (t *Table) Rows(now time.Time) []Row {
 		if a.hist.TotalCount() > 0 {
 			us := a.hist.ValueAtPercentilesSlice([]float64{50, 90, 99})
 			r.P50, r.P90, r.P99 = us[0]*1000, us[1]*1000, us[2]*1000
-			r.Max = a.hist.Max() * 1000
+			r.Max = int64(a.max)
 		}
 		rows = append(rows, r)
 	}
