@@ -30,6 +30,54 @@ type FilterSpec struct {
 	Direction string
 }
 
+// Set adds one key=value option, named as the command-line flag without
+// its dashes (status, method, path, host, min-latency, direction), as hook
+// annotations carry them. It reports false for a key that is no filter.
+func (s *FilterSpec) Set(key, value string) (bool, error) {
+	switch key {
+	case "status":
+		s.Status = append(s.Status, value)
+	case "method":
+		s.Method = append(s.Method, value)
+	case "path":
+		s.Path = append(s.Path, value)
+	case "host":
+		s.Host = append(s.Host, value)
+	case "min-latency":
+		d, err := time.ParseDuration(value)
+		if err != nil {
+			return true, fmt.Errorf("min-latency %q: give a duration such as 100ms", value)
+		}
+		s.MinLatency = d
+	case "direction":
+		s.Direction = value
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
+// Args renders the spec as command-line flags (--status=5xx ...), for a
+// child boxtap process.
+func (s *FilterSpec) Args() []string {
+	var a []string
+	for _, l := range []struct {
+		flag string
+		vals []string
+	}{{"status", s.Status}, {"method", s.Method}, {"path", s.Path}, {"host", s.Host}} {
+		for _, v := range l.vals {
+			a = append(a, "--"+l.flag+"="+v)
+		}
+	}
+	if s.MinLatency > 0 {
+		a = append(a, "--min-latency="+s.MinLatency.String())
+	}
+	if s.Direction != "" {
+		a = append(a, "--direction="+s.Direction)
+	}
+	return a
+}
+
 // Filter decides which exchanges are written. The zero Filter and a nil
 // *Filter match everything. Match does not allocate.
 type Filter struct {

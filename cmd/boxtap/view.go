@@ -208,3 +208,18 @@ func writeSummaryJSON(t *summary.Table, file string, now time.Time) error {
 	}
 	return nil
 }
+
+// hookFilterFlags carry an annotation's filters from "boxtap hook" to the
+// container's tracer (hook-tracer), as --status=... flags.
+type hookFilterFlags struct {
+	Status     []string      `name:"status" sep:"none"`
+	Method     []string      `name:"method" sep:"none"`
+	Path       []string      `name:"path" sep:"none"`
+	Host       []string      `name:"host" sep:"none"`
+	MinLatency time.Duration `name:"min-latency"`
+	Direction  string        `name:"direction"`
+}
+
+func (f *hookFilterFlags) filter() (*output.Filter, error) {
+	return output.NewFilter(output.FilterSpec{Status: f.Status, Method: f.Method, Path: f.Path, Host: f.Host, MinLatency: f.MinLatency, Direction: f.Direction})
+}

@@ -460,3 +460,62 @@ func TestSummaryPercentilesMatchTheLatenciesOfKnownSlowPaths(t *testing.T) {
 		t.Errorf("stderr lacks the summary table:\n%s", stderr)
 	}
 }
+
+// The hook takes filters from the container's annotation: its file holds
+// exactly the matching exchanges.
+func TestHookAnnotationFiltersWriteOnlyMatchingExchanges(t *testing.T) {
+	e := newHookEnv(t)
+	port := itest.FreePort(t)
+	id := e.prefix + "flt"
+	b := e.bundle(t, id, e.exampleHooks(t), "serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port))
+	setBundleAnnotation(t, b, "io.boxtap.trace", "status=5xx,status=404,method=GET")
+	if err := e.start(t, id, b); err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	firstResponse(t, base+"/status/503", time.Now())
+	reqs := []viewRequest{
+		{"GET", "/status/200", ""}, {"GET", "/status/404", ""}, {"POST", "/status/500", ""},
+		{"GET", "/status/502", ""}, {"GET", "/status/301", ""}, {"PUT", "/status/404", ""},
+	}
+	sendRequests(t, base, reqs)
+	e.kill(t, id)
+	e.delete(t, id)
+	waitNoTracer(t, id, 10*time.Second)
+	var got []string
+	for _, ev := range readHookEvents(t, filepath.Join(e.out, id+".json")) {
+		got = append(got, fmt.Sprintf("%s %d", ev.URIPath, ev.Status))
+	}
+	// The first call, /status/503, may have come before the server listened
+	// (connection refused, retried): it is in the file once it was answered.
+	want := "/status/503 503|/status/404 404|/status/502 502"
+	if strings.Join(got, "|") != want {
+		t.Errorf("file holds %q, want %q\nhook log:\n%s", strings.Join(got, "|"), want, e.hookLog())
+	}
+}
+
+// setBundleAnnotation sets an annotation in a bundle's config.json.
+func setBundleAnnotation(t *testing.T, bundle, key, value string) {
+	t.Helper()
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(data, &spec); err != nil {
+		t.Fatal(err)
+	}
+	ann, _ := spec["annotations"].(map[string]any)
+	if ann == nil {
+		ann = map[string]any{}
+	}
+	ann[key] = value
+	spec["annotations"] = ann
+	if data, err = json.Marshal(spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
