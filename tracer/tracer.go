@@ -116,10 +116,10 @@ func (s Summary) String() string {
 	}
 	filtered := ""
 	if s.Filtered > 0 {
-		filtered = fmt.Sprintf(" (%d more filtered out)", s.Filtered)
+		filtered = fmt.Sprintf(", %d filtered out", s.Filtered)
 	}
-	return fmt.Sprintf("%d events%s%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s",
-		s.Events, filtered, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed)
+	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s%s",
+		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed, filtered)
 }
 
 // Tracer is the capture engine.

@@ -338,7 +338,7 @@ func TestFiltersWriteExactlyTheMatchingExchangesAndCountTheRest(t *testing.T) {
 				t.Errorf("the traffic must have exchanges on both sides of %v (kept %d of %d)", c.args, kept, judged)
 			}
 			// The exit line counts what was filtered out.
-			re := regexp.MustCompile(`boxtap: (\d+) events \((\d+) more filtered out\)`)
+			re := regexp.MustCompile(`boxtap: (\d+) events, .*, (\d+) filtered out\n`)
 			m := re.FindStringSubmatch(procs[i].Stderr())
 			if m == nil {
 				t.Fatalf("no exit line with a filtered count:\n%s", procs[i].Stderr())
