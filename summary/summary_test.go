@@ -178,7 +178,7 @@ func TestWriteTextAndJSON(t *testing.T) {
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "CONTAINER") {
 		t.Fatalf("text table:\n%s", text.String())
 	}
-	if f := strings.Fields(lines[2]); strings.Join(f, " ") != "web GET /users/{id} 4xx 1 0.5 2.007ms 2.007ms 2.007ms 2ms 11" {
+	if f := strings.Fields(lines[2]); strings.Join(f, " ") != "web GET /users/{id} 4xx 1 0.5 2ms 2ms 2ms 2ms 11" {
 		t.Errorf("row %q", f)
 	}
 	if f := strings.Fields(lines[1]); strings.Join(f, " ") != "web - - 2xx 1 0.5 - - - - 3" {

@@ -155,8 +155,10 @@ func (t *Table) Rows(now time.Time) []Row {
 		}
 		if a.hist.TotalCount() > 0 {
 			us := a.hist.ValueAtPercentilesSlice([]float64{50, 90, 99})
-			r.P50, r.P90, r.P99 = us[0]*1000, us[1]*1000, us[2]*1000
+			// A bucket's highest value may exceed the exact maximum; no
+			// percentile can.
 			r.Max = int64(a.max)
+			r.P50, r.P90, r.P99 = min(us[0]*1000, r.Max), min(us[1]*1000, r.Max), min(us[2]*1000, r.Max)
 		}
 		rows = append(rows, r)
 	}
@@ -171,9 +173,9 @@ func (t *Table) Rows(now time.Time) []Row {
 func (t *Table) WriteText(w io.Writer, now time.Time) error {
 	rows := t.Rows(now)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "CONTAINER\tMETHOD\tROUTE\tSTATUS\tCOUNT\tRATE/s\tP50\tP90\tP99\tMAX\tBYTES\t\n")
+	fmt.Fprintf(tw, "CONTAINER\tMETHOD\tROUTE\tSTATUS\tCOUNT\tRATE/s\tP50\tP90\tP99\tMAX\tBYTES\n")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%d\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%d\n",
 			r.Container, r.Method, r.Route, r.Class, r.Count, r.Rate,
 			latency(r.P50, r.Count), latency(r.P90, r.Count), latency(r.P99, r.Count), latency(r.Max, r.Count), r.Bytes)
 	}

@@ -78,12 +78,21 @@ func (traceCmd) Help() string {
   boxtap trace web                     every response of container "web", one JSON line each
   boxtap trace web api --count 100     two containers; exit after 100 events
   boxtap trace 3f2a --duration 30s     by unique ID prefix, for 30 seconds
-  boxtap trace web --pretty            indented, for reading
+  boxtap trace web --format pretty     indented JSON, for reading
+  boxtap trace web --status 5xx --min-latency 100ms
+                                       only exchanges that failed AND were slow
+  boxtap trace web --summary           a table of routes, counts and latency percentiles at exit
   boxtap trace --runtime containerd --namespace k8s.io nginx
                                        a Kubernetes container, by its container name
   boxtap trace web --output-dir /var/log/boxtap --max-size 50M
                                        one file per container, rotated at 50 MiB
   boxtap trace web | jq 'select(.args[1].value.status_code >= 500)'
+
+On a terminal boxtap prints one aligned line per exchange (--format text);
+otherwise, and with --output-dir, one Tracee JSON event per line (--format
+json). Filters (--status, --method, --path, --host, --min-latency,
+--direction) are repeatable: values of one flag are alternatives, different
+flags must all match.
 
 One line on stderr says "tracing <name> (<id>)" once a container's programs
 are attached. boxtap exits when every traced container has stopped, on

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/boxtap/boxtap/output"
 )
 
 func TestFormatDefaultsToTextOnATerminalAndJSONElsewhere(t *testing.T) {
@@ -77,5 +83,52 @@ func TestSummaryFlagsMakeATable(t *testing.T) {
 	var f captureFlags
 	if err := f.prepare(false, os.Stderr); err != nil || f.table != nil {
 		t.Errorf("no summary flag: table %v, err %v", f.table, err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestSummaryEveryPrintsTheTableRepeatedlyAndWritesTheJSONFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "summary.json")
+	f := captureFlags{viewFlags: viewFlags{SummaryEvery: 10 * time.Millisecond, SummaryJSON: file}}
+	if err := f.prepare(false, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	f.table.Record(&output.Event{Container: output.Container{Name: "web"}, Response: output.Response{StatusCode: 200},
+		Request: &output.Request{Method: "GET", URIPath: "/users/7"}, Latency: time.Millisecond, LatencyKnown: true})
+	var stderr syncBuffer
+	s := &session{stderr: &stderr}
+	stop := s.summaryPrinter(&f.viewFlags)
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(stderr.String(), "boxtap: summary over") < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	out := stderr.String()
+	if strings.Count(out, "boxtap: summary over") < 2 || !strings.Contains(out, "/users/{id}") {
+		t.Fatalf("want the table printed at least twice:\n%s", out)
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil || !json.Valid(raw) || !strings.Contains(string(raw), `"route": "/users/{id}"`) {
+		t.Fatalf("--summary-json: %v\n%s", err, raw)
+	}
+	if _, err := os.Stat(file + ".tmp"); !os.IsNotExist(err) {
+		t.Errorf("temporary file left behind: %v", err)
 	}
 }
