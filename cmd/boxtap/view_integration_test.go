@@ -18,6 +18,7 @@ import (
 	"github.com/aquasecurity/tracee/types/trace"
 	"github.com/boxtap/boxtap/internal/itest"
 	"github.com/boxtap/boxtap/output"
+	"github.com/boxtap/boxtap/runtime/containerd/ctrtest"
 )
 
 // viewTraffic is the requests of the view tests: every status class, several
@@ -517,5 +518,44 @@ func setBundleAnnotation(t *testing.T, bundle, key, value string) {
 	}
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// boxtap watch applies the same filters and summary as trace.
+func TestWatchWritesOnlyMatchingExchangesAndSummarisesThem(t *testing.T) {
+	e := newWatchEnv(t, "")
+	d := itest.RequireDocker(t)
+	mark := ctrtest.RandomID("view")
+	p := e.startBoxtap(t, "watch", "--label", "boxtap-view="+mark, "--format", "json", "--status", "404", "--summary")
+	port := itest.FreePort(t)
+	c := d.Run(t, itest.RunOpts{Flags: []string{"--label", "boxtap-view=" + mark}, Args: []string{"serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port)}})
+	if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", c.Name, c.ID[:12]), traceStartTimeout); err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitServer(t, base) // one GET / (200): filtered out
+	sendRequests(t, base, []viewRequest{
+		{"GET", "/status/200", ""}, {"GET", "/status/404", ""}, {"GET", "/status/503", ""},
+		{"GET", "/status/404", ""}, {"POST", "/status/404", ""},
+	})
+	if _, err := p.WaitLines(3, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	stopAll(t, p)
+	var got []string
+	for _, ev := range decodeEvents(t, p.Lines()) {
+		x := jsonExchange(t, ev)
+		got = append(got, x.request+" "+strconv.Itoa(x.status))
+	}
+	if strings.Join(got, "|") != "GET /status/404 404|GET /status/404 404|POST /status/404 404" {
+		t.Errorf("watch wrote %q", got)
+	}
+	stderr := p.Stderr()
+	if !regexp.MustCompile(`boxtap: 3 events, .*, 3 filtered out\n`).MatchString(stderr) {
+		t.Errorf("exit line does not count 3 written and 3 filtered out:\n%s", stderr)
+	}
+	if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c.Name) + `\s+GET\s+/status/\{id\}\s+4xx\s+2\s`).MatchString(stderr) ||
+		!regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c.Name) + `\s+POST\s+/status/\{id\}\s+4xx\s+1\s`).MatchString(stderr) {
+		t.Errorf("summary rows missing:\n%s", stderr)
 	}
 }
