@@ -80,7 +80,9 @@ Errors go to syslog (or ` + hookLogName + ` in the output directory) and, by
 default, the hook still exits 0 so that the container starts (--fail-closed
 fails the start instead). The annotation io.boxtap.trace=false turns tracing
 off for one container; its value may also carry options, e.g.
-io.boxtap.trace=output-dir=web,redact-header=X-Token.`
+io.boxtap.trace=output-dir=web,redact-header=X-Token, and filters named
+like boxtap trace's flags (status=, method=, path=, host=, min-latency=,
+direction=; repeat a key for OR), e.g. io.boxtap.trace=status=5xx,status=404.`
 }
 
 func (c *hookCmd) Run(ctx context.Context) error {
