@@ -457,7 +457,7 @@ func TestSummaryPercentilesMatchTheLatenciesOfKnownSlowPaths(t *testing.T) {
 	// The same table is on stderr.
 	stderr := p.Stderr()
 	if !regexp.MustCompile(`(?m)^CONTAINER\s+METHOD\s+ROUTE\s+STATUS\s+COUNT\s+RATE/s\s+P50\s+P90\s+P99\s+MAX\s+BYTES`).MatchString(stderr) ||
-		!regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(server.Name) + `\s+GET\s+/sleep/45ms\s+2xx\s+25\s`).MatchString(stderr) {
+		!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(server.Name)+`\s+GET\s+/sleep/45ms\s+2xx\s+25\s`).MatchString(stderr) {
 		t.Errorf("stderr lacks the summary table:\n%s", stderr)
 	}
 }
@@ -554,8 +554,8 @@ func TestWatchWritesOnlyMatchingExchangesAndSummarisesThem(t *testing.T) {
 	if !regexp.MustCompile(`boxtap: 3 events, .*, 3 filtered out\n`).MatchString(stderr) {
 		t.Errorf("exit line does not count 3 written and 3 filtered out:\n%s", stderr)
 	}
-	if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c.Name) + `\s+GET\s+/status/\{id\}\s+4xx\s+2\s`).MatchString(stderr) ||
-		!regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c.Name) + `\s+POST\s+/status/\{id\}\s+4xx\s+1\s`).MatchString(stderr) {
+	if !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(c.Name)+`\s+GET\s+/status/\{id\}\s+4xx\s+2\s`).MatchString(stderr) ||
+		!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(c.Name)+`\s+POST\s+/status/\{id\}\s+4xx\s+1\s`).MatchString(stderr) {
 		t.Errorf("summary rows missing:\n%s", stderr)
 	}
 }
