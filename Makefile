@@ -67,14 +67,14 @@ soak:
 
 # Informative only, never run by CI: nginx in Docker under wrk, untraced vs `boxtap trace`,
 # tcpdump and tshark; prints the table and writes it to BENCHMARKS.md (about 8 minutes).
-# BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_CASES (small,tools,neighbour,big).
+# BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_CASES (small,tools,neighbour,big,filter).
 .PHONY: bench
 bench:
 	scripts/bench-deps.sh
 	$(MAKE) build
 	$(GO) run ./internal/benchrun
 	@echo "== user-space hot path (Go benchmarks)"
-	$(GO) test -run '^$$' -bench 'HandleSmallResponses|SmallResponses|AppendJSON$$' -benchmem ./tracer/ ./httpstream/ ./output/
+	$(GO) test -run '^$$' -bench 'HandleSmallResponses|SmallResponses|AppendJSON$$|AppendText$$' -benchmem ./tracer/ ./httpstream/ ./output/
 	@echo "== what the OCI hook adds to a container's start (20 starts each, alternating)"
 	$(GO) test -run '^$$' -bench HookStartCost -benchtime 1x ./cmd/boxtap/
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/boxtap/boxtap/output"
 )
 
 // Annotation is the container annotation that asks boxtap to trace a
@@ -16,6 +18,12 @@ import (
 //	output-dir=DIR       write <id>.json in DIR, which must lie inside the
 //	                     hook's --output-dir
 //	redact-header=NAME   also redact this header (repeatable)
+//	status=5xx           filters, as boxtap trace's flags of the same names:
+//	method=GET           repeat a key for OR (status=5xx,status=404), give
+//	path=/api/*          several keys for AND; exchanges that do not match
+//	host=*.example.com   are not written
+//	min-latency=100ms
+//	direction=egress
 const Annotation = "io.boxtap.trace"
 
 // Request is what a container's annotation asks for.
@@ -26,6 +34,8 @@ type Request struct {
 	OutputDir string
 	// RedactHeaders are extra headers to redact.
 	RedactHeaders []string
+	// Filter selects the exchanges written (empty: all).
+	Filter output.FilterSpec
 }
 
 // ParseAnnotation parses the value of the io.boxtap.trace annotation.
@@ -60,8 +70,17 @@ func ParseAnnotation(value string) (Request, error) {
 			}
 			req.RedactHeaders = append(req.RedactHeaders, name)
 		default:
-			return Request{}, fmt.Errorf("annotation %s: unknown option %q; known: output-dir, redact-header", Annotation, key)
+			if ok, err := req.Filter.Set(strings.TrimSpace(key), strings.TrimSpace(val)); ok || err != nil {
+				if err != nil {
+					return Request{}, fmt.Errorf("annotation %s: %w", Annotation, err)
+				}
+				continue
+			}
+			return Request{}, fmt.Errorf("annotation %s: unknown option %q; known: output-dir, redact-header, status, method, path, host, min-latency, direction", Annotation, key)
 		}
+	}
+	if _, err := output.NewFilter(req.Filter); err != nil {
+		return Request{}, fmt.Errorf("annotation %s: %w", Annotation, err)
 	}
 	return req, nil
 }

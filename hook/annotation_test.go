@@ -5,6 +5,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/boxtap/boxtap/output"
 )
 
 func TestParseAnnotation(t *testing.T) {
@@ -26,6 +29,13 @@ func TestParseAnnotation(t *testing.T) {
 		{"colour=red", Request{}, "unknown option"},
 		{"redact-header=X Y", Request{}, "not a header name"},
 		{"maybe", Request{}, "has no value"},
+		{"status=5xx,status=404,method=GET,path=/api/*,host=*.test,min-latency=100ms,direction=egress", Request{Trace: true, Filter: output.FilterSpec{
+			Status: []string{"5xx", "404"}, Method: []string{"GET"}, Path: []string{"/api/*"}, Host: []string{"*.test"}, MinLatency: 100 * time.Millisecond, Direction: "egress"}}, ""},
+		{"output-dir=web,status=5xx", Request{Trace: true, OutputDir: "web", Filter: output.FilterSpec{Status: []string{"5xx"}}}, ""},
+		{"status=6xx1", Request{}, "--status"},
+		{"min-latency=soon", Request{}, "min-latency"},
+		{"direction=sideways", Request{}, "--direction"},
+		{"path=/a/[", Request{}, "--path"},
 	}
 	for _, tt := range tests {
 		got, err := ParseAnnotation(tt.in)

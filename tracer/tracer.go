@@ -52,6 +52,9 @@ type Options struct {
 	// OnError reports a problem that does not stop tracing, such as a sink
 	// write error. Nil means print to stderr.
 	OnError func(error)
+	// Filter, if set, decides which exchanges are written; the others are
+	// counted (Summary.Filtered) and cost no encoding and no write.
+	Filter *output.Filter
 }
 
 // Target is one traced container.
@@ -62,6 +65,7 @@ type Target struct {
 	att       *bpf.Attachment
 
 	events   atomic.Uint64
+	filtered atomic.Uint64
 	mu       sync.Mutex
 	writeErr error
 
@@ -73,6 +77,9 @@ type Target struct {
 
 // Events is how many events were written for this container.
 func (tg *Target) Events() uint64 { return tg.events.Load() }
+
+// Filtered is how many exchanges of this container the filter left out.
+func (tg *Target) Filtered() uint64 { return tg.filtered.Load() }
 
 // CgroupID is the id of the traced cgroup.
 func (tg *Target) CgroupID() uint64 { return tg.att.CgroupID() }
@@ -95,6 +102,8 @@ type Summary struct {
 	// Malformed are ring-buffer records that did not decode and were
 	// skipped (a boxtap bug).
 	Malformed uint64
+	// Filtered are exchanges the filter left out (not in Events).
+	Filtered uint64
 }
 
 func (s Summary) String() string {
@@ -106,8 +115,12 @@ func (s Summary) String() string {
 	if s.Malformed > 0 {
 		malformed = fmt.Sprintf(", %d malformed records skipped", s.Malformed)
 	}
-	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s",
-		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed)
+	filtered := ""
+	if s.Filtered > 0 {
+		filtered = fmt.Sprintf(", %d filtered out", s.Filtered)
+	}
+	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s%s",
+		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed, filtered)
 }
 
 // Tracer is the capture engine.
@@ -246,7 +259,7 @@ func (t *Tracer) Summary() Summary {
 type droppingSink interface{ Dropped() uint64 }
 
 func (t *Tracer) summaryOf(tg *Target) Summary {
-	s := Summary{Events: tg.Events()}
+	s := Summary{Events: tg.Events(), Filtered: tg.Filtered()}
 	if d, ok := tg.sink.(droppingSink); ok {
 		s.Unwritten = d.Dropped()
 	}
@@ -269,6 +282,7 @@ func (s *Summary) add(o Summary) {
 	s.SkippedBytes += o.SkippedBytes
 	s.Unwritten += o.Unwritten
 	s.Malformed += o.Malformed
+	s.Filtered += o.Filtered
 }
 
 // ParserStats returns the stream parsers' counters. Call it only after Run
@@ -527,6 +541,12 @@ func (t *Tracer) emit(r *httpstream.Response) {
 	tg := c.target
 	e := &t.ev
 	*e = output.Event{}
+	t.fillExchange(e, c, r)
+	if !t.opts.Filter.Match(e) {
+		// Left out before anything is encoded, named or written.
+		tg.filtered.Add(1)
+		return
+	}
 	e.Timestamp = int64(r.Info.TimestampNs)
 	e.ProcessorID = uint32(c.cpu)
 	if c.hasOwner {
@@ -559,7 +579,22 @@ func (t *Tracer) emit(r *httpstream.Response) {
 		c.identity.Encode(e)
 	}
 	e.Identity = &c.identity
+	e.LostRecords = tg.lost
 
+	if err := tg.sink.Write(e); err != nil {
+		t.reportWrite(tg, err)
+		return
+	}
+	tg.events.Add(1)
+	t.written++
+	if t.opts.OnEvent != nil {
+		t.opts.OnEvent(tg)
+	}
+}
+
+// fillExchange fills what describes the exchange itself (addresses,
+// response, request, latency, direction): all a filter reads.
+func (t *Tracer) fillExchange(e *output.Event, c *conn, r *httpstream.Response) {
 	d := &c.dirs[r.Dir&1]
 	e.Meta = output.PacketMeta{SrcIP: d.src, DstIP: d.dst, SrcPort: d.sport, DstPort: d.dport, Protocol: 6, PacketLen: r.Info.PacketLen, Iface: d.iface}
 
@@ -579,17 +614,6 @@ func (t *Tracer) emit(r *httpstream.Response) {
 		e.Direction = output.DirectionIngress
 	}
 	e.Truncated = r.Truncated
-	e.LostRecords = tg.lost
-
-	if err := tg.sink.Write(e); err != nil {
-		t.reportWrite(tg, err)
-		return
-	}
-	tg.events.Add(1)
-	t.written++
-	if t.opts.OnEvent != nil {
-		t.opts.OnEvent(tg)
-	}
 }
 
 func convertHeaders(dst []output.Header, src []httpstream.HeaderField) []output.Header {

@@ -12,22 +12,26 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/boxtap/boxtap/bpf"
+	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/runtime/cgroup"
 	"github.com/boxtap/boxtap/runtime/container"
 )
 
 type demoCmd struct {
-	JSON bool `help:"Print compact JSON Lines instead of indented events."`
+	JSON bool `help:"Print compact JSON Lines instead of the text view and one indented event."`
 }
 
 func (demoCmd) Help() string {
 	return `The demo needs root, cgroup v2 and a kernel with BTF, but no Docker and no
 network: it creates a cgroup, starts a small HTTP server and client in it on
-127.0.0.1 and ::1, traces that cgroup, prints the events and cleans up.
+127.0.0.1 and ::1, traces that cgroup, prints the exchanges in the text view
+(what "boxtap trace" prints on a terminal), then one of them as the JSON event
+boxtap writes for machines, and cleans up.
 Both ends live in the traced cgroup, so each response appears twice: once
 leaving the server (direction egress) and once reaching the client (ingress).`
 }
@@ -76,14 +80,27 @@ func (d *demoCmd) Run(ctx context.Context) error {
 	}
 	ports = strings.TrimSpace(ports)
 
-	flags := captureFlags{Pretty: !d.JSON, RingSize: "4MiB", MaxHeader: 16384, Duration: time.Minute}
+	flags := captureFlags{RingSize: "4MiB", MaxHeader: 16384, Duration: time.Minute}
+	flags.Format = formatText
+	if d.JSON {
+		flags.Format = formatJSON
+	}
+	if err := flags.prepare(false, os.Stdout); err != nil {
+		return err
+	}
 	s, err := startSession(ctx, &flags, bpf.Options{})
 	if err != nil {
 		return err
 	}
 	hostname, _ := os.Hostname()
 	info := container.Info{ID: fmt.Sprintf("demo%08d", os.Getpid()), Name: "boxtap-demo", Image: "(a cgroup made by boxtap demo)", Runtime: "cgroup", Hostname: hostname, PID: server.Process.Pid}
-	sink := newSink(&flags, os.Stdout, newRedactor(&flags, os.Stderr))
+	red := newRedactor(&flags, os.Stderr)
+	var sink output.Sink = newSink(&flags, os.Stdout, red)
+	var sample *sampleSink
+	if !d.JSON {
+		sample = &sampleSink{Sink: sink, r: red}
+		sink = sample
+	}
 	if err := s.addCgroup(info, dir, sink); err != nil {
 		s.abort()
 		return err
@@ -102,7 +119,35 @@ func (d *demoCmd) Run(ctx context.Context) error {
 	if clientErr != nil {
 		err = errors.Join(err, fmt.Errorf("the demo client failed: %w", clientErr))
 	}
+	if sample != nil && sample.json != nil {
+		fmt.Printf("\nThe first exchange with a request, as the JSON event boxtap writes when stdout is not a terminal\n(--format json: one line per event; shown indented):\n\n%s\n", sample.json)
+	}
 	return err
+}
+
+// sampleSink keeps the first event that has a request as indented JSON, for
+// the demo to show after the text view.
+type sampleSink struct {
+	output.Sink
+	r    *output.Redactor
+	mu   sync.Mutex
+	json []byte
+}
+
+func (s *sampleSink) Write(e *output.Event) error {
+	if err := s.Sink.Write(e); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.json == nil && e.Request != nil {
+		b, err := e.MarshalPretty(s.r)
+		if err != nil {
+			return err
+		}
+		s.json = b
+	}
+	return nil
 }
 
 func removeCgroup(dir string) {
@@ -134,7 +179,7 @@ func (a *demoAppCmd) Run(ctx context.Context) error {
 
 func demoServe(ctx context.Context) error {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintln(w, `{"hello":"from inside the traced cgroup"}`)
 	})

@@ -81,7 +81,9 @@ Errors go to syslog (or ` + hookLogName + ` in the output directory) and, by
 default, the hook still exits 0 so that the container starts (--fail-closed
 fails the start instead). The annotation io.boxtap.trace=false turns tracing
 off for one container; its value may also carry options, e.g.
-io.boxtap.trace=output-dir=web,redact-header=X-Token.`
+io.boxtap.trace=output-dir=web,redact-header=X-Token, and filters named
+like boxtap trace's flags (status=, method=, path=, host=, min-latency=,
+direction=; repeat a key for OR), e.g. io.boxtap.trace=status=5xx,status=404.`
 }
 
 func (c *hookCmd) Run(ctx context.Context) error {
@@ -172,13 +174,13 @@ func (c *hookCmd) start(ctx context.Context, st *specs.State, lg *hookLogger) er
 		return err
 	}
 	info := hook.ContainerInfo(st, b)
-	return c.spawnTracer(ctx, mount, dir, filepath.Join(outDir, st.ID+".json"), info, req.RedactHeaders, lg)
+	return c.spawnTracer(ctx, mount, dir, filepath.Join(outDir, st.ID+".json"), info, req.RedactHeaders, req.Filter, lg)
 }
 
 // spawnTracer starts "boxtap hook-tracer" detached: its own session, its
 // own cgroup, stdio on the hook log or /dev/null, and a readiness pipe on
 // fd 3 that it writes "attached" (or why not) to.
-func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, outFile string, info container.Info, redact []string, lg *hookLogger) error {
+func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, outFile string, info container.Info, redact []string, filter output.FilterSpec, lg *hookLogger) error {
 	own, err := hook.NewTracerCgroup(mount, info.ID)
 	if err != nil {
 		return err
@@ -201,6 +203,7 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, outFile str
 	for _, h := range append(append([]string{}, c.RedactHeader...), redact...) {
 		args = append(args, "--redact-header="+h)
 	}
+	args = append(args, filter.Args()...)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("creating the readiness pipe: %w", err)
@@ -260,6 +263,7 @@ type hookTracerCmd struct {
 	Info         string   `name:"info"`
 	RingSize     string   `name:"ring-size" default:"2MiB"`
 	RedactHeader []string `name:"redact-header" sep:"none"`
+	hookFilterFlags
 }
 
 func (c *hookTracerCmd) Run(ctx context.Context) error {
@@ -328,7 +332,11 @@ func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
 		return t, fmt.Errorf("opening the output file: %w", err)
 	}
 	sink := output.NewLineSink(t.file, output.NewRedactor(c.RedactHeader, false))
-	t.tr = tracer.New(coll, tracer.Options{})
+	filter, err := c.hookFilterFlags.filter()
+	if err != nil {
+		return t, err
+	}
+	t.tr = tracer.New(coll, tracer.Options{Filter: filter})
 	t.tg, err = t.tr.Add(info, c.CgroupDir, cgID, sink)
 	if err != nil {
 		return t, err

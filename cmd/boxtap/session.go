@@ -24,11 +24,12 @@ import (
 type captureFlags struct {
 	Count        uint64        `help:"Exit after writing N events (0: no limit)." placeholder:"N"`
 	Duration     time.Duration `help:"Exit after this long (0: no limit), e.g. 30s or 5m." placeholder:"D"`
-	Pretty       bool          `help:"Indent each event for reading instead of one JSON object per line."`
 	RedactHeader []string      `name:"redact-header" help:"Also redact the value of this header (repeatable). Cookies, credentials, headers named like *token*, *secret* or *api-key*, and URL parameters are always redacted unless --no-redact (see README)." placeholder:"NAME"`
+	Pretty       bool          `help:"Same as --format pretty: indented JSON."`
 	NoRedact     bool          `name:"no-redact" help:"Print secret header values as they are (a warning is printed)."`
 	RingSize     string        `name:"ring-size" default:"4MiB" help:"Kernel ring buffer size: a power of two from 16KiB, e.g. 4MiB, 64KiB." placeholder:"SIZE"`
 	MaxHeader    int           `name:"max-header-bytes" default:"16384" help:"Header blocks longer than this are cut; the event then has the arg truncated=true."`
+	viewFlags
 }
 
 // parseRingSize reads a size such as "8MiB", "64KiB" or "4096".
@@ -71,6 +72,8 @@ type session struct {
 	keepAlive bool
 	// onRemoved, if set, is called after a stopped container was detached.
 	onRemoved func(*tracer.Target)
+	// view holds the summary table, if any (view.go).
+	view *viewFlags
 }
 
 // errSessionEnded is returned by add once the session is shutting down.
@@ -81,13 +84,6 @@ func newRedactor(f *captureFlags, stderr io.Writer) *output.Redactor {
 		fmt.Fprintln(stderr, "boxtap: warning: --no-redact: cookies, credentials and API keys will appear in the output")
 	}
 	return output.NewRedactor(f.RedactHeader, f.NoRedact)
-}
-
-func newSink(f *captureFlags, w io.Writer, r *output.Redactor) output.Sink {
-	if f.Pretty {
-		return output.NewPrettySink(w, r)
-	}
-	return output.NewLineSink(w, r)
 }
 
 // startSession checks the system, loads the eBPF collection and prepares a
@@ -106,7 +102,7 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 	if err != nil {
 		return nil, err
 	}
-	s := &session{coll: coll, stderr: os.Stderr, mount: mount}
+	s := &session{coll: coll, stderr: os.Stderr, mount: mount, view: &f.viewFlags}
 	if err := batchScheduling(); err != nil {
 		fmt.Fprintf(s.stderr, "boxtap: note: %v; tracing goes on, but boxtap's wakeups may preempt the traced service\n", err)
 	}
@@ -118,6 +114,7 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 	s.tr = tracer.New(coll, tracer.Options{
 		Limits:    httpLimits(f),
 		MaxEvents: f.Count,
+		Filter:    f.filter,
 		OnEvent: func(*tracer.Target) {
 			if n := s.total.Add(1); f.Count > 0 && n >= f.Count {
 				s.cancel()
@@ -206,7 +203,9 @@ func (s *session) watch(tg *tracer.Target) {
 // run reads events until the session ends (signal, --count, --duration or
 // no container left), then detaches everything and prints the summary.
 func (s *session) run() error {
+	stopSummary := s.summaryPrinter(s.view)
 	runErr := s.tr.Run(s.ctx)
+	stopSummary()
 	s.cancel()
 	s.markStopped()
 	s.wg.Wait()
@@ -231,6 +230,9 @@ func (s *session) run() error {
 		errs = append(errs, fmt.Errorf("releasing eBPF objects: %w", err))
 	}
 	fmt.Fprintf(s.stderr, "boxtap: %s\n", sum)
+	if err := s.writeSummary(s.view, time.Now()); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

@@ -79,12 +79,21 @@ func (traceCmd) Help() string {
   boxtap trace web                     every response of container "web", one JSON line each
   boxtap trace web api --count 100     two containers; exit after 100 events
   boxtap trace 3f2a --duration 30s     by unique ID prefix, for 30 seconds
-  boxtap trace web --pretty            indented, for reading
+  boxtap trace web --format pretty     indented JSON, for reading
+  boxtap trace web --status 5xx --min-latency 100ms
+                                       only exchanges that failed AND were slow
+  boxtap trace web --summary           a table of routes, counts and latency percentiles at exit
   boxtap trace --runtime containerd --namespace k8s.io nginx
                                        a Kubernetes container, by its container name
   boxtap trace web --output-dir /var/log/boxtap --max-size 50M
                                        one file per container, rotated at 50 MiB
   boxtap trace web | jq 'select(.args[1].value.status_code >= 500)'
+
+On a terminal boxtap prints one aligned line per exchange (--format text);
+otherwise, and with --output-dir, one Tracee JSON event per line (--format
+json). Filters (--status, --method, --path, --host, --min-latency,
+--direction) are repeatable: values of one flag are alternatives, different
+flags must all match.
 
 One line on stderr says "tracing <name> (<id>)" once a container's programs
 are attached. boxtap exits when every traced container has stopped, on
@@ -302,14 +311,14 @@ func dockerNamed(ctx context.Context, host string, info container.Info) containe
 
 // check validates the output flags.
 func (f *outputFlags) check(cf *captureFlags) error {
+	if err := cf.prepare(f.OutputDir != "", os.Stdout); err != nil {
+		return err
+	}
 	if f.OutputDir == "" {
 		if f.MaxSize != 0 {
 			return errors.New("--max-size needs --output-dir")
 		}
 		return nil
-	}
-	if cf.Pretty {
-		return errors.New("--pretty cannot be used with --output-dir (files are JSON Lines); drop one of them")
 	}
 	if f.MaxFiles < 0 {
 		return fmt.Errorf("--max-files %d: must be 0 or more", f.MaxFiles)
@@ -320,6 +329,7 @@ func (f *outputFlags) check(cf *captureFlags) error {
 // eventOutput hands out a sink per container: a file in --output-dir, or
 // the shared stdout sink.
 type eventOutput struct {
+	view   *viewFlags // the summary table, if any
 	dir    *output.Dir
 	shared output.Sink
 	stderr io.Writer
@@ -329,7 +339,7 @@ type eventOutput struct {
 
 func openOutput(f *outputFlags, cf *captureFlags, stdout, stderr io.Writer) (*eventOutput, error) {
 	red := newRedactor(cf, stderr)
-	o := &eventOutput{stderr: stderr}
+	o := &eventOutput{stderr: stderr, view: &cf.viewFlags}
 	if f.OutputDir == "" {
 		o.shared = newSink(cf, stdout, red)
 		return o, nil
@@ -368,7 +378,7 @@ func (o *eventOutput) sinkFor(info container.Info) (output.Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("output file of %s (%s): %w", display.Quote(info.Name), info.ShortID(), err)
 	}
-	return s, nil
+	return o.view.withSummary(s), nil
 }
 
 // close flushes everything and stops the SIGHUP handler.

@@ -72,17 +72,17 @@ func parseSettings() (*settings, error) {
 		return nil, err
 	}
 	s.rounds, s.duration, s.warmup = rounds, time.Duration(secs)*time.Second, time.Duration(warm)*time.Second
-	groups := "small,tools,neighbour,big"
+	groups := "small,tools,neighbour,big,filter"
 	if v := os.Getenv("BENCH_CASES"); v != "" {
 		groups = v
 	}
 	s.groups = map[string]bool{}
 	for _, g := range strings.Split(groups, ",") {
 		switch g = strings.TrimSpace(g); g {
-		case "small", "tools", "neighbour", "big":
+		case "small", "tools", "neighbour", "big", "filter":
 			s.groups[g] = true
 		default:
-			return nil, fmt.Errorf("BENCH_CASES: unknown case %q (use small, tools, neighbour, big)", g)
+			return nil, fmt.Errorf("BENCH_CASES: unknown case %q (use small, tools, neighbour, big, filter)", g)
 		}
 	}
 	flag.StringVar(&s.boxtap, "boxtap", "bin/boxtap", "the boxtap binary to measure")
@@ -91,7 +91,7 @@ func parseSettings() (*settings, error) {
 	flag.IntVar(&s.conns, "conns", 50, "wrk connections")
 	flag.Parse()
 	// Only a full run replaces the published table.
-	s.write = len(s.groups) == 4 && os.Getenv("BENCH_WRITE") != "0"
+	s.write = len(s.groups) == 5 && os.Getenv("BENCH_WRITE") != "0"
 	s.command = fmt.Sprintf("sudo make bench  # BENCH_ROUNDS=%d BENCH_SECONDS=%d, wrk -t%d -c%d", rounds, secs, s.threads, s.conns)
 	return s, nil
 }
@@ -189,6 +189,9 @@ type benchCase struct {
 	path    string
 	tool    tool
 	watched *server // what the tool observes
+	// toolArgs are extra boxtap flags (filters); such a case writes fewer
+	// events than responses by design.
+	toolArgs []string
 }
 
 func planCases(s *settings, a, b *server, haveTshark bool) []benchCase {
@@ -214,6 +217,9 @@ func planCases(s *settings, a, b *server, haveTshark bool) []benchCase {
 		cs = append(cs,
 			benchCase{key: "big/untraced", srv: a, path: "/big"},
 			benchCase{key: "big/boxtap", srv: a, path: "/big", tool: toolBoxtap, watched: a})
+	}
+	if s.groups["filter"] {
+		cs = append(cs, filterCases(a)...)
 	}
 	return cs
 }
@@ -244,7 +250,7 @@ func runCase(ctx context.Context, s *settings, c *benchCase) (measurement, error
 	var o *observer
 	if c.tool != toolNone {
 		var err error
-		if o, err = startObserver(ctx, c.tool, s.boxtap, c.watched, s.workDir); err != nil {
+		if o, err = startObserver(ctx, c.tool, s.boxtap, c.watched, s.workDir, c.toolArgs...); err != nil {
 			return m, err
 		}
 		defer os.Remove(o.outPath + ".pcap")
@@ -284,7 +290,7 @@ func runCase(ctx context.Context, s *settings, c *benchCase) (measurement, error
 	if err := stopTool(); err != nil {
 		return m, err
 	}
-	if c.tool == toolBoxtap && c.watched == c.srv && m.obs.outLines != m.served {
+	if c.tool == toolBoxtap && c.watched == c.srv && len(c.toolArgs) == 0 && m.obs.outLines != m.served {
 		keepEvidence(c, m)
 	}
 	return m, nil

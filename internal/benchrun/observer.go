@@ -51,6 +51,7 @@ type observed struct {
 	truncated uint64  // boxtap: truncated header blocks
 	captured  uint64  // tcpdump/tshark: packets captured
 	dropped   uint64  // tcpdump/tshark: packets dropped
+	filtered  uint64  // boxtap: exchanges its filter left out
 	stderr    string  // last lines, for errors
 	outPath   string  // its stdout, until the run ends
 }
@@ -65,12 +66,12 @@ var readyLine = map[tool]*regexp.Regexp{
 // startObserver starts a tool on the traffic of srv and waits until it
 // captures. boxtap traces the container; the packet capturers watch
 // srv's port on the loopback interface.
-func startObserver(ctx context.Context, kind tool, boxtap string, srv *server, dir string) (*observer, error) {
+func startObserver(ctx context.Context, kind tool, boxtap string, srv *server, dir string, boxtapArgs ...string) (*observer, error) {
 	o := &observer{kind: kind, outPath: fmt.Sprintf("%s/%s.out", dir, kind), ready: make(chan struct{}), done: make(chan struct{})}
 	port := strconv.Itoa(srv.port)
 	switch kind {
 	case toolBoxtap:
-		o.cmd = exec.Command(boxtap, "trace", srv.name)
+		o.cmd = exec.Command(boxtap, append([]string{"trace", srv.name}, boxtapArgs...)...)
 	case toolTcpdump:
 		o.cmd = exec.Command("tcpdump", "-i", "lo", "-n", "-w", o.outPath+".pcap", "tcp port "+port)
 	case toolTshark:
@@ -218,6 +219,9 @@ func parseReport(kind tool, lines []string, res *observed) error {
 				res.lost, _ = strconv.ParseUint(m[2], 10, 64)
 				res.truncated, _ = strconv.ParseUint(m[3], 10, 64)
 				found = true
+			}
+			if m := boxtapFiltered.FindStringSubmatch(l); m != nil {
+				res.filtered, _ = strconv.ParseUint(m[1], 10, 64)
 			}
 		case toolTcpdump, toolTshark:
 			if m := pktsCaptured.FindStringSubmatch(l); m != nil {

@@ -180,6 +180,7 @@ func rows(r *results) []row {
 			row{"1 MiB: boxtap CPU s per 100k responses", each(bt, cpuPer100k), "%.3f", "", nil},
 		)
 	}
+	out = append(out, filterRows(r)...)
 	for _, t := range []tool{toolTcpdump, toolTshark} {
 		runs := r.of("small/" + string(t))
 		if runs == nil {

@@ -89,6 +89,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 //	/chunked/{n}    n body bytes, chunked, flushed every 1 KiB
 //	/headers/{n}    about n bytes of X-Pad-NNN response headers, short body
 //	/echo           body "METHOD REQUEST-URI\n"
+//	/sleep/{d}      wait d (a Go duration up to 10s, e.g. 30ms) before answering "slept d\n";
+//	                the path segment is not a number, so boxtap's summary keeps one route per d
 //	/               "ok\n"
 func newHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -99,6 +101,7 @@ func newHandler() http.Handler {
 	mux.HandleFunc("/bytes/{n}", handleBytes)
 	mux.HandleFunc("/chunked/{n}", handleChunked)
 	mux.HandleFunc("/headers/{n}", handleHeaders)
+	mux.HandleFunc("/sleep/{d}", handleSleep)
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s\n", r.Method, r.URL.RequestURI())
 	})
@@ -114,6 +117,24 @@ func pathInt(w http.ResponseWriter, r *http.Request, name string, min, max int64
 		return 0, false
 	}
 	return v, true
+}
+
+// handleSleep answers after the requested time: tests control latencies
+// with it. The request's context ends the wait early when the client leaves.
+func handleSleep(w http.ResponseWriter, r *http.Request) {
+	d, err := time.ParseDuration(r.PathValue("d"))
+	if err != nil || d < 0 || d > 10*time.Second {
+		http.Error(w, fmt.Sprintf("d must be a duration in [0, 10s], got %q", r.PathValue("d")), http.StatusBadRequest)
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+		return
+	}
+	fmt.Fprintf(w, "slept %s\n", d)
 }
 
 func handleStatus(w http.ResponseWriter, r *http.Request) {

@@ -71,6 +71,10 @@ func TestServeRoutes(t *testing.T) {
 		}},
 		{path: "/echo?q=1", wantStatus: 200, wantBody: "GET /echo?q=1\n"},
 		{path: "/nope", wantStatus: 404, wantLen: -1},
+		{path: "/sleep/20ms", wantStatus: 200, wantBody: "slept 20ms\n"},
+		{path: "/sleep/0s", wantStatus: 200, wantBody: "slept 0s\n"},
+		{path: "/sleep/11s", wantStatus: 400, wantLen: -1},
+		{path: "/sleep/soon", wantStatus: 400, wantLen: -1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
