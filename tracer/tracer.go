@@ -9,7 +9,6 @@
 package tracer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -51,6 +50,11 @@ type Options struct {
 	// OnError reports a problem that does not stop tracing, such as a sink
 	// write error. Nil means print to stderr.
 	OnError func(error)
+	// StateBudget bounds the bytes (estimated) that the parser state of all
+	// connections and the buffered listener segments hold together; beyond
+	// it the largest state is dropped and counted (Target.Evicted). Zero
+	// means DefaultStateBudget.
+	StateBudget int64
 }
 
 // Target is one traced container.
@@ -68,7 +72,15 @@ type Target struct {
 	lost       uint64 // kernel's lost-record count, as last read
 	lostWarned uint64 // lost count in the last warning
 	lostNextNs int64  // no new warning before this time
+
+	evicted     atomic.Uint64 // connection states and listener segments dropped for the memory budget
+	evictWarned uint64        // evicted count in the last warning (owned by Run)
+	evictNextNs int64         // no new eviction warning before this time (owned by Run)
 }
+
+// Evicted is how many connection states and buffered listener segments of
+// this container were dropped to stay within the memory budget.
+func (tg *Target) Evicted() uint64 { return tg.evicted.Load() }
 
 // Events is how many events were written for this container.
 func (tg *Target) Events() uint64 { return tg.events.Load() }
@@ -94,6 +106,14 @@ type Summary struct {
 	// Malformed are ring-buffer records that did not decode and were
 	// skipped (a boxtap bug).
 	Malformed uint64
+	// Evicted are connection states and listener segments dropped to stay
+	// within the memory budget.
+	Evicted uint64
+	// DroppedRequests are requests whose response could not be paired with
+	// them (a full pipelining queue, or responses lost); GapBytes are
+	// stream bytes given up as lost. Both come from the parsers.
+	DroppedRequests uint64
+	GapBytes        uint64
 }
 
 func (s Summary) String() string {
@@ -105,8 +125,8 @@ func (s Summary) String() string {
 	if s.Malformed > 0 {
 		malformed = fmt.Sprintf(", %d malformed records skipped", s.Malformed)
 	}
-	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s",
-		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed)
+	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s, %d evicted (memory budget), %d requests dropped unpaired, %d gap bytes",
+		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed, s.Evicted, s.DroppedRequests, s.GapBytes)
 }
 
 // Tracer is the capture engine.
@@ -134,6 +154,10 @@ type Tracer struct {
 	current  *conn
 	orphans  orphans
 	lastReap int64
+	// stateBytes is the estimated memory of every conn (conn.cost);
+	// stateBudget bounds it together with the orphans.
+	stateBytes  int64
+	stateBudget int64
 	written  uint64 // events written, for MaxEvents
 	// lastLossCheck is when the kernel's lost-record counters were last read.
 	lastLossCheck int64
@@ -151,6 +175,9 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 		opts.IdleConn = 5 * time.Minute
 	}
 	opts.IdleConn = max(opts.IdleConn, bpf.OwnerRefresh)
+	if opts.StateBudget <= 0 {
+		opts.StateBudget = DefaultStateBudget
+	}
 	if opts.OnError == nil {
 		opts.OnError = func(err error) { fmt.Fprintln(os.Stderr, "boxtap:", err) }
 	}
@@ -162,7 +189,8 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 		stopped: make(chan struct{}),
 		conns:   make(map[uint64]*conn),
 		exe:     exeCache{m: make(map[exeKey]string)},
-		orphans: orphans{m: make(map[connKey][]orphan)},
+		orphans:     newOrphans(opts.StateBudget),
+		stateBudget: opts.StateBudget,
 	}
 	t.clock.sync()
 	return t
@@ -245,7 +273,7 @@ func (t *Tracer) Summary() Summary {
 type droppingSink interface{ Dropped() uint64 }
 
 func (t *Tracer) summaryOf(tg *Target) Summary {
-	s := Summary{Events: tg.Events()}
+	s := Summary{Events: tg.Events(), Evicted: tg.Evicted()}
 	if d, ok := tg.sink.(droppingSink); ok {
 		s.Unwritten = d.Dropped()
 	}
@@ -268,6 +296,9 @@ func (s *Summary) add(o Summary) {
 	s.SkippedBytes += o.SkippedBytes
 	s.Unwritten += o.Unwritten
 	s.Malformed += o.Malformed
+	s.Evicted += o.Evicted
+	s.DroppedRequests += o.DroppedRequests
+	s.GapBytes += o.GapBytes
 }
 
 // ParserStats returns the stream parsers' counters. Call it only after Run
@@ -277,6 +308,10 @@ func (t *Tracer) ParserStats() httpstream.Stats { return t.stats }
 // barrierEvery is how many records Run handles between looks at pending
 // Remove requests while records keep coming.
 const barrierEvery = 128
+
+// reapEvery is how many records Run handles between looks at the clock for
+// reap while records keep coming.
+const reapEvery = 1024
 
 // Run reads records until ctx is done, then handles what is left in the
 // ring buffer and flushes every sink.
@@ -304,6 +339,11 @@ func (t *Tracer) Run(ctx context.Context) error {
 			t.handle(&rec)
 			if n%barrierEvery == 0 {
 				t.serveBarrier(rd, &rec)
+			}
+			if n%reapEvery == 0 {
+				// Under constant load the ring never drains: reap on a
+				// timer too.
+				t.reap()
 			}
 			continue
 		case errors.Is(err, bpf.ErrMalformedRecord):
@@ -401,6 +441,7 @@ type conn struct {
 	dirs     [2]dirMeta
 	cpu      uint16
 	lastNs   int64
+	cost     int // estimated bytes, as last accounted in Tracer.stateBytes
 }
 
 // dirMeta is what the last record of one direction said about its packets.
@@ -420,7 +461,10 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		return // detached, or a socket outside any traced cgroup
 	}
 	if rec.Rflags&bpf.FlagListener != 0 {
-		t.orphans.keep(rec, t.clock.epoch(rec.TsTai))
+		t.orphans.keep(rec, t.clock.epoch(rec.TsTai), tg)
+		if t.stateBytes+int64(t.orphans.bytes) > t.stateBudget {
+			t.evict()
+		}
 		return
 	}
 	c := t.conns[rec.Cookie]
@@ -431,7 +475,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 			// The container was traced again (removed and added): the
 			// kernel sends the owner only when it changes, so keep it.
 			c.owner, c.hasOwner, c.comm = old.owner, old.hasOwner, old.comm
-			old.hs.Close()
+			t.dropConn(rec.Cookie, old)
 		}
 		t.conns[rec.Cookie] = c
 		// A request that completed the handshake was seen on the
@@ -475,11 +519,13 @@ func (t *Tracer) handle(rec *bpf.Record) {
 	}
 	t.current = c
 	c.hs.Feed(&seg, t.emit)
-	t.current = nil
 	if c.hs.Done() {
-		c.hs.Close()
-		delete(t.conns, rec.Cookie)
+		t.current = nil
+		t.dropConn(rec.Cookie, c)
+		return
 	}
+	t.account(c)
+	t.current = nil
 }
 
 func (m *dirMeta) update(rec *bpf.Record) {
@@ -577,8 +623,11 @@ func (t *Tracer) emit(r *httpstream.Response) {
 	} else {
 		e.Direction = output.DirectionIngress
 	}
-	e.Truncated = r.Truncated
+	// A cut request block makes the event incomplete as much as a cut
+	// response block.
+	e.Truncated = r.Truncated || r.Request != nil && r.Request.Truncated
 	e.LostRecords = tg.lost
+	e.Evicted = tg.evicted.Load()
 
 	if err := tg.sink.Write(e); err != nil {
 		t.reportWrite(tg, err)
@@ -626,8 +675,9 @@ func (t *Tracer) checkLoss(tg *Target) {
 	}
 }
 
-// reap reads the loss counters every second and drops parser state of idle
-// connections every ten.
+// reap reads the loss counters and reports evictions every second, and
+// drops parser state of idle connections and stale listener segments every
+// ten.
 func (t *Tracer) reap() {
 	now := time.Now().UnixNano()
 	if now-t.lastLossCheck >= int64(time.Second) {
@@ -637,15 +687,16 @@ func (t *Tracer) reap() {
 			t.checkLoss(tg)
 		}
 		t.mu.RUnlock()
+		t.warnEvictions()
 	}
 	if now-t.lastReap < int64(10*time.Second) {
 		return
 	}
 	t.lastReap = now
+	t.orphans.expire(now)
 	for k, c := range t.conns {
 		if now-c.lastNs > int64(t.opts.IdleConn) {
-			c.hs.Close()
-			delete(t.conns, k)
+			t.dropConn(k, c)
 		}
 	}
 }
@@ -663,57 +714,6 @@ func connKeyOf(rec *bpf.Record) connKey {
 		return connKey{remote: rec.Saddr, remotePort: rec.Sport, local: rec.Daddr, localPort: rec.Dport}
 	}
 	return connKey{remote: rec.Daddr, remotePort: rec.Dport, local: rec.Saddr, localPort: rec.Sport}
-}
-
-// orphan is a segment seen on a listening socket, kept until the accepted
-// connection it belongs to shows up.
-type orphan struct {
-	seq    uint32
-	segLen uint32
-	data   []byte
-	ts     uint64
-	pktLen uint32
-	keptNs int64
-}
-
-// orphans are segments seen on listening sockets, by connection. They are
-// rare (a lost handshake ACK), so the set stays small; entries older than
-// orphanTTL are dropped.
-type orphans struct {
-	m map[connKey][]orphan
-}
-
-const (
-	orphanTTL      = 10 * time.Second
-	maxOrphanConns = 1024
-)
-
-func (o *orphans) keep(rec *bpf.Record, ts uint64) {
-	now := time.Now().UnixNano()
-	if len(o.m) >= maxOrphanConns {
-		for k, v := range o.m {
-			if len(v) == 0 || now-v[0].keptNs > int64(orphanTTL) {
-				delete(o.m, k)
-			}
-		}
-		if len(o.m) >= maxOrphanConns {
-			return
-		}
-	}
-	k := connKeyOf(rec)
-	o.m[k] = append(o.m[k], orphan{seq: rec.Seq, segLen: rec.SegLen, data: bytes.Clone(rec.Data), ts: ts, pktLen: rec.PktLen, keptNs: now})
-}
-
-func (o *orphans) take(k connKey) []orphan {
-	if len(o.m) == 0 {
-		return nil
-	}
-	v, ok := o.m[k]
-	if !ok {
-		return nil
-	}
-	delete(o.m, k)
-	return v
 }
 
 // clock converts kernel timestamps to epoch ns.
