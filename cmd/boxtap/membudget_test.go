@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseMemoryBudget(t *testing.T) {
 	cases := []struct {
@@ -26,4 +29,19 @@ func TestParseMemoryBudget(t *testing.T) {
 			t.Errorf("parseMemoryBudget(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
 		}
 	}
+}
+
+func FuzzParseMemoryBudget(f *testing.F) {
+	for _, s := range []string{"192MiB", "1GiB", "200M", "33554432", "16MiB", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseMemoryBudget(s)
+		if err == nil && (n < minMemoryBudget || n > 1<<40) {
+			t.Fatalf("parseMemoryBudget(%q) = %d, outside [32MiB, 1TiB]", s, n)
+		}
+		if err != nil && (n != 0 || !strings.Contains(err.Error(), "--memory-budget")) {
+			t.Fatalf("parseMemoryBudget(%q): %d, %v: the error must name the flag", s, n, err)
+		}
+	})
 }
