@@ -68,17 +68,17 @@ type pendingRequest struct {
 // Conn reassembles and frames the two directions of one TCP connection.
 // It is not safe for concurrent use.
 type Conn struct {
-	lim         Limits
-	stats       *Stats
-	dirs        [2]stream
-	pending     []*pendingRequest // FIFO of requests awaiting a final response
-	free        []*pendingRequest
+	lim     Limits
+	stats   *Stats
+	dirs    [2]stream
+	pending []*pendingRequest // FIFO of requests awaiting a final response
+	free    []*pendingRequest
 	// pendingBytes is what the pending requests' copied blocks hold.
 	pendingBytes int
 	// unanswered counts requests dropped from the head of a full queue whose
 	// final responses have not come yet: the next that many final responses
 	// answer them and are emitted without a request, never with a later one.
-	unanswered int
+	unanswered  int
 	resp        Response
 	respHeaders []HeaderField
 	ended       bool // 101 or CONNECT tunnel: HTTP is over on this connection

@@ -158,7 +158,7 @@ type Tracer struct {
 	// stateBudget bounds it together with the orphans.
 	stateBytes  int64
 	stateBudget int64
-	written  uint64 // events written, for MaxEvents
+	written     uint64 // events written, for MaxEvents
 	// lastLossCheck is when the kernel's lost-record counters were last read.
 	lastLossCheck int64
 	malformed     atomic.Uint64 // records skipped because they did not decode
@@ -182,13 +182,13 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 		opts.OnError = func(err error) { fmt.Fprintln(os.Stderr, "boxtap:", err) }
 	}
 	t := &Tracer{
-		coll:    coll,
-		opts:    opts,
-		targets: make(map[uint64]*Target),
-		barrier: make(chan chan struct{}),
-		stopped: make(chan struct{}),
-		conns:   make(map[uint64]*conn),
-		exe:     exeCache{m: make(map[exeKey]string)},
+		coll:        coll,
+		opts:        opts,
+		targets:     make(map[uint64]*Target),
+		barrier:     make(chan chan struct{}),
+		stopped:     make(chan struct{}),
+		conns:       make(map[uint64]*conn),
+		exe:         exeCache{m: make(map[exeKey]string)},
 		orphans:     newOrphans(opts.StateBudget),
 		stateBudget: opts.StateBudget,
 	}
