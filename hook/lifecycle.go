@@ -112,8 +112,9 @@ func WaitReady(ctx context.Context, r *os.File) error {
 // from the runtime's cgroup (whose clean-up would kill it) and from the
 // container's (whose accounting must not include it).
 type TracerCgroup struct {
-	Dir string
-	fd  *os.File
+	Dir   string
+	fd    *os.File
+	memV1 string // v1 memory cgroup (hybrid hosts), see LimitMemory
 }
 
 // NewTracerCgroup creates <mount>/boxtap/<id> (it may exist already, left
@@ -144,6 +145,9 @@ func (c *TracerCgroup) Close() error { return c.fd.Close() }
 func (c *TracerCgroup) Kill() {
 	_ = os.WriteFile(filepath.Join(c.Dir, "cgroup.kill"), []byte("1"), 0)
 	RemoveCgroupDir(c.Dir, time.Second)
+	if c.memV1 != "" {
+		RemoveCgroupDir(c.memV1, time.Second)
+	}
 }
 
 // RemoveCgroupDir removes an (emptying) cgroup directory, retrying for up

@@ -68,11 +68,17 @@ type pendingRequest struct {
 // Conn reassembles and frames the two directions of one TCP connection.
 // It is not safe for concurrent use.
 type Conn struct {
-	lim         Limits
-	stats       *Stats
-	dirs        [2]stream
-	pending     []*pendingRequest // FIFO of requests awaiting a final response
-	free        []*pendingRequest
+	lim     Limits
+	stats   *Stats
+	dirs    [2]stream
+	pending []*pendingRequest // FIFO of requests awaiting a final response
+	free    []*pendingRequest
+	// pendingBytes is what the pending requests' copied blocks hold.
+	pendingBytes int
+	// unanswered counts requests dropped from the head of a full queue whose
+	// final responses have not come yet: the next that many final responses
+	// answer them and are emitted without a request, never with a later one.
+	unanswered  int
 	resp        Response
 	respHeaders []HeaderField
 	ended       bool // 101 or CONNECT tunnel: HTTP is over on this connection
@@ -160,6 +166,7 @@ func (c *Conn) release() {
 		s.finished = true
 	}
 	c.pending, c.free, c.respHeaders = nil, nil, nil
+	c.pendingBytes, c.unanswered = 0, 0
 	c.resp = Response{}
 }
 
@@ -481,15 +488,15 @@ func (c *Conn) unknown(s *stream, n uint64) {
 // After lost responses, queued requests can no longer be matched one by one; the
 // next response most likely answers the newest request, so older ones are dropped.
 func (c *Conn) resynced(s *stream, data []byte) {
-	if s.lost && data[0] == 'H' && len(c.pending) > 1 {
-		drop := len(c.pending) - 1
-		for _, r := range c.pending[:drop] {
-			c.recycle(r)
+	if s.lost && data[0] == 'H' {
+		// How many lost responses answered dropped requests is unknown too.
+		c.unanswered = 0
+		if drop := len(c.pending) - 1; drop > 0 {
+			for range drop {
+				c.popPending()
+			}
+			c.stats.DroppedRequests += uint64(drop)
 		}
-		copy(c.pending, c.pending[drop:])
-		clear(c.pending[1:])
-		c.pending = c.pending[:1]
-		c.stats.DroppedRequests += uint64(drop)
 	}
 	s.lost = false
 }
@@ -554,7 +561,9 @@ func (c *Conn) endResponse(s *stream, emit func(*Response)) {
 	h := &s.hdr
 	var pr *pendingRequest
 	var req *Request
-	if len(c.pending) > 0 {
+	// A response to a request dropped from the queue has no request: the
+	// queue's head is a later request, which its own response will answer.
+	if len(c.pending) > 0 && c.unanswered == 0 {
 		pr = c.pending[0]
 		req = &pr.req
 	}
@@ -564,10 +573,11 @@ func (c *Conn) endResponse(s *stream, emit func(*Response)) {
 	if emit != nil {
 		c.emitResponse(s, req, emit)
 	}
-	if final && req != nil {
-		copy(c.pending, c.pending[1:])
-		c.pending[len(c.pending)-1] = nil
-		c.pending = c.pending[:len(c.pending)-1]
+	switch {
+	case final && c.unanswered > 0:
+		c.unanswered--
+	case final && pr != nil:
+		c.shiftPending()
 	}
 	switch {
 	case code == 101 || req != nil && req.Method == "CONNECT" && code/100 == 2:
@@ -636,15 +646,41 @@ func (c *Conn) recycle(r *pendingRequest) {
 	}
 }
 
-// push queues a request, dropping the oldest one when the queue is full.
+// push queues a request. When the queue is full, in count or in bytes, the
+// oldest requests are dropped; their responses, still to come, are then
+// emitted without a request (see unanswered).
 func (c *Conn) push(r *pendingRequest) {
-	if len(c.pending) >= c.lim.MaxPendingRequests {
-		c.recycle(c.pending[0])
-		copy(c.pending, c.pending[1:])
-		c.pending = c.pending[:len(c.pending)-1]
+	for len(c.pending) > 0 && (len(c.pending) >= c.lim.MaxPendingRequests ||
+		c.pendingBytes+cap(r.block) > c.lim.MaxPendingBytes) {
+		c.popPending()
+		c.unanswered++
 		c.stats.DroppedRequests++
 	}
+	if cap(r.block) > c.lim.MaxPendingBytes {
+		// Alone it is over the cap: keep none of it.
+		c.recycle(r)
+		c.unanswered++
+		c.stats.DroppedRequests++
+		return
+	}
 	c.pending = append(c.pending, r)
+	c.pendingBytes += cap(r.block)
+}
+
+// popPending drops the oldest queued request.
+func (c *Conn) popPending() {
+	c.recycle(c.shiftPending())
+}
+
+// shiftPending removes the oldest queued request and returns it. The queue
+// keeps its array (no allocation in the steady state).
+func (c *Conn) shiftPending() *pendingRequest {
+	r := c.pending[0]
+	copy(c.pending, c.pending[1:])
+	c.pending[len(c.pending)-1] = nil
+	c.pending = c.pending[:len(c.pending)-1]
+	c.pendingBytes -= cap(r.block)
+	return r
 }
 
 // parseChunkSize parses "hex[;ext]" with an optional trailing CR.

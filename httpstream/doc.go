@@ -36,9 +36,11 @@
 // queued requests but the newest are dropped (Stats.DroppedRequests): with
 // non-pipelined traffic the next response answers the newest request.
 //
-// Pairing. Requests queue in FIFO order (Limits.MaxPendingRequests, oldest dropped).
-// A 1xx response is paired with the head request without consuming it; a final
-// response consumes it. Without a known request, Request is nil and the body is
+// Pairing. Requests queue in FIFO order, bounded in count (Limits.MaxPendingRequests)
+// and in bytes (Limits.MaxPendingBytes); when full, the oldest are dropped
+// (Stats.DroppedRequests) and the final responses that answer them are emitted
+// without a request, so a response never carries another request's. A 1xx response
+// is paired with the head request without consuming it; a final response consumes it. Without a known request, Request is nil and the body is
 // framed as for GET.
 //
 // Truncation. A header block of up to Limits.MaxHeaderBytes is kept whole however

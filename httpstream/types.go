@@ -96,6 +96,9 @@ type Response struct {
 type Limits struct {
 	MaxHeaderBytes     int // default 16384; a header block of up to this size is kept whole
 	MaxPendingRequests int // default 64 per connection (pipelining queue)
+	// MaxPendingBytes bounds the bytes the queued requests of one connection
+	// keep (their start lines and header blocks); the oldest are dropped first.
+	MaxPendingBytes int // default 128 KiB
 	// MaxOutOfOrderBytes bounds, per direction, the captured bytes buffered while waiting
 	// for a hole to fill (each buffered segment also counts a 64-byte overhead).
 	MaxOutOfOrderBytes int // default 256 KiB
@@ -105,6 +108,7 @@ type Limits struct {
 const (
 	DefaultMaxHeaderBytes     = 16384
 	DefaultMaxPendingRequests = 64
+	DefaultMaxPendingBytes    = 128 << 10
 	DefaultMaxOutOfOrderBytes = 256 << 10
 )
 
@@ -114,6 +118,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxPendingRequests <= 0 {
 		l.MaxPendingRequests = DefaultMaxPendingRequests
+	}
+	if l.MaxPendingBytes <= 0 {
+		l.MaxPendingBytes = DefaultMaxPendingBytes
 	}
 	if l.MaxOutOfOrderBytes <= 0 {
 		l.MaxOutOfOrderBytes = DefaultMaxOutOfOrderBytes
@@ -133,6 +140,8 @@ type Stats struct {
 	// GapBytes counts sequence bytes given up as lost (holes never filled).
 	GapBytes uint64
 	// DroppedRequests counts queued requests discarded unanswered: the oldest when the
-	// pipelining queue is full, and those whose responses were lost to a resync.
+	// pipelining queue is full (in count or bytes), and those whose responses were
+	// lost to a resync. The responses to requests dropped from a full queue are
+	// emitted without a request.
 	DroppedRequests uint64
 }

@@ -60,6 +60,9 @@
 //	lost_records       int64                    Event.LostRecords: capture records of this
 //	                                            container dropped by the kernel so far;
 //	                                            omitted while zero
+//	evicted            int64                    Event.Evicted: connection states or buffered
+//	                                            segments of this container dropped for the
+//	                                            memory budget so far; omitted while zero
 //
 // The first two are exactly Tracee's. The extra arguments use type strings
 // that Tracee's trace.Argument.UnmarshalJSON decodes into plain Go values:

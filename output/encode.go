@@ -103,6 +103,11 @@ func (e *Event) AppendJSONWith(dst []byte, r *Redactor) []byte {
 		dst = strconv.AppendUint(dst, e.LostRecords, 10)
 		dst = append(dst, '}')
 	}
+	if e.Evicted > 0 {
+		dst = append(dst, `,{"name":"evicted","type":"`+ArgTypeInt64+`","value":`...)
+		dst = strconv.AppendUint(dst, e.Evicted, 10)
+		dst = append(dst, '}')
+	}
 	return append(dst, `]}`...)
 }
 

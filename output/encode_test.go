@@ -162,6 +162,9 @@ func reference(e *Event) refEvent {
 	if e.LostRecords > 0 {
 		r.Args = append(r.Args, refArg{"lost_records", "int64", int64(e.LostRecords)})
 	}
+	if e.Evicted > 0 {
+		r.Args = append(r.Args, refArg{"evicted", "int64", int64(e.Evicted)})
+	}
 	r.ArgsNum = len(r.Args)
 	return r
 }

@@ -160,6 +160,10 @@ type Event struct {
 	// arg is written only once it is non-zero, so a consumer sees on every
 	// later event that earlier responses may be missing.
 	LostRecords uint64
+	// Evicted is how many connection states or buffered segments of this
+	// container boxtap dropped to stay within its memory budget; the
+	// "evicted" arg is written only once it is non-zero.
+	Evicted uint64
 
 	// Identity, when non-nil and encoded, supplies the pre-encoded bytes of
 	// the identity fields (processId ... kubernetes, eventId, eventName,
@@ -190,6 +194,9 @@ func (e *Event) ArgsNum() int {
 		n++
 	}
 	if e.LostRecords > 0 {
+		n++
+	}
+	if e.Evicted > 0 {
 		n++
 	}
 	return n

@@ -9,7 +9,6 @@
 package tracer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -55,6 +54,11 @@ type Options struct {
 	// Filter, if set, decides which exchanges are written; the others are
 	// counted (Summary.Filtered) and cost no encoding and no write.
 	Filter *output.Filter
+	// StateBudget bounds the bytes (estimated) that the parser state of all
+	// connections and the buffered listener segments hold together; beyond
+	// it the largest state is dropped and counted (Target.Evicted). Zero
+	// means DefaultStateBudget.
+	StateBudget int64
 }
 
 // Target is one traced container.
@@ -73,7 +77,15 @@ type Target struct {
 	lost       uint64 // kernel's lost-record count, as last read
 	lostWarned uint64 // lost count in the last warning
 	lostNextNs int64  // no new warning before this time
+
+	evicted     atomic.Uint64 // connection states and listener segments dropped for the memory budget
+	evictWarned uint64        // evicted count in the last warning (owned by Run)
+	evictNextNs int64         // no new eviction warning before this time (owned by Run)
 }
+
+// Evicted is how many connection states and buffered listener segments of
+// this container were dropped to stay within the memory budget.
+func (tg *Target) Evicted() uint64 { return tg.evicted.Load() }
 
 // Events is how many events were written for this container.
 func (tg *Target) Events() uint64 { return tg.events.Load() }
@@ -104,6 +116,14 @@ type Summary struct {
 	Malformed uint64
 	// Filtered are exchanges the filter left out (not in Events).
 	Filtered uint64
+	// Evicted are connection states and listener segments dropped to stay
+	// within the memory budget.
+	Evicted uint64
+	// DroppedRequests are requests whose response could not be paired with
+	// them (a full pipelining queue, or responses lost); GapBytes are
+	// stream bytes given up as lost. Both come from the parsers.
+	DroppedRequests uint64
+	GapBytes        uint64
 }
 
 func (s Summary) String() string {
@@ -119,8 +139,8 @@ func (s Summary) String() string {
 	if s.Filtered > 0 {
 		filtered = fmt.Sprintf(", %d filtered out", s.Filtered)
 	}
-	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s%s",
-		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed, filtered)
+	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s, %d evicted (memory budget), %d requests dropped unpaired, %d gap bytes%s",
+		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed, s.Evicted, s.DroppedRequests, s.GapBytes, filtered)
 }
 
 // Tracer is the capture engine.
@@ -148,7 +168,11 @@ type Tracer struct {
 	current  *conn
 	orphans  orphans
 	lastReap int64
-	written  uint64 // events written, for MaxEvents
+	// stateBytes is the estimated memory of every conn (conn.cost);
+	// stateBudget bounds it together with the orphans.
+	stateBytes  int64
+	stateBudget int64
+	written     uint64 // events written, for MaxEvents
 	// lastLossCheck is when the kernel's lost-record counters were last read.
 	lastLossCheck int64
 	malformed     atomic.Uint64 // records skipped because they did not decode
@@ -165,18 +189,22 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 		opts.IdleConn = 5 * time.Minute
 	}
 	opts.IdleConn = max(opts.IdleConn, bpf.OwnerRefresh)
+	if opts.StateBudget <= 0 {
+		opts.StateBudget = DefaultStateBudget
+	}
 	if opts.OnError == nil {
 		opts.OnError = func(err error) { fmt.Fprintln(os.Stderr, "boxtap:", err) }
 	}
 	t := &Tracer{
-		coll:    coll,
-		opts:    opts,
-		targets: make(map[uint64]*Target),
-		barrier: make(chan chan struct{}),
-		stopped: make(chan struct{}),
-		conns:   make(map[uint64]*conn),
-		exe:     exeCache{m: make(map[exeKey]string)},
-		orphans: orphans{m: make(map[connKey][]orphan)},
+		coll:        coll,
+		opts:        opts,
+		targets:     make(map[uint64]*Target),
+		barrier:     make(chan chan struct{}),
+		stopped:     make(chan struct{}),
+		conns:       make(map[uint64]*conn),
+		exe:         exeCache{m: make(map[exeKey]string)},
+		orphans:     newOrphans(opts.StateBudget),
+		stateBudget: opts.StateBudget,
 	}
 	t.clock.sync()
 	return t
@@ -259,7 +287,7 @@ func (t *Tracer) Summary() Summary {
 type droppingSink interface{ Dropped() uint64 }
 
 func (t *Tracer) summaryOf(tg *Target) Summary {
-	s := Summary{Events: tg.Events(), Filtered: tg.Filtered()}
+	s := Summary{Events: tg.Events(), Filtered: tg.Filtered(), Evicted: tg.Evicted()}
 	if d, ok := tg.sink.(droppingSink); ok {
 		s.Unwritten = d.Dropped()
 	}
@@ -283,6 +311,9 @@ func (s *Summary) add(o Summary) {
 	s.Unwritten += o.Unwritten
 	s.Malformed += o.Malformed
 	s.Filtered += o.Filtered
+	s.Evicted += o.Evicted
+	s.DroppedRequests += o.DroppedRequests
+	s.GapBytes += o.GapBytes
 }
 
 // ParserStats returns the stream parsers' counters. Call it only after Run
@@ -292,6 +323,10 @@ func (t *Tracer) ParserStats() httpstream.Stats { return t.stats }
 // barrierEvery is how many records Run handles between looks at pending
 // Remove requests while records keep coming.
 const barrierEvery = 128
+
+// reapEvery is how many records Run handles between looks at the clock for
+// reap while records keep coming.
+const reapEvery = 1024
 
 // Run reads records until ctx is done, then handles what is left in the
 // ring buffer and flushes every sink.
@@ -319,6 +354,11 @@ func (t *Tracer) Run(ctx context.Context) error {
 			t.handle(&rec)
 			if n%barrierEvery == 0 {
 				t.serveBarrier(rd, &rec)
+			}
+			if n%reapEvery == 0 {
+				// Under constant load the ring never drains: reap on a
+				// timer too.
+				t.reap()
 			}
 			continue
 		case errors.Is(err, bpf.ErrMalformedRecord):
@@ -416,6 +456,7 @@ type conn struct {
 	dirs     [2]dirMeta
 	cpu      uint16
 	lastNs   int64
+	cost     int // estimated bytes, as last accounted in Tracer.stateBytes
 }
 
 // dirMeta is what the last record of one direction said about its packets.
@@ -435,7 +476,10 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		return // detached, or a socket outside any traced cgroup
 	}
 	if rec.Rflags&bpf.FlagListener != 0 {
-		t.orphans.keep(rec, t.clock.epoch(rec.TsTai))
+		t.orphans.keep(rec, t.clock.epoch(rec.TsTai), tg)
+		if t.stateBytes+int64(t.orphans.bytes) > t.stateBudget {
+			t.evict()
+		}
 		return
 	}
 	c := t.conns[rec.Cookie]
@@ -446,7 +490,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 			// The container was traced again (removed and added): the
 			// kernel sends the owner only when it changes, so keep it.
 			c.owner, c.hasOwner, c.comm = old.owner, old.hasOwner, old.comm
-			old.hs.Close()
+			t.dropConn(rec.Cookie, old)
 		}
 		t.conns[rec.Cookie] = c
 		// A request that completed the handshake was seen on the
@@ -490,11 +534,13 @@ func (t *Tracer) handle(rec *bpf.Record) {
 	}
 	t.current = c
 	c.hs.Feed(&seg, t.emit)
-	t.current = nil
 	if c.hs.Done() {
-		c.hs.Close()
-		delete(t.conns, rec.Cookie)
+		t.current = nil
+		t.dropConn(rec.Cookie, c)
+		return
 	}
+	t.account(c)
+	t.current = nil
 }
 
 func (m *dirMeta) update(rec *bpf.Record) {
@@ -580,6 +626,7 @@ func (t *Tracer) emit(r *httpstream.Response) {
 	}
 	e.Identity = &c.identity
 	e.LostRecords = tg.lost
+	e.Evicted = tg.evicted.Load()
 
 	if err := tg.sink.Write(e); err != nil {
 		t.reportWrite(tg, err)
@@ -613,7 +660,9 @@ func (t *Tracer) fillExchange(e *output.Event, c *conn, r *httpstream.Response) 
 	} else {
 		e.Direction = output.DirectionIngress
 	}
-	e.Truncated = r.Truncated
+	// A cut request block makes the event incomplete as much as a cut
+	// response block.
+	e.Truncated = r.Truncated || r.Request != nil && r.Request.Truncated
 }
 
 func convertHeaders(dst []output.Header, src []httpstream.HeaderField) []output.Header {
@@ -651,8 +700,9 @@ func (t *Tracer) checkLoss(tg *Target) {
 	}
 }
 
-// reap reads the loss counters every second and drops parser state of idle
-// connections every ten.
+// reap reads the loss counters and reports evictions every second, and
+// drops parser state of idle connections and stale listener segments every
+// ten.
 func (t *Tracer) reap() {
 	now := time.Now().UnixNano()
 	if now-t.lastLossCheck >= int64(time.Second) {
@@ -662,15 +712,16 @@ func (t *Tracer) reap() {
 			t.checkLoss(tg)
 		}
 		t.mu.RUnlock()
+		t.warnEvictions()
 	}
 	if now-t.lastReap < int64(10*time.Second) {
 		return
 	}
 	t.lastReap = now
+	t.orphans.expire(now)
 	for k, c := range t.conns {
 		if now-c.lastNs > int64(t.opts.IdleConn) {
-			c.hs.Close()
-			delete(t.conns, k)
+			t.dropConn(k, c)
 		}
 	}
 }
@@ -688,57 +739,6 @@ func connKeyOf(rec *bpf.Record) connKey {
 		return connKey{remote: rec.Saddr, remotePort: rec.Sport, local: rec.Daddr, localPort: rec.Dport}
 	}
 	return connKey{remote: rec.Daddr, remotePort: rec.Dport, local: rec.Saddr, localPort: rec.Sport}
-}
-
-// orphan is a segment seen on a listening socket, kept until the accepted
-// connection it belongs to shows up.
-type orphan struct {
-	seq    uint32
-	segLen uint32
-	data   []byte
-	ts     uint64
-	pktLen uint32
-	keptNs int64
-}
-
-// orphans are segments seen on listening sockets, by connection. They are
-// rare (a lost handshake ACK), so the set stays small; entries older than
-// orphanTTL are dropped.
-type orphans struct {
-	m map[connKey][]orphan
-}
-
-const (
-	orphanTTL      = 10 * time.Second
-	maxOrphanConns = 1024
-)
-
-func (o *orphans) keep(rec *bpf.Record, ts uint64) {
-	now := time.Now().UnixNano()
-	if len(o.m) >= maxOrphanConns {
-		for k, v := range o.m {
-			if len(v) == 0 || now-v[0].keptNs > int64(orphanTTL) {
-				delete(o.m, k)
-			}
-		}
-		if len(o.m) >= maxOrphanConns {
-			return
-		}
-	}
-	k := connKeyOf(rec)
-	o.m[k] = append(o.m[k], orphan{seq: rec.Seq, segLen: rec.SegLen, data: bytes.Clone(rec.Data), ts: ts, pktLen: rec.PktLen, keptNs: now})
-}
-
-func (o *orphans) take(k connKey) []orphan {
-	if len(o.m) == 0 {
-		return nil
-	}
-	v, ok := o.m[k]
-	if !ok {
-		return nil
-	}
-	delete(o.m, k)
-	return v
 }
 
 // clock converts kernel timestamps to epoch ns.

@@ -39,6 +39,7 @@ type hookSettings struct {
 	RequireAnnotation bool          `name:"require-annotation" help:"Trace only containers that carry the io.boxtap.trace annotation."`
 	RingSize          string        `name:"ring-size" default:"2MiB" help:"Kernel ring buffer of each container's tracer: a power of two from 16KiB, e.g. 2MiB." placeholder:"SIZE"`
 	RedactHeader      []string      `name:"redact-header" sep:"none" help:"Also redact this header's value (repeatable)." placeholder:"NAME"`
+	MemoryBudget      string        `name:"memory-budget" default:"192MiB" help:"Most memory each container's tracer may use; its cgroup gets it as memory.max. Connection state is held to a third of it (see boxtap trace --help)." placeholder:"SIZE"`
 }
 
 // args renders the settings as command-line flags, for the hooks that
@@ -49,6 +50,7 @@ func (s *hookSettings) args() []string {
 		"--run-dir=" + s.RunDir,
 		"--timeout=" + s.Timeout.String(),
 		"--ring-size=" + s.RingSize,
+		"--memory-budget=" + s.MemoryBudget,
 	}
 	if s.FailClosed {
 		a = append(a, "--fail-closed")
@@ -162,6 +164,9 @@ func (c *hookCmd) start(ctx context.Context, st *specs.State, lg *hookLogger) er
 	if _, err := parseRingSize(c.RingSize); err != nil {
 		return err
 	}
+	if _, err := parseMemoryBudget(c.MemoryBudget); err != nil {
+		return err
+	}
 	mount, err := cgroup.Mount()
 	if err != nil {
 		return err
@@ -186,6 +191,14 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, outFile str
 		return err
 	}
 	defer own.Close()
+	budget, err := parseMemoryBudget(c.MemoryBudget)
+	if err != nil {
+		return err
+	}
+	if err := own.LimitMemory(budget); err != nil {
+		own.Kill()
+		return err
+	}
 	infoJSON, err := json.Marshal(info)
 	if err != nil {
 		return fmt.Errorf("encoding container info: %w", err)
@@ -199,6 +212,7 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, outFile str
 		"--run-dir=" + c.RunDir,
 		"--info=" + string(infoJSON),
 		"--ring-size=" + c.RingSize,
+		"--memory-budget=" + c.MemoryBudget,
 	}
 	for _, h := range append(append([]string{}, c.RedactHeader...), redact...) {
 		args = append(args, "--redact-header="+h)
@@ -223,6 +237,11 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, outFile str
 		return fmt.Errorf("starting the tracer: %w", err)
 	}
 	pw.Close()
+	if err := own.JoinMemoryV1(cmd.Process.Pid); err != nil {
+		own.Kill()
+		_ = cmd.Wait()
+		return err
+	}
 	if err := hook.WaitReady(ctx, pr); err != nil {
 		own.Kill()
 		_ = cmd.Wait()
@@ -249,6 +268,9 @@ func (c *hookCmd) stop(ctx context.Context, st *specs.State, lg *hookLogger) err
 	// A tracer that was killed could not remove its cgroup.
 	if mount, err := cgroup.Mount(); err == nil && hook.ValidID(st.ID) == nil {
 		_ = hook.RemoveCgroupDir(filepath.Join(mount, "boxtap", st.ID), 0)
+		if dir := hook.MemoryV1Dir(st.ID); dir != "" {
+			_ = hook.RemoveCgroupDir(dir, 0)
+		}
 	}
 	return nil
 }
@@ -264,6 +286,7 @@ type hookTracerCmd struct {
 	RingSize     string   `name:"ring-size" default:"2MiB"`
 	RedactHeader []string `name:"redact-header" sep:"none"`
 	hookFilterFlags
+	MemoryBudget string `name:"memory-budget" default:"192MiB"`
 }
 
 func (c *hookTracerCmd) Run(ctx context.Context) error {
@@ -274,6 +297,9 @@ func (c *hookTracerCmd) Run(ctx context.Context) error {
 	defer func() {
 		if c.OwnCgroup != "" {
 			if err := hook.LeaveCgroup(c.OwnCgroup); err != nil {
+				fmt.Fprintln(os.Stderr, "boxtap tracer:", err)
+			}
+			if err := hook.LeaveMemoryV1(c.ID); err != nil {
 				fmt.Fprintln(os.Stderr, "boxtap tracer:", err)
 			}
 		}
@@ -317,6 +343,10 @@ func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
 	if err != nil {
 		return nil, err
 	}
+	budget, err := parseMemoryBudget(c.MemoryBudget)
+	if err != nil {
+		return nil, err
+	}
 	coll, err := bpf.Load(bpf.Options{RingBytes: ring})
 	if err != nil {
 		return nil, err
@@ -336,7 +366,7 @@ func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
 	if err != nil {
 		return t, err
 	}
-	t.tr = tracer.New(coll, tracer.Options{Filter: filter})
+	t.tr = tracer.New(coll, tracer.Options{Filter: filter, StateBudget: applyMemoryBudget(budget)})
 	t.tg, err = t.tr.Add(info, c.CgroupDir, cgID, sink)
 	if err != nil {
 		return t, err

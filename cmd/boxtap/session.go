@@ -30,6 +30,7 @@ type captureFlags struct {
 	RingSize     string        `name:"ring-size" default:"4MiB" help:"Kernel ring buffer size: a power of two from 16KiB, e.g. 4MiB, 64KiB." placeholder:"SIZE"`
 	MaxHeader    int           `name:"max-header-bytes" default:"16384" help:"Header blocks longer than this are cut; the event then has the arg truncated=true."`
 	viewFlags
+	MemoryBudget string `name:"memory-budget" default:"192MiB" help:"Most memory boxtap may use, e.g. 192MiB or 1GiB. Connection state and buffered bytes are held to a third of it; beyond that the largest (then oldest) state is dropped, counted and reported (arg evicted)." placeholder:"SIZE"`
 }
 
 // parseRingSize reads a size such as "8MiB", "64KiB" or "4096".
@@ -98,6 +99,10 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 		return nil, err
 	}
 	opts.RingBytes = ring
+	budget, err := parseMemoryBudget(f.MemoryBudget)
+	if err != nil {
+		return nil, err
+	}
 	coll, err := bpf.Load(opts)
 	if err != nil {
 		return nil, err
@@ -112,9 +117,10 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 		s.ctx, s.cancel = context.WithCancel(ctx)
 	}
 	s.tr = tracer.New(coll, tracer.Options{
-		Limits:    httpLimits(f),
-		MaxEvents: f.Count,
-		Filter:    f.filter,
+		Limits:      httpLimits(f),
+		MaxEvents:   f.Count,
+		Filter:      f.filter,
+		StateBudget: applyMemoryBudget(budget),
 		OnEvent: func(*tracer.Target) {
 			if n := s.total.Add(1); f.Count > 0 && n >= f.Count {
 				s.cancel()
@@ -186,6 +192,9 @@ func (s *session) watch(tg *tracer.Target) {
 	if c, err := tg.Counters(); err == nil && c.LostRecords > 0 {
 		lost = fmt.Sprintf(", %d lost records", c.LostRecords)
 	}
+	if n := tg.Evicted(); n > 0 {
+		lost += fmt.Sprintf(", %d evicted (memory budget)", n)
+	}
 	fmt.Fprintf(s.stderr, "container %s (%s) stopped: %d events%s\n", display.Quote(tg.Info.Name), tg.Info.ShortID(), tg.Events(), lost)
 	if s.onRemoved != nil {
 		s.onRemoved(tg)
@@ -219,13 +228,14 @@ func (s *session) run() error {
 		if err := s.tr.Remove(removeCtx, tg); err != nil {
 			errs = append(errs, fmt.Errorf("detaching from %s: %w", display.Quote(tg.Info.Name), err))
 		}
-		if c, err := tg.Counters(); err == nil && c.LostRecords > 0 {
-			fmt.Fprintf(s.stderr, "container %s (%s): %d events, %d lost records\n", display.Quote(tg.Info.Name), tg.Info.ShortID(), tg.Events(), c.LostRecords)
+		if c, err := tg.Counters(); err == nil && (c.LostRecords > 0 || tg.Evicted() > 0) {
+			fmt.Fprintf(s.stderr, "container %s (%s): %d events, %d lost records, %d evicted (memory budget)\n", display.Quote(tg.Info.Name), tg.Info.ShortID(), tg.Events(), c.LostRecords, tg.Evicted())
 		}
 	}
 	sum := s.tr.Summary()
 	ps := s.tr.ParserStats()
 	sum.Truncated, sum.Desyncs = ps.Truncated, ps.Desyncs
+	sum.DroppedRequests, sum.GapBytes = ps.DroppedRequests, ps.GapBytes
 	if err := s.coll.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("releasing eBPF objects: %w", err))
 	}
