@@ -363,7 +363,7 @@ func (o *eventOutput) sinkFor(info container.Info) (output.Sink, error) {
 	if o.dir == nil {
 		return sharedSink{o.shared}, nil
 	}
-	s, err := o.dir.Sink(info.ID, info.Name)
+	s, err := o.dir.SinkFor(output.Owner{Namespace: info.Namespace, ID: info.ID, Name: info.Name, PodNamespace: info.Pod.Namespace, PodName: info.Pod.Name})
 	if err != nil {
 		return nil, fmt.Errorf("output file of %s (%s): %w", info.Name, info.ShortID(), err)
 	}
