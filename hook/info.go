@@ -39,8 +39,17 @@ const (
 	podmanManagerValue = "libpod"
 )
 
-// DetectRuntime tells which runtime launched a container, from what only
-// that runtime controls, in this order:
+// RuntimeAuto asks DetectRuntime to find the runtime itself.
+const RuntimeAuto = "auto"
+
+// Runtimes lists the values of the hook's --runtime flag.
+var Runtimes = []string{RuntimeAuto, RuntimeContainerd, RuntimeDocker, RuntimeCRIO, RuntimePodman, RuntimeOCI}
+
+// DetectRuntime tells which runtime launched a container. pinned, when not
+// "" or "auto", is the hook configuration's word for it (the configuration
+// is the administrator's: "boxtap runc" writes "docker" into the hooks it
+// adds). Otherwise it goes by what only that runtime controls, in this
+// order:
 //
 //  1. the bundle path: containerd's shims keep bundles in
 //     .../io.containerd.runtime.v2.task/<namespace>/<id>; the namespace
@@ -51,11 +60,20 @@ const (
 //     on the host, so they could set anything anyway);
 //  4. otherwise "oci", and no names are read.
 //
-// The containerd namespace is returned for containerd and Docker.
-func DetectRuntime(bundle string, ann map[string]string) (runtime, namespace string) {
-	if ns, ok := containerdNamespace(bundle); ok {
+// The containerd namespace is returned for containerd only: Docker's IDs
+// are unique whatever its namespace.
+func DetectRuntime(bundle string, ann map[string]string, pinned string) (runtime, namespace string) {
+	ns, fromContainerd := containerdNamespace(bundle)
+	switch pinned {
+	case "", RuntimeAuto:
+	case RuntimeContainerd:
+		return pinned, ns
+	default:
+		return pinned, ""
+	}
+	if fromContainerd {
 		if ns == "moby" {
-			return RuntimeDocker, ns
+			return RuntimeDocker, ""
 		}
 		return RuntimeContainerd, ns
 	}
@@ -91,7 +109,9 @@ func containerdNamespace(bundle string) (string, bool) {
 // (DetectRuntime), never from another runtime's keys, which a pod author may
 // set freely: in a CRI-O pod, say, io.kubernetes.cri.container-name is just
 // a pod annotation.
-func ContainerInfo(st *specs.State, b Bundle) container.Info {
+//
+// pinned is the hook's --runtime (see DetectRuntime).
+func ContainerInfo(st *specs.State, b Bundle, pinned string) container.Info {
 	ann := map[string]string{}
 	for k, v := range b.Annotations {
 		ann[k] = v
@@ -99,7 +119,7 @@ func ContainerInfo(st *specs.State, b Bundle) container.Info {
 	for k, v := range st.Annotations { // the runtime's copy of the same
 		ann[k] = v
 	}
-	runtime, ns := DetectRuntime(st.Bundle, ann)
+	runtime, ns := DetectRuntime(st.Bundle, ann, pinned)
 	info := container.Info{ID: st.ID, Hostname: b.Hostname, PID: st.Pid, Runtime: runtime}
 	switch runtime {
 	case RuntimeContainerd:

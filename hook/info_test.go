@@ -46,6 +46,7 @@ func TestContainerInfoReadsOnlyTheLaunchingRuntimesKeys(t *testing.T) {
 	tests := []struct {
 		name   string
 		bundle string
+		pinned string
 		ann    map[string]string
 		want   container.Info
 	}{
@@ -90,6 +91,20 @@ func TestContainerInfoReadsOnlyTheLaunchingRuntimesKeys(t *testing.T) {
 			want:   container.Info{Runtime: RuntimeDocker},
 		},
 		{
+			name:   "Docker in a namespace of its own, as boxtap runc pins it",
+			bundle: "/run/containerd/io.containerd.runtime.v2.task/docker-2/0123456789abcdef",
+			pinned: RuntimeDocker,
+			ann:    forged,
+			want:   container.Info{Runtime: RuntimeDocker},
+		},
+		{
+			name:   "CRI-O pinned by the hook's configuration",
+			bundle: "/run/containers/storage/overlay-containers/0123456789abcdef/userdata",
+			pinned: RuntimeCRIO,
+			ann:    map[string]string{"io.kubernetes.cri-o.Labels": `{"io.kubernetes.container.name":"web"}`, "io.kubernetes.cri.container-name": "payments"},
+			want:   container.Info{Runtime: RuntimeCRIO, Name: "web"},
+		},
+		{
 			name:   "containerd CRI keys outside containerd's bundle directory",
 			bundle: "/tmp/bundle",
 			ann:    map[string]string{"io.kubernetes.cri.container-name": "payments", "io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-namespace": "finance"},
@@ -99,7 +114,7 @@ func TestContainerInfoReadsOnlyTheLaunchingRuntimesKeys(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := &specs.State{ID: "0123456789abcdef", Pid: 7, Bundle: tt.bundle}
-			got := ContainerInfo(st, Bundle{Hostname: "h", Annotations: tt.ann})
+			got := ContainerInfo(st, Bundle{Hostname: "h", Annotations: tt.ann}, tt.pinned)
 			tt.want.ID, tt.want.PID, tt.want.Hostname = st.ID, 7, "h"
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("ContainerInfo =\n %+v\nwant\n %+v", got, tt.want)
@@ -135,7 +150,7 @@ func FuzzContainerInfo(f *testing.F) {
 	f.Add("relative/io.containerd.runtime.v2.task/ns/id", "", "", "", "")
 	f.Fuzz(func(t *testing.T, bundle, k1, v1, k2, v2 string) {
 		ann := map[string]string{k1: v1, k2: v2}
-		info := ContainerInfo(&specs.State{ID: "id", Bundle: bundle}, Bundle{Annotations: ann})
+		info := ContainerInfo(&specs.State{ID: "id", Bundle: bundle}, Bundle{Annotations: ann}, "")
 		switch info.Runtime {
 		case RuntimeContainerd, RuntimeCRIO:
 		default:

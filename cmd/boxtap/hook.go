@@ -37,6 +37,7 @@ type hookSettings struct {
 	RequireAnnotation bool          `name:"require-annotation" help:"Trace only containers that carry the io.boxtap.trace annotation."`
 	RingSize          string        `name:"ring-size" default:"2MiB" help:"Kernel ring buffer of each container's tracer: a power of two from 16KiB, e.g. 2MiB." placeholder:"SIZE"`
 	RedactHeader      []string      `name:"redact-header" sep:"none" help:"Also redact this header's value (repeatable)." placeholder:"NAME"`
+	Runtime           string        `name:"runtime" default:"auto" enum:"auto,containerd,docker,cri-o,podman,oci" help:"The runtime that runs this hook, whose annotations alone name the container (auto: from the bundle path and what only each runtime sets; see README)." placeholder:"NAME"`
 	MaxSize           byteSize      `name:"max-size" default:"0" help:"Rotate a container's file before it grows past this size, e.g. 50M (0: never)." placeholder:"SIZE"`
 	MaxFiles          int           `name:"max-files" default:"5" help:"With --max-size: rotated files kept per container (<id>.json.1 is the newest)." placeholder:"N"`
 }
@@ -49,6 +50,9 @@ func (s *hookSettings) args() []string {
 		"--run-dir=" + s.RunDir,
 		"--timeout=" + s.Timeout.String(),
 		"--ring-size=" + s.RingSize,
+	}
+	if s.Runtime != "" && s.Runtime != hook.RuntimeAuto {
+		a = append(a, "--runtime="+s.Runtime)
 	}
 	if s.MaxSize != 0 {
 		a = append(a, "--max-size="+strconv.FormatInt(int64(s.MaxSize), 10), "--max-files="+strconv.Itoa(s.MaxFiles))
@@ -76,15 +80,23 @@ spec, Docker through "boxtap runc"), with the container state on stdin.
 
 In createRuntime or prestart, boxtap attaches to the container's cgroup before
 its process starts and leaves a tracer running in a cgroup of its own; the
-tracer writes <output-dir>/<container-id>.json and exits when the container
-ends (poststop, or its cgroup empties). The hook returns once the programs are
-attached, always within --timeout.
+tracer writes <output-dir>/<container-id>.json (<namespace>@<id>.json for a
+containerd namespace other than Docker's) through the same hardened sink as
+"trace --output-dir", and exits when the container ends (poststop, or its
+cgroup empties).
 
-Errors go to syslog (or ` + hookLogName + ` in the output directory) and, by
-default, the hook still exits 0 so that the container starts (--fail-closed
-fails the start instead). The annotation io.boxtap.trace=false turns tracing
-off for one container; its value may also carry options, e.g.
-io.boxtap.trace=output-dir=web,redact-header=X-Token.`
+The whole hook, from reading stdin on, ends within --timeout; SIGTERM ends it
+at once. Errors, bad flags and internal errors go to stderr and to syslog (or
+` + hookLogName + ` in the output directory, created 0700 if missing) and,
+by default, the hook still exits 0 so that the container starts
+(--fail-closed fails the start instead).
+
+The annotation io.boxtap.trace=false turns tracing off for one container;
+its value may also carry options, e.g.
+io.boxtap.trace=output-dir=web,redact-header=X-Token, where output-dir names
+a subdirectory that boxtap creates itself, per Kubernetes namespace. Names
+and pod come only from the annotations of the runtime that launched the
+container (--runtime, or auto: see README).`
 }
 
 // Run is reached through kong only when main did not dispatch to
@@ -141,7 +153,7 @@ func (c *hookCmd) start(ctx context.Context, st *specs.State, lg *hookLogger) er
 		lg.Infof("not traced: annotation %s=%s", hook.Annotation, displayName(value))
 		return nil
 	}
-	info := hook.ContainerInfo(st, b)
+	info := hook.ContainerInfo(st, b, c.Runtime)
 	key, err := output.FileKey(info.Namespace, info.ID)
 	if err != nil {
 		return err
@@ -234,7 +246,8 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, key, subdir
 // stop signals the container's tracer and waits until it has flushed and
 // exited.
 func (c *hookCmd) stop(ctx context.Context, st *specs.State, lg *hookLogger) error {
-	_, ns := hook.DetectRuntime(st.Bundle, nil)
+	b, _ := hook.ReadBundle(st.Bundle)
+	_, ns := hook.DetectRuntime(st.Bundle, b.Annotations, c.Runtime)
 	key, err := output.FileKey(ns, st.ID)
 	if err != nil {
 		return err

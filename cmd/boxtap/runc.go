@@ -50,6 +50,8 @@ func defaultRuncOptions() runcOptions {
 		Timeout:   5 * time.Second,
 		RingSize:  "2MiB",
 		MaxFiles:  5,
+		// The hooks this wrapper adds run for Docker's containers only.
+		Runtime: hook.RuntimeDocker,
 	}}
 }
 
