@@ -252,3 +252,26 @@ func TestHookSyslogWritesHaveADeadline(t *testing.T) {
 	}
 	t.Fatal("100000 writes to a socket nobody reads all succeeded; the test did not fill the queue")
 }
+
+// A step that does not honour the deadline (here: reading a pid file that
+// is a FIFO, which blocks in open) is cut off by the watchdog: the hook
+// still ends within --timeout, logged, failing open.
+func TestHookWatchdogEndsAStuckHookWithinTimeout(t *testing.T) {
+	bin := itest.BuildBoxtap(t)
+	out := hookBoundsDir(t)
+	run := filepath.Join(filepath.Dir(out), "run")
+	if err := os.Mkdir(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(run, "bxhb-stuck.pid"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startHookProcess(t, bin, "createRuntime", "--output-dir="+out, "--run-dir="+run, "--timeout=2s")
+	fmt.Fprintf(h.stdin, `{"ociVersion":"1.0.2","id":"bxhb-stuck","status":"creating","pid":0,"bundle":"%s/no-bundle"}`, out)
+	if code := h.wait(t); code != 0 {
+		t.Fatalf("exit %d, want 0 (fail open)\n%s", code, h.out.String())
+	}
+	if lines := loggedLines(out, h.out.String(), "gave up: the hook did not finish within --timeout 2s"); len(lines) != 1 {
+		t.Errorf("%d log lines say the hook gave up, want 1\n%s", len(lines), h.out.String())
+	}
+}
