@@ -24,8 +24,9 @@ var validSub = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // CheckSubdir returns an error unless name can name a subdirectory for Sub.
 func CheckSubdir(name string) error {
-	if !validSub.MatchString(name) || name == ByNameDir || strings.HasSuffix(name, ".json") {
-		return fmt.Errorf("output subdirectory %q: give one name of letters, digits, '.', '_' and '-' (first a letter or digit, at most 64, not %q, not ending in .json)", name, ByNameDir)
+	// ".json" anywhere could meet a container's file or its rotations.
+	if !validSub.MatchString(name) || name == ByNameDir || strings.Contains(name, ".json") {
+		return fmt.Errorf("output subdirectory %q: give one name of letters, digits, '.', '_' and '-' (first a letter or digit, at most 64, not %q, without \".json\")", name, ByNameDir)
 	}
 	return nil
 }

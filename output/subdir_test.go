@@ -58,6 +58,7 @@ func TestSubOnlyUsesDirectoriesBoxtapMadeForTheTenant(t *testing.T) {
 		{"a/b", "shop", "one name"},
 		{".hidden", "shop", "one name"},
 		{"x.json", "shop", "one name"},
+		{"x.json.1", "shop", "one name"},
 	} {
 		sub, err := d.Sub(tc.name, tc.tenant)
 		if err == nil {
