@@ -589,6 +589,12 @@ func (s *FileSink) link() {
 		return
 	}
 	defer unix.Close(sub)
+	// Claims of one link directory take turns, across processes too, so
+	// that two containers starting at once cannot both find a link free.
+	// Held only for the few calls below; released with the descriptor.
+	if err := unix.Flock(sub, unix.LOCK_EX); err != nil {
+		return
+	}
 	name := elems[len(elems)-1]
 	dirRel := strings.Join(elems[:len(elems)-1], "/")
 	rel := path.Join(dirRel, name)
