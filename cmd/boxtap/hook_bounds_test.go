@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/boxtap/boxtap/internal/itest"
+	"golang.org/x/sys/unix"
 )
 
 // hookRun is one "boxtap hook" process with a stdin pipe the test holds.
@@ -144,15 +145,22 @@ func TestHookSIGTERMEndsItAndFailsOpen(t *testing.T) {
 	bin := itest.BuildBoxtap(t)
 	out := hookBoundsDir(t)
 	h := startHookProcess(t, bin, "createRuntime", "--output-dir="+out, "--run-dir="+out+"/run", "--timeout=10m")
-	// Signal only once the hook handles SIGTERM, or the default action
-	// would kill it and prove nothing: it creates the output directory
-	// after it took the signal over.
+	// Signal only once the hook reads its stdin (it handles SIGTERM by
+	// then; before, the default action would kill it and prove nothing):
+	// the start of a state is written, and taken from the pipe.
+	if _, err := h.stdin.WriteString(`{"ociVersion":`); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; ; i++ {
-		if _, err := os.Stat(out); err == nil {
+		n, err := unix.IoctlGetInt(int(h.stdin.Fd()), unix.TIOCINQ) // FIONREAD
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
 			break
 		}
 		if i == 5000 {
-			t.Fatalf("the hook never created its output directory\n%s", h.out.String())
+			t.Fatalf("the hook never read its stdin\n%s", h.out.String())
 		}
 		time.Sleep(time.Millisecond)
 	}
