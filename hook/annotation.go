@@ -2,7 +2,6 @@ package hook
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/boxtap/boxtap/output"
@@ -15,8 +14,10 @@ import (
 // hook's settings, "false" (also "0", "no", "off") not to trace, or a
 // comma-separated list of options, which implies tracing:
 //
-//	output-dir=DIR       write <id>.json in DIR, which must lie inside the
-//	                     hook's --output-dir
+//	output-dir=NAME      write the container's file in the subdirectory NAME
+//	                     of the hook's --output-dir (one path element), which
+//	                     boxtap creates itself (output.Dir.Sub); in
+//	                     Kubernetes a NAME belongs to the pod's namespace
 //	redact-header=NAME   also redact this header (repeatable)
 //	status=5xx           filters, as boxtap trace's flags of the same names:
 //	method=GET           repeat a key for OR (status=5xx,status=404), give
@@ -30,7 +31,8 @@ const Annotation = "io.boxtap.trace"
 type Request struct {
 	// Trace is false when the annotation turns tracing off.
 	Trace bool
-	// OutputDir is the directory asked for, "" for the hook's default.
+	// OutputDir is the subdirectory asked for, "" for the hook's
+	// --output-dir itself.
 	OutputDir string
 	// RedactHeaders are extra headers to redact.
 	RedactHeaders []string
@@ -55,7 +57,7 @@ func ParseAnnotation(value string) (Request, error) {
 		}
 		key, val, ok := strings.Cut(opt, "=")
 		if !ok || val == "" {
-			return Request{}, fmt.Errorf("annotation %s: option %q has no value; write key=value, e.g. output-dir=/var/log/boxtap/web", Annotation, opt)
+			return Request{}, fmt.Errorf("annotation %s: option %q has no value; write key=value, e.g. output-dir=web", Annotation, opt)
 		}
 		switch strings.TrimSpace(key) {
 		case "output-dir":
@@ -63,6 +65,9 @@ func ParseAnnotation(value string) (Request, error) {
 				return Request{}, fmt.Errorf("annotation %s: output-dir is given twice", Annotation)
 			}
 			req.OutputDir = strings.TrimSpace(val)
+			if err := output.CheckSubdir(req.OutputDir); err != nil {
+				return Request{}, fmt.Errorf("annotation %s: %w", Annotation, err)
+			}
 		case "redact-header":
 			name := strings.TrimSpace(val)
 			if strings.ContainsAny(name, " \t:\x00") {
@@ -83,29 +88,4 @@ func ParseAnnotation(value string) (Request, error) {
 		return Request{}, fmt.Errorf("annotation %s: %w", Annotation, err)
 	}
 	return req, nil
-}
-
-// OutputDirWithin resolves a requested output directory against the hook's
-// own output directory: a relative request is taken inside base, an
-// absolute one must lie inside base. Whoever may set annotations (a pod
-// author, say) must not make a root process write files anywhere else.
-// An empty request returns base.
-func OutputDirWithin(base, requested string) (string, error) {
-	base = filepath.Clean(base)
-	if requested == "" {
-		return base, nil
-	}
-	if strings.ContainsRune(requested, 0) {
-		return "", fmt.Errorf("output directory %q contains a NUL byte", requested)
-	}
-	dir := requested
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(base, dir)
-	}
-	dir = filepath.Clean(dir)
-	rel, err := filepath.Rel(base, dir)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return "", fmt.Errorf("output directory %q is outside the hook's --output-dir %s; ask for a directory inside it", requested, base)
-	}
-	return dir, nil
 }

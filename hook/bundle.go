@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
-	"github.com/boxtap/boxtap/internal/display"
 	"github.com/boxtap/boxtap/runtime/cgroup"
 )
 
@@ -27,6 +28,18 @@ func ReadBundle(bundle string) (Bundle, error) {
 	if err != nil {
 		return Bundle{}, err
 	}
+	b, err := ParseBundle(data)
+	if err != nil {
+		return Bundle{}, fmt.Errorf("%s: %w", filepath.Join(bundle, "config.json"), err)
+	}
+	return b, nil
+}
+
+// ParseBundle decodes the fields boxtap uses from a config.json.
+func ParseBundle(data []byte) (Bundle, error) {
+	if len(data) > maxConfigBytes {
+		return Bundle{}, fmt.Errorf("config.json is %d bytes, more than %d", len(data), maxConfigBytes)
+	}
 	var cfg struct {
 		Hostname    string            `json:"hostname"`
 		Annotations map[string]string `json:"annotations"`
@@ -35,7 +48,7 @@ func ReadBundle(bundle string) (Bundle, error) {
 		} `json:"linux"`
 	}
 	if err := json.Unmarshal(data, &cfg); err != nil {
-		return Bundle{}, fmt.Errorf("%s: not a valid OCI config: %w", display.Quote(filepath.Join(bundle, "config.json")), err)
+		return Bundle{}, fmt.Errorf("not a valid OCI config: %w", err)
 	}
 	b := Bundle{Hostname: cfg.Hostname, Annotations: cfg.Annotations}
 	if cfg.Linux != nil {
@@ -44,12 +57,14 @@ func ReadBundle(bundle string) (Bundle, error) {
 	return b, nil
 }
 
+// readConfig reads <bundle>/config.json: a regular file, opened without
+// blocking (a FIFO there must not hang the hook), at most maxConfigBytes.
 func readConfig(bundle string) ([]byte, error) {
 	if bundle == "" {
 		return nil, errors.New("no bundle directory to read config.json from")
 	}
 	path := filepath.Join(bundle, "config.json")
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reading the container's OCI config: %w", err)
 	}
@@ -58,10 +73,13 @@ func readConfig(bundle string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the container's OCI config: %w", err)
 	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
 	if st.Size() > maxConfigBytes {
 		return nil, fmt.Errorf("%s is %d bytes, more than %d", path, st.Size(), maxConfigBytes)
 	}
-	data, err := os.ReadFile(path)
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading the container's OCI config: %w", err)
 	}

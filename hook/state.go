@@ -16,13 +16,32 @@ import (
 const maxStateBytes = 1 << 20
 
 // ReadState reads the container state a runtime writes to a hook's stdin and
-// checks the fields boxtap relies on.
+// checks the fields boxtap relies on. It stops after the first JSON value:
+// a runtime may keep stdin open after writing the state.
 func ReadState(r io.Reader) (*specs.State, error) {
-	data, err := io.ReadAll(io.LimitReader(r, maxStateBytes+1))
-	if err != nil {
+	var raw json.RawMessage
+	lr := &io.LimitedReader{R: r, N: maxStateBytes + 1}
+	err := json.NewDecoder(lr).Decode(&raw)
+	switch {
+	case err != nil && lr.N == 0:
+		return nil, fmt.Errorf("the OCI state on stdin is larger than %d bytes; boxtap hook must be run by an OCI runtime", maxStateBytes)
+	case errors.Is(err, io.EOF):
+		raw = nil // nothing at all: ParseState says so
+	case err != nil && isReadError(err):
 		return nil, fmt.Errorf("reading the OCI state from stdin: %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("the OCI state on stdin is not valid JSON (%v); boxtap hook must be run by an OCI runtime", err)
 	}
-	return ParseState(data)
+	return ParseState(raw)
+}
+
+// isReadError tells a failed read from bad JSON: the decoder returns the
+// reader's errors unwrapped, and its own as *json.SyntaxError or
+// io.ErrUnexpectedEOF.
+func isReadError(err error) bool {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	return !errors.As(err, &syn) && !errors.As(err, &typ) && !errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // ParseState decodes and checks an OCI state document.

@@ -42,6 +42,29 @@ func TestParseState(t *testing.T) {
 	}
 }
 
+// heldOpen is stdin of a runtime that wrote the state and keeps the pipe
+// open: any further read would block.
+type heldOpen struct {
+	t     *testing.T
+	state *strings.Reader
+}
+
+func (h *heldOpen) Read(p []byte) (int, error) {
+	if h.state.Len() == 0 {
+		h.t.Fatal("ReadState read past the state, waiting for an end of input that never comes")
+	}
+	return h.state.Read(p)
+}
+
+// ReadState takes the first whole JSON value; it used to read until the end
+// of input, so a runtime that kept stdin open hung the container's start.
+func TestReadStateDoesNotWaitForEndOfInput(t *testing.T) {
+	st, err := ReadState(&heldOpen{t: t, state: strings.NewReader(`{"ociVersion":"1.0.2","id":"abc","status":"creating","pid":42,"bundle":"/b"}`)})
+	if err != nil || st.ID != "abc" {
+		t.Fatalf("ReadState = %+v, %v", st, err)
+	}
+}
+
 func FuzzParseState(f *testing.F) {
 	f.Add([]byte(`{"ociVersion":"1.0.2","id":"abc","status":"creating","pid":42,"bundle":"/b"}`))
 	f.Add([]byte(`{"id":"a/b"}`))
@@ -92,24 +115,5 @@ func TestParseStage(t *testing.T) {
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("ParseStage(%q, %q) = %v, %v; want %v, error %v", tt.stage, tt.status, got, err, tt.want, tt.wantErr)
 		}
-	}
-}
-
-func TestContainerInfo(t *testing.T) {
-	st := &specs.State{ID: "0123456789abcdef", Pid: 7, Annotations: map[string]string{
-		"io.kubernetes.cri.container-name":    "web",
-		"io.kubernetes.cri.container-type":    "container",
-		"io.kubernetes.cri.sandbox-name":      "web-5f6",
-		"io.kubernetes.cri.sandbox-namespace": "shop",
-		"io.kubernetes.cri.image-name":        "nginx:1.27",
-	}}
-	info := ContainerInfo(st, Bundle{Hostname: "web-5f6", Annotations: map[string]string{"io.kubernetes.cri.container-name": "ignored: the state wins"}})
-	if info.ID != st.ID || info.PID != 7 || info.Name != "web" || info.Image != "nginx:1.27" || info.Hostname != "web-5f6" ||
-		info.Runtime != "containerd" || info.Pod.Name != "web-5f6" || info.Pod.Namespace != "shop" || info.Pod.Sandbox {
-		t.Fatalf("ContainerInfo = %+v", info)
-	}
-	podman := ContainerInfo(&specs.State{ID: "x"}, Bundle{Annotations: map[string]string{"io.container.manager": "libpod"}})
-	if podman.Runtime != "podman" || podman.Name != "" {
-		t.Fatalf("podman ContainerInfo = %+v", podman)
 	}
 }

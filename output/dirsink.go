@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -14,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -55,7 +55,8 @@ type Dir struct {
 	opts DirOptions
 
 	mu     sync.Mutex
-	files  map[string]*FileSink // open sinks by container ID
+	files  map[string]*FileSink // open sinks by file key
+	links  map[string]string    // by-name links of open sinks: path below by-name -> file key
 	closed bool
 }
 
@@ -116,7 +117,11 @@ func OpenDir(path string, opts DirOptions) (*Dir, error) {
 			return nil, fmt.Errorf("output directory %s: set mode 0700: %w", path, err)
 		}
 	}
-	return &Dir{path: path, fd: fd, opts: opts, files: make(map[string]*FileSink)}, nil
+	return newDir(path, fd, opts), nil
+}
+
+func newDir(path string, fd *os.File, opts DirOptions) *Dir {
+	return &Dir{path: path, fd: fd, opts: opts, files: make(map[string]*FileSink), links: make(map[string]string)}
 }
 
 func ownerOf(fi os.FileInfo) int {
@@ -142,38 +147,20 @@ func CheckID(id string) error {
 	return nil
 }
 
-// SafeName turns a container name into a single path element: '/', '\',
-// control characters, and invalid UTF-8 become '_', a leading '.' is
-// prefixed with '_', and the result is at most 200 bytes. It never returns
-// "", "." or "..".
-func SafeName(name string) string {
-	var b strings.Builder
-	for i, r := range name {
-		if b.Len() >= 200 {
-			break
-		}
-		switch {
-		case r == utf8.RuneError && !strings.HasPrefix(name[i:], "\uFFFD"),
-			r == '/', r == '\\', r < 0x20, r == 0x7f, r >= 0x80 && r < 0xa0,
-			r == '\u2028', r == '\u2029':
-			b.WriteByte('_')
-		default:
-			b.WriteRune(r)
-		}
-	}
-	s := b.String()
-	if s == "" || s[0] == '.' {
-		s = "_" + s
-	}
-	return s
+// Sink returns the sink of a container without namespace or pod (Docker):
+// SinkFor(Owner{ID: id, Name: name}).
+func (d *Dir) Sink(id, name string) (*FileSink, error) {
+	return d.SinkFor(Owner{ID: id, Name: name})
 }
 
-// Sink returns the sink of one container, writing ID.json. The file is
-// opened on the first flush, so an unwritable directory or a full disk is
-// reported by Write/Flush (once per failure streak), not here. name, when
-// valid, gets a by-name symlink.
-func (d *Dir) Sink(id, name string) (*FileSink, error) {
-	if err := CheckID(id); err != nil {
+// SinkFor returns the sink of one container, writing KEY.json (see
+// FileKey). The file is opened on the first flush (or Open), so an
+// unwritable directory or a full disk is reported by Write/Flush (once per
+// failure streak), not here. A container with a name gets a by-name link
+// when its file is first opened (see link).
+func (d *Dir) SinkFor(o Owner) (*FileSink, error) {
+	key, err := FileKey(o.Namespace, o.ID)
+	if err != nil {
 		return nil, err
 	}
 	d.mu.Lock()
@@ -181,11 +168,11 @@ func (d *Dir) Sink(id, name string) (*FileSink, error) {
 	if d.closed {
 		return nil, ErrClosed
 	}
-	if _, dup := d.files[id]; dup {
-		return nil, fmt.Errorf("output directory %s: %s.json is already open", d.path, id)
+	if _, dup := d.files[key]; dup {
+		return nil, fmt.Errorf("output directory %s: %s.json is already open", d.path, key)
 	}
-	s := &FileSink{d: d, id: id, name: name, file: id + ".json"}
-	d.files[id] = s
+	s := &FileSink{d: d, id: o.ID, key: key, owner: o, file: key + ".json"}
+	d.files[key] = s
 	return s, nil
 }
 
@@ -230,8 +217,11 @@ func (d *Dir) Close() error {
 func (d *Dir) forget(s *FileSink) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.files[s.id] == s {
-		delete(d.files, s.id)
+	if d.files[s.key] == s {
+		delete(d.files, s.key)
+	}
+	if s.linkRel != "" && d.links[s.linkRel] == s.key {
+		delete(d.links, s.linkRel)
 	}
 }
 
@@ -240,10 +230,11 @@ func (d *Dir) forget(s *FileSink) {
 // holds complete lines. A torn last line left by a crash is removed when the
 // file is opened again.
 type FileSink struct {
-	d    *Dir
-	id   string
-	name string
-	file string // ID.json
+	d     *Dir
+	id    string
+	key   string // FileKey
+	owner Owner
+	file  string // KEY.json
 
 	mu       sync.Mutex
 	f        *os.File // nil until the next flush opens it
@@ -253,6 +244,7 @@ type FileSink struct {
 	failing  bool
 	dropped  uint64
 	linked   bool
+	linkRel  string // the by-name link this sink holds, below by-name/
 	closed   bool
 	rotation int
 }
@@ -414,28 +406,31 @@ func (s *FileSink) appendChunk(chunk []byte) error {
 	return fmt.Errorf("write %s: %w", s.path(), err)
 }
 
-// openFile opens (or creates) ID.json for appending and removes a torn
-// last line.
-func (s *FileSink) openFile() error {
-	fd, err := unix.Openat(int(s.d.fd.Fd()), s.file, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, fileMode)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", s.path(), err)
+// Open opens the file now instead of at the first flush, so that a caller
+// that must report failures at once (the hook's tracer) learns of them.
+func (s *FileSink) Open() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
 	}
-	f := os.NewFile(uintptr(fd), s.path())
+	if s.f != nil {
+		return nil
+	}
+	return s.openFile()
+}
+
+// openFile opens (or creates) KEY.json for appending, locks it, and removes
+// a torn last line.
+func (s *FileSink) openFile() error {
+	f, err := s.openLocked(s.file, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err != nil {
+		return err
+	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("stat %s: %w", s.path(), err)
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return fmt.Errorf("open %s: not a regular file", s.path())
-	}
-	if st.Mode().Perm() != fileMode {
-		if err := f.Chmod(fileMode); err != nil {
-			f.Close()
-			return fmt.Errorf("chmod 0600 %s: %w", s.path(), err)
-		}
 	}
 	size, err := completeLinesSize(s.d.fd, s.file, st.Size())
 	if err != nil {
@@ -454,6 +449,44 @@ func (s *FileSink) openFile() error {
 		s.link()
 	}
 	return nil
+}
+
+// openLocked opens name in the directory (never through a symlink), checks
+// that it is a regular file of mode 0600, and takes an open-file-description
+// write lock on it. The lock says "a running boxtap writes this file": it
+// goes with the process, and by-name claimants test it (linkOwned). A file
+// locked already is being written by another boxtap process.
+func (s *FileSink) openLocked(name string, flags int) (*os.File, error) {
+	path := filepath.Join(s.d.path, name)
+	fd, err := unix.Openat(int(s.d.fd.Fd()), name, flags, fileMode)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("open %s: not a regular file", path)
+	}
+	if st.Mode().Perm() != fileMode {
+		if err := f.Chmod(fileMode); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("chmod 0600 %s: %w", path, err)
+		}
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+			return nil, fmt.Errorf("%s is being written by another boxtap process (is this container traced twice?)", path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // completeLinesSize returns the length of the file's prefix that ends with
@@ -485,57 +518,170 @@ func completeLinesSize(dir *os.File, name string, size int64) (int64, error) {
 	return 0, nil
 }
 
-// rotate shifts ID.json.N-1 -> ID.json.N ... ID.json -> ID.json.1 and
-// starts a new file.
+// rotate shifts KEY.json.N-1 -> KEY.json.N ... KEY.json -> KEY.json.1 and
+// starts a new file. The new file is created and locked first and swapped
+// in atomically (RENAME_EXCHANGE), so KEY.json is never missing or unlocked
+// while the container runs and a by-name claimant never mistakes it for a
+// stopped one; file systems without the exchange get two renames.
 func (s *FileSink) rotate() error {
-	_ = s.f.Close()
-	s.f = nil
 	dirfd := int(s.d.fd.Fd())
+	tmp := "." + s.file + ".new"
+	_ = unix.Unlinkat(dirfd, tmp, 0) // left by a crash
+	next, err := s.openLocked(tmp, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("rotate %s: %w", s.path(), err)
+	}
 	keep := s.d.opts.MaxFiles
-	if keep == 0 {
-		if err := unix.Unlinkat(dirfd, s.file, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("rotate %s: %w", s.path(), err)
-		}
-	} else {
+	if keep > 0 {
 		_ = unix.Unlinkat(dirfd, s.file+"."+strconv.Itoa(keep), 0)
 		for i := keep - 1; i >= 1; i-- {
 			from, to := s.file+"."+strconv.Itoa(i), s.file+"."+strconv.Itoa(i+1)
 			if err := unix.Renameat(dirfd, from, dirfd, to); err != nil && !errors.Is(err, unix.ENOENT) {
+				next.Close()
 				return fmt.Errorf("rotate %s: %w", s.path(), err)
 			}
 		}
-		if err := unix.Renameat(dirfd, s.file, dirfd, s.file+".1"); err != nil && !errors.Is(err, unix.ENOENT) {
+	}
+	old := tmp // where the current file ends up after the exchange
+	if err := unix.Renameat2(dirfd, tmp, dirfd, s.file, unix.RENAME_EXCHANGE); err != nil {
+		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.ENOENT) {
+			next.Close()
+			return fmt.Errorf("rotate %s: %w", s.path(), err)
+		}
+		old = s.file + ".old"
+		if err := unix.Renameat(dirfd, s.file, dirfd, old); err != nil && !errors.Is(err, unix.ENOENT) {
+			next.Close()
+			return fmt.Errorf("rotate %s: %w", s.path(), err)
+		}
+		if err := unix.Renameat(dirfd, tmp, dirfd, s.file); err != nil {
+			next.Close()
 			return fmt.Errorf("rotate %s: %w", s.path(), err)
 		}
 	}
+	if keep == 0 {
+		err = unix.Unlinkat(dirfd, old, 0)
+	} else {
+		err = unix.Renameat(dirfd, old, dirfd, s.file+".1")
+	}
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		next.Close()
+		return fmt.Errorf("rotate %s: %w", s.path(), err)
+	}
+	_ = s.f.Close()
+	s.f, s.size = next, 0
 	s.rotation++
-	return s.openFile()
+	return nil
 }
 
-// link points by-name/NAME at ../ID.json (best effort: a convenience for
-// people, never needed by boxtap).
+// link points the container's by-name link (see linkElems) at its file.
+// A link held by a running container is never replaced: the newcomer gets
+// NAME~KEY.json beside it instead. A link is held while this Dir has the
+// owner's sink open, or while any process holds the lock on the file it
+// points at (openLocked); a link to a stopped container's file is taken
+// over. Best effort: a convenience for people, never needed by boxtap.
 func (s *FileSink) link() {
-	if s.name == "" || s.name == s.id {
+	elems := linkElems(s.owner)
+	if elems == nil {
 		return
 	}
-	dirfd := int(s.d.fd.Fd())
-	if err := unix.Mkdirat(dirfd, ByNameDir, dirMode); err != nil && !errors.Is(err, unix.EEXIST) {
-		return
-	}
-	sub, err := unix.Openat(dirfd, ByNameDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	sub, err := s.d.openLinkDir(elems[:len(elems)-1])
 	if err != nil {
-		return // by-name is not a directory of ours
+		return
 	}
 	defer unix.Close(sub)
-	name := SafeName(s.name) + ".json"
-	tmp := ".tmp-" + s.id
+	// Claims of one link directory take turns, across processes too, so
+	// that two containers starting at once cannot both find a link free.
+	// Held only for the few calls below; released with the descriptor.
+	if err := unix.Flock(sub, unix.LOCK_EX); err != nil {
+		return
+	}
+	name := elems[len(elems)-1]
+	dirRel := strings.Join(elems[:len(elems)-1], "/")
+	rel := path.Join(dirRel, name)
+	target := strings.Repeat("../", len(elems)) + s.file
+	if s.d.linkOwned(sub, rel, name, s.key, len(elems)) {
+		name = strings.TrimSuffix(name, ".json") + "~" + s.key + ".json"
+		rel = path.Join(dirRel, name)
+	}
+	tmp := ".tmp-" + s.key
 	_ = unix.Unlinkat(sub, tmp, 0)
-	if err := unix.Symlinkat("../"+s.file, sub, tmp); err != nil {
+	if err := unix.Symlinkat(target, sub, tmp); err != nil {
 		return
 	}
 	if err := unix.Renameat(sub, tmp, sub, name); err != nil {
 		_ = unix.Unlinkat(sub, tmp, 0)
+		return
 	}
+	s.linkRel = rel
+	s.d.mu.Lock()
+	s.d.links[rel] = s.key
+	s.d.mu.Unlock()
+}
+
+// openLinkDir opens (creating, 0700) by-name/ and the directories below it,
+// never following a symlink.
+func (d *Dir) openLinkDir(dirs []string) (int, error) {
+	fd := int(d.fd.Fd())
+	owned := -1
+	for _, name := range append([]string{ByNameDir}, dirs...) {
+		if err := unix.Mkdirat(fd, name, dirMode); err != nil && !errors.Is(err, unix.EEXIST) {
+			if owned >= 0 {
+				unix.Close(owned)
+			}
+			return -1, err
+		}
+		next, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if owned >= 0 {
+			unix.Close(owned)
+		}
+		if err != nil {
+			return -1, err // not a directory of ours
+		}
+		fd, owned = next, next
+	}
+	return owned, nil
+}
+
+// linkOwned reports whether the link name in dir sub (rel below by-name/,
+// depth elements deep) belongs to a running container other than key: one
+// whose sink this Dir has open, or whose file another process holds locked.
+// Anything there that is not one of our links (a file, a foreign target)
+// counts as owned too: it is left alone.
+func (d *Dir) linkOwned(sub int, rel, name, key string, depth int) bool {
+	d.mu.Lock()
+	holder, held := d.links[rel]
+	d.mu.Unlock()
+	if held {
+		return holder != key
+	}
+	buf := make([]byte, 512)
+	n, err := unix.Readlinkat(sub, name, buf)
+	if errors.Is(err, unix.ENOENT) {
+		return false
+	}
+	if err != nil {
+		return true // not a symlink: not ours to replace
+	}
+	file, ok := strings.CutPrefix(string(buf[:n]), strings.Repeat("../", depth))
+	if !ok || file == "" || strings.Contains(file, "/") || !strings.HasSuffix(file, ".json") {
+		return true
+	}
+	if file == key+".json" {
+		return false
+	}
+	fd, err := unix.Openat(int(d.fd.Fd()), file, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return false // the file is gone: a stale link
+	}
+	if err != nil {
+		return true
+	}
+	defer unix.Close(fd)
+	lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: io.SeekStart}
+	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &lk); err != nil {
+		return true
+	}
+	return lk.Type != unix.F_UNLCK
 }
 
 var _ Sink = (*FileSink)(nil)

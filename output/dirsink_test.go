@@ -344,42 +344,63 @@ func TestCheckID(t *testing.T) {
 	}
 }
 
-// safeNameOK checks SafeName's promises for one input.
-func safeNameOK(t *testing.T, name string) {
-	got := SafeName(name)
+// escapeNameOK checks EscapeName's promises for one input.
+func escapeNameOK(t *testing.T, name string) {
+	got := EscapeName(name)
 	if got == "" || got == "." || got == ".." || strings.HasPrefix(got, ".") {
-		t.Fatalf("SafeName(%q) = %q", name, got)
+		t.Fatalf("EscapeName(%q) = %q", name, got)
 	}
 	if strings.ContainsAny(got, "/\\") || !utf8.ValidString(got) {
-		t.Fatalf("SafeName(%q) = %q holds a separator or invalid UTF-8", name, got)
+		t.Fatalf("EscapeName(%q) = %q holds a separator or invalid UTF-8", name, got)
 	}
 	for _, r := range got {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			t.Fatalf("SafeName(%q) = %q holds control character %U", name, got, r)
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u202e' {
+			t.Fatalf("EscapeName(%q) = %q holds control character %U", name, got, r)
 		}
 	}
-	if len(got) > 205 {
-		t.Fatalf("SafeName(%q) is %d bytes long", name, len(got))
+	if len(got) > 200 {
+		t.Fatalf("EscapeName(%q) is %d bytes long", name, len(got))
 	}
 	if j := filepath.Join("/out", got); filepath.Dir(j) != "/out" {
-		t.Fatalf("SafeName(%q) = %q escapes: %s", name, got, j)
+		t.Fatalf("EscapeName(%q) = %q escapes: %s", name, got, j)
+	}
+	if d := escapeDirElem(name); strings.HasSuffix(d, ".json") {
+		t.Fatalf("escapeDirElem(%q) = %q ends like a link", name, d)
 	}
 }
 
-func TestSafeName(t *testing.T) {
-	for _, name := range []string{"web", "", ".", "..", "../../etc/passwd", "a/b", "x\x1b[31m", "\xff\xfe", "ok\u2028", strings.Repeat("é", 300)} {
-		safeNameOK(t, name)
+func TestEscapeName(t *testing.T) {
+	for _, name := range []string{"web", "", ".", "..", "../../etc/passwd", "a/b", "x\x1b[31m", "\xff\xfe", "ok\u2028", strings.Repeat("é", 300), "ns.json"} {
+		escapeNameOK(t, name)
 	}
-	if got := SafeName("web-1"); got != "web-1" {
-		t.Errorf("SafeName(web-1) = %q, want it unchanged", got)
+	for in, want := range map[string]string{"web-1": "web-1", "api/v1": "api%2Fv1", "api_v1": "api_v1", "api%2Fv1": "api%252Fv1", ".x": "%2Ex", "a~b": "a%7Eb"} {
+		if got := EscapeName(in); got != want {
+			t.Errorf("EscapeName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// Distinct names stay distinct, also when cut to length.
+	long := strings.Repeat("x", 300)
+	if EscapeName(long+"a") == EscapeName(long+"b") {
+		t.Error("two long names escape to one element")
 	}
 }
 
-func FuzzSafeName(f *testing.F) {
-	for _, s := range []string{"web", "..", "../x", "a\x00b", "\xc3", ".x"} {
-		f.Add(s)
+// FuzzEscapeName: every name escapes to a safe element, and two distinct
+// names never to the same one (the by-name collision of "api/v1" and
+// "api_v1").
+func FuzzEscapeName(f *testing.F) {
+	for _, s := range []string{"web", "..", "../x", "a\x00b", "\xc3", ".x", "api/v1", "%2F"} {
+		f.Add(s, "api_v1")
 	}
-	f.Fuzz(func(t *testing.T, name string) { safeNameOK(t, name) })
+	f.Fuzz(func(t *testing.T, a, b string) {
+		escapeNameOK(t, a)
+		if a != b && EscapeName(a) == EscapeName(b) {
+			t.Fatalf("EscapeName(%q) == EscapeName(%q) == %q", a, b, EscapeName(a))
+		}
+		if a != b && escapeDirElem(a) == escapeDirElem(b) {
+			t.Fatalf("escapeDirElem(%q) == escapeDirElem(%q)", a, b)
+		}
+	})
 }
 
 // TestDirReportsFullDiskOncePerContainer needs root for a tiny tmpfs.

@@ -92,7 +92,7 @@ func TestTraceContainerdSandboxAndNamespaceFilter(t *testing.T) {
 	if x := stopTrace(t, p, nil); x.code != 0 {
 		t.Fatalf("exit %d:\n%s", x.code, x.stderr)
 	}
-	evs := fileEvents(t, dir+"/"+tk.ID+".json")
+	evs := fileEvents(t, dir+"/"+ns+"@"+tk.ID+".json")
 	if len(evs) != 2 {
 		t.Fatalf("%d events in the container's file, want 2", len(evs))
 	}

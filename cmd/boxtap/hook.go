@@ -5,11 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/syslog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -32,7 +31,7 @@ const hookLogName = "boxtap-hook.log"
 // hookSettings are the options shared by "boxtap hook" and the hooks that
 // "boxtap runc" installs.
 type hookSettings struct {
-	OutputDir         string        `name:"output-dir" default:"/var/log/boxtap" help:"Write <container-id>.json here (it must exist)." placeholder:"DIR"`
+	OutputDir         string        `name:"output-dir" default:"/var/log/boxtap" help:"Write <container-id>.json here; created (0700) if missing, refused if another user owns it or it is world-writable." placeholder:"DIR"`
 	RunDir            string        `name:"run-dir" default:"/run/boxtap" help:"Directory of the tracers' pid files." placeholder:"DIR"`
 	Timeout           time.Duration `default:"5s" help:"Give up (and fail open, or closed with --fail-closed) if the tracer has not attached within this time; poststop waits this long for the flush."`
 	FailClosed        bool          `name:"fail-closed" help:"Fail the container's start when tracing cannot start (default: log the error and let it start)."`
@@ -40,6 +39,9 @@ type hookSettings struct {
 	RingSize          string        `name:"ring-size" default:"2MiB" help:"Kernel ring buffer of each container's tracer: a power of two from 16KiB, e.g. 2MiB." placeholder:"SIZE"`
 	RedactHeader      []string      `name:"redact-header" sep:"none" help:"Also redact this header's value (repeatable)." placeholder:"NAME"`
 	MemoryBudget      string        `name:"memory-budget" default:"192MiB" help:"Most memory each container's tracer may use; its cgroup gets it as memory.max. Connection state is held to a third of it (see boxtap trace --help)." placeholder:"SIZE"`
+	Runtime           string        `name:"runtime" default:"auto" enum:"auto,containerd,docker,cri-o,podman,oci" help:"The runtime that runs this hook, whose annotations alone name the container (auto: from the bundle path and what only each runtime sets; see README)." placeholder:"NAME"`
+	MaxSize           byteSize      `name:"max-size" default:"0" help:"Rotate a container's file before it grows past this size, e.g. 50M (0: never)." placeholder:"SIZE"`
+	MaxFiles          int           `name:"max-files" default:"5" help:"With --max-size: rotated files kept per container (<id>.json.1 is the newest)." placeholder:"N"`
 }
 
 // args renders the settings as command-line flags, for the hooks that
@@ -51,6 +53,12 @@ func (s *hookSettings) args() []string {
 		"--timeout=" + s.Timeout.String(),
 		"--ring-size=" + s.RingSize,
 		"--memory-budget=" + s.MemoryBudget,
+	}
+	if s.Runtime != "" && s.Runtime != hook.RuntimeAuto {
+		a = append(a, "--runtime="+s.Runtime)
+	}
+	if s.MaxSize != 0 {
+		a = append(a, "--max-size="+strconv.FormatInt(int64(s.MaxSize), 10), "--max-files="+strconv.Itoa(s.MaxFiles))
 	}
 	if s.FailClosed {
 		a = append(a, "--fail-closed")
@@ -75,45 +83,47 @@ spec, Docker through "boxtap runc"), with the container state on stdin.
 
 In createRuntime or prestart, boxtap attaches to the container's cgroup before
 its process starts and leaves a tracer running in a cgroup of its own; the
-tracer writes <output-dir>/<container-id>.json and exits when the container
-ends (poststop, or its cgroup empties). The hook returns once the programs are
-attached, always within --timeout.
+tracer writes <output-dir>/<container-id>.json (<namespace>@<id>.json for a
+containerd namespace other than Docker's) through the same hardened sink as
+"trace --output-dir", and exits when the container ends (poststop, or its
+cgroup empties).
 
-Errors go to syslog (or ` + hookLogName + ` in the output directory) and, by
-default, the hook still exits 0 so that the container starts (--fail-closed
-fails the start instead). The annotation io.boxtap.trace=false turns tracing
-off for one container; its value may also carry options, e.g.
-io.boxtap.trace=output-dir=web,redact-header=X-Token, and filters named
-like boxtap trace's flags (status=, method=, path=, host=, min-latency=,
-direction=; repeat a key for OR), e.g. io.boxtap.trace=status=5xx,status=404.`
+The whole hook, from reading stdin on, ends within --timeout; SIGTERM ends it
+at once. Errors, bad flags and internal errors go to stderr and to syslog (or
+` + hookLogName + ` in the output directory, created 0700 if missing) and,
+by default, the hook still exits 0 so that the container starts
+(--fail-closed fails the start instead).
+
+The annotation io.boxtap.trace=false turns tracing off for one container;
+its value may also carry options, e.g.
+io.boxtap.trace=output-dir=web,redact-header=X-Token, where output-dir names
+a subdirectory that boxtap creates itself, per Kubernetes namespace, and
+filters named like boxtap trace's flags (status=, method=, path=, host=,
+min-latency=, direction=; repeat a key for OR), e.g.
+io.boxtap.trace=status=5xx,status=404. Names and pod come only from the
+annotations of the runtime that launched the container (--runtime, or auto:
+see README).`
 }
 
+// Run is reached through kong only when main did not dispatch to
+// hookMain (it always does); it applies the same bounds.
 func (c *hookCmd) Run(ctx context.Context) error {
-	lg := newHookLogger(c.OutputDir, c.Stage)
-	defer lg.Close()
-	err := c.run(ctx, lg)
-	if err == nil {
-		return nil
-	}
-	lg.Errorf("%v", err)
-	if c.FailClosed {
-		return &exitError{code: 1}
+	if code := c.runBounded(ctx, time.Now(), nil, nil, c.run); code != 0 {
+		return &exitError{code: code}
 	}
 	return nil
 }
 
 func (c *hookCmd) run(ctx context.Context, lg *hookLogger) error {
-	st, err := hook.ReadState(os.Stdin)
+	st, err := readStateBounded(ctx, os.Stdin)
 	if err != nil {
 		return err
 	}
-	lg.id = st.ID
+	lg.setID(st.ID)
 	action, err := hook.ParseStage(c.Stage, st)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
-	defer cancel()
 	switch action {
 	case hook.ActionStart:
 		return c.start(ctx, st, lg)
@@ -149,15 +159,13 @@ func (c *hookCmd) start(ctx context.Context, st *specs.State, lg *hookLogger) er
 		lg.Infof("not traced: annotation %s=%s", hook.Annotation, display.Quote(value))
 		return nil
 	}
-	outDir, err := hook.OutputDirWithin(c.OutputDir, req.OutputDir)
+	info := hook.ContainerInfo(st, b, c.Runtime)
+	key, err := output.FileKey(info.Namespace, info.ID)
 	if err != nil {
 		return err
 	}
-	if fi, err := os.Stat(outDir); err != nil || !fi.IsDir() {
-		return fmt.Errorf("output directory %s does not exist; create it (mkdir -p %s) or pass --output-dir", display.Quote(outDir), display.Quote(outDir))
-	}
 	runDir := hook.RunDir(c.RunDir)
-	if pid, ok := runDir.LiveTracer(st.ID); ok {
+	if pid, ok := runDir.LiveTracer(key); ok {
 		lg.Infof("already traced by process %d", pid)
 		return nil
 	}
@@ -178,15 +186,14 @@ func (c *hookCmd) start(ctx context.Context, st *specs.State, lg *hookLogger) er
 		}
 		return err
 	}
-	info := hook.ContainerInfo(st, b)
-	return c.spawnTracer(ctx, mount, dir, filepath.Join(outDir, st.ID+".json"), info, req.RedactHeaders, req.Filter, lg)
+	return c.spawnTracer(ctx, mount, dir, key, req.OutputDir, info, req.RedactHeaders, req.Filter, lg)
 }
 
 // spawnTracer starts "boxtap hook-tracer" detached: its own session, its
 // own cgroup, stdio on the hook log or /dev/null, and a readiness pipe on
 // fd 3 that it writes "attached" (or why not) to.
-func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, outFile string, info container.Info, redact []string, filter output.FilterSpec, lg *hookLogger) error {
-	own, err := hook.NewTracerCgroup(mount, info.ID)
+func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, key, subdir string, info container.Info, redact []string, filter output.FilterSpec, lg *hookLogger) error {
+	own, err := hook.NewTracerCgroup(mount, key)
 	if err != nil {
 		return err
 	}
@@ -205,14 +212,19 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, outFile str
 	}
 	args := []string{
 		hook.TracerSubcommand,
-		"--id=" + info.ID,
+		"--id=" + key,
 		"--cgroup-dir=" + cgroupDir,
 		"--own-cgroup=" + own.Dir,
-		"--output-file=" + outFile,
+		"--output-dir=" + c.OutputDir,
 		"--run-dir=" + c.RunDir,
 		"--info=" + string(infoJSON),
 		"--ring-size=" + c.RingSize,
 		"--memory-budget=" + c.MemoryBudget,
+		"--max-size=" + strconv.FormatInt(int64(c.MaxSize), 10),
+		"--max-files=" + strconv.Itoa(c.MaxFiles),
+	}
+	if subdir != "" {
+		args = append(args, "--output-subdir="+subdir, "--tenant="+hook.Tenant(info))
 	}
 	for _, h := range append(append([]string{}, c.RedactHeader...), redact...) {
 		args = append(args, "--redact-header="+h)
@@ -247,15 +259,25 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, outFile str
 		_ = cmd.Wait()
 		return err
 	}
-	lg.Infof("tracing %s (cgroup %s) into %s, tracer pid %d", info.ID, display.Quote(cgroupDir), display.Quote(outFile), cmd.Process.Pid)
+	where := c.OutputDir
+	if subdir != "" {
+		where = filepath.Join(where, subdir)
+	}
+	lg.Infof("tracing %s (cgroup %s) into %s, tracer pid %d", key, display.Quote(cgroupDir), display.Quote(filepath.Join(where, key+".json")), cmd.Process.Pid)
 	return cmd.Process.Release()
 }
 
 // stop signals the container's tracer and waits until it has flushed and
 // exited.
 func (c *hookCmd) stop(ctx context.Context, st *specs.State, lg *hookLogger) error {
+	b, _ := hook.ReadBundle(st.Bundle)
+	_, ns := hook.DetectRuntime(st.Bundle, b.Annotations, c.Runtime)
+	key, err := output.FileKey(ns, st.ID)
+	if err != nil {
+		return err
+	}
 	runDir := hook.RunDir(c.RunDir)
-	pid, ok := runDir.LiveTracer(st.ID)
+	pid, ok := runDir.LiveTracer(key)
 	if ok {
 		if err := hook.SignalPID(pid, unix.SIGTERM); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("stopping tracer %d: %w", pid, err)
@@ -266,9 +288,9 @@ func (c *hookCmd) stop(ctx context.Context, st *specs.State, lg *hookLogger) err
 		lg.Infof("tracer %d finished", pid)
 	}
 	// A tracer that was killed could not remove its cgroup.
-	if mount, err := cgroup.Mount(); err == nil && hook.ValidID(st.ID) == nil {
-		_ = hook.RemoveCgroupDir(filepath.Join(mount, "boxtap", st.ID), 0)
-		if dir := hook.MemoryV1Dir(st.ID); dir != "" {
+	if mount, err := cgroup.Mount(); err == nil && hook.ValidID(key) == nil {
+		_ = hook.RemoveCgroupDir(filepath.Join(mount, "boxtap", key), 0)
+		if dir := hook.MemoryV1Dir(key); dir != "" {
 			_ = hook.RemoveCgroupDir(dir, 0)
 		}
 	}
@@ -277,13 +299,17 @@ func (c *hookCmd) stop(ctx context.Context, st *specs.State, lg *hookLogger) err
 
 // hookTracerCmd is the detached per-container tracer.
 type hookTracerCmd struct {
-	ID           string   `name:"id" required:""`
+	ID           string   `name:"id" required:"" help:"The container's file key (output.FileKey): its run-dir and cgroup name."`
 	CgroupDir    string   `name:"cgroup-dir" required:""`
 	OwnCgroup    string   `name:"own-cgroup"`
-	OutputFile   string   `name:"output-file" required:""`
+	OutputDir    string   `name:"output-dir" required:""`
+	OutputSubdir string   `name:"output-subdir"`
+	Tenant       string   `name:"tenant"`
 	RunDir       string   `name:"run-dir" required:""`
 	Info         string   `name:"info"`
 	RingSize     string   `name:"ring-size" default:"2MiB"`
+	MaxSize      int64    `name:"max-size"`
+	MaxFiles     int      `name:"max-files"`
 	RedactHeader []string `name:"redact-header" sep:"none"`
 	hookFilterFlags
 	MemoryBudget string `name:"memory-budget" default:"192MiB"`
@@ -323,7 +349,8 @@ type hookTracer struct {
 	coll   *bpf.Collection
 	tr     *tracer.Tracer
 	tg     *tracer.Target
-	file   *os.File
+	dir    *output.Dir
+	sink   *output.FileSink
 	runDir hook.RunDir
 }
 
@@ -334,7 +361,9 @@ func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
 			return nil, fmt.Errorf("decoding --info: %w", err)
 		}
 	}
-	info.ID = c.ID
+	if info.ID == "" {
+		info.ID = c.ID
+	}
 	cgID, err := cgroup.ID(c.CgroupDir)
 	if err != nil {
 		return nil, err
@@ -357,17 +386,15 @@ func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
 			t.close()
 		}
 	}()
-	t.file, err = os.OpenFile(c.OutputFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return t, fmt.Errorf("opening the output file: %w", err)
+	if t.dir, t.sink, err = c.openSink(info); err != nil {
+		return t, err
 	}
-	sink := output.NewLineSink(t.file, output.NewRedactor(c.RedactHeader, false))
 	filter, err := c.hookFilterFlags.filter()
 	if err != nil {
 		return t, err
 	}
 	t.tr = tracer.New(coll, tracer.Options{Filter: filter, StateBudget: applyMemoryBudget(budget)})
-	t.tg, err = t.tr.Add(info, c.CgroupDir, cgID, sink)
+	t.tg, err = t.tr.Add(info, c.CgroupDir, cgID, t.sink)
 	if err != nil {
 		return t, err
 	}
@@ -375,6 +402,35 @@ func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
 		return t, err
 	}
 	return t, nil
+}
+
+// openSink opens the container's file through the same hardened sink as
+// "trace --output-dir": the output directory (created 0700, owner
+// checked), the annotation's subdirectory (made by boxtap for the tenant),
+// KEY.json (0600, never through a symlink) and the by-name link.
+func (c *hookTracerCmd) openSink(info container.Info) (*output.Dir, *output.FileSink, error) {
+	opts := output.DirOptions{MaxSize: c.MaxSize, MaxFiles: c.MaxFiles, Redactor: output.NewRedactor(c.RedactHeader, false)}
+	dir, err := output.OpenDir(c.OutputDir, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.OutputSubdir != "" {
+		sub, err := dir.Sub(c.OutputSubdir, c.Tenant)
+		dir.Close()
+		if err != nil {
+			return nil, nil, err
+		}
+		dir = sub
+	}
+	sink, err := dir.SinkFor(output.Owner{Namespace: info.Namespace, ID: info.ID, Name: info.Name, PodNamespace: info.Pod.Namespace, PodName: info.Pod.Name})
+	if err == nil {
+		err = sink.Open()
+	}
+	if err != nil {
+		dir.Close()
+		return nil, nil, err
+	}
+	return dir, sink, nil
 }
 
 // run reads events until ctx ends (SIGTERM from the poststop hook) or the
@@ -414,98 +470,13 @@ func (t *hookTracer) close() {
 		rcancel()
 		t.tg = nil
 	}
-	if t.file != nil {
-		if err := t.file.Sync(); err != nil {
-			fmt.Fprintf(os.Stderr, "boxtap tracer %s: syncing output: %v\n", t.id, err)
+	if t.dir != nil {
+		if err := t.dir.Close(); err != nil { // flushes and closes the sink
+			fmt.Fprintf(os.Stderr, "boxtap tracer %s: writing output: %v\n", t.id, err)
 		}
-		t.file.Close()
 	}
 	t.runDir.RemovePID(t.id, os.Getpid())
 	if err := t.coll.Close(); err != nil {
 		fmt.Fprintf(os.Stderr, "boxtap tracer %s: releasing eBPF objects: %v\n", t.id, err)
 	}
 }
-
-// hookLogger reports what the hook did: to syslog (the journal, where
-// present) when /dev/log exists, else to boxtap-hook.log in the output
-// directory, and always to stderr, which runtimes show when a hook fails.
-type hookLogger struct {
-	stage  string
-	id     string
-	outDir string
-	sys    *syslog.Writer
-	file   *os.File
-}
-
-func newHookLogger(outDir, stage string) *hookLogger {
-	lg := &hookLogger{stage: stage, outDir: outDir}
-	if _, err := os.Stat("/dev/log"); err == nil {
-		if w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "boxtap-hook"); err == nil {
-			lg.sys = w
-			return lg
-		}
-	}
-	if f, err := os.OpenFile(filepath.Join(outDir, hookLogName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640); err == nil {
-		lg.file = f
-	}
-	return lg
-}
-
-func (l *hookLogger) line(level, format string, args ...any) string {
-	stage := l.stage
-	if stage == "" {
-		stage = "hook"
-	}
-	id := l.id
-	if id == "" {
-		id = "-"
-	}
-	return fmt.Sprintf("%s %s: %s: %s", stage, id, level, fmt.Sprintf(format, args...))
-}
-
-func (l *hookLogger) Errorf(format string, args ...any) {
-	msg := l.line("error", format, args...)
-	fmt.Fprintln(os.Stderr, "boxtap "+msg)
-	switch {
-	case l.sys != nil:
-		_ = l.sys.Err(msg)
-	case l.file != nil:
-		fmt.Fprintf(l.file, "%s boxtap %s\n", time.Now().Format(time.RFC3339Nano), msg)
-	}
-}
-
-func (l *hookLogger) Infof(format string, args ...any) {
-	msg := l.line("info", format, args...)
-	switch {
-	case l.sys != nil:
-		_ = l.sys.Info(msg)
-	case l.file != nil:
-		fmt.Fprintf(l.file, "%s boxtap %s\n", time.Now().Format(time.RFC3339Nano), msg)
-	}
-}
-
-// childOutput is where the tracer's stdout and stderr go: the log file
-// next to the output, else /dev/null. Never the runtime's pipes, which
-// would keep the runtime waiting.
-func (l *hookLogger) childOutput() io.WriteCloser {
-	if f, err := os.OpenFile(filepath.Join(l.outDir, hookLogName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640); err == nil {
-		return f
-	}
-	if f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
-		return f
-	}
-	return nopWriteCloser{io.Discard}
-}
-
-func (l *hookLogger) Close() {
-	if l.sys != nil {
-		l.sys.Close()
-	}
-	if l.file != nil {
-		l.file.Close()
-	}
-}
-
-type nopWriteCloser struct{ io.Writer }
-
-func (nopWriteCloser) Close() error { return nil }

@@ -156,11 +156,25 @@ func TestHookRuncFiftyConcurrent(t *testing.T) {
 	}
 }
 
-// By default a broken setup (the output directory is missing) is logged and
-// the container still starts.
+// foreignDir is an output directory owned by another user, which the
+// hardened sink refuses.
+func foreignDir(t *testing.T, e *hookEnv) string {
+	t.Helper()
+	dir := filepath.Join(e.dir, "foreign")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// By default a broken setup (an output directory of another user) is logged
+// and the container still starts.
 func TestHookFailsOpen(t *testing.T) {
 	e := newHookEnv(t)
-	missing := filepath.Join(e.dir, "no-such-dir")
+	missing := foreignDir(t, e)
 	port := itest.FreePort(t)
 	id := e.prefix + "open"
 	args := append([]string{"boxtap", "hook", "createRuntime"}, e.hookArgs("--output-dir="+missing)...)
@@ -181,7 +195,7 @@ func TestHookFailsOpen(t *testing.T) {
 // cause in runc's error.
 func TestHookFailsClosed(t *testing.T) {
 	e := newHookEnv(t)
-	missing := filepath.Join(e.dir, "no-such-dir")
+	missing := foreignDir(t, e)
 	id := e.prefix + "closed"
 	args := append([]string{"boxtap", "hook", "createRuntime"}, e.hookArgs("--output-dir="+missing, "--fail-closed")...)
 	hooks := &specs.Hooks{CreateRuntime: []specs.Hook{{Path: e.boxtap, Args: args}}}
@@ -190,7 +204,7 @@ func TestHookFailsClosed(t *testing.T) {
 	if err == nil {
 		t.Fatal("the container started although the hook fails closed")
 	}
-	if !strings.Contains(err.Error(), "output directory "+missing+" does not exist") {
+	if !strings.Contains(err.Error(), "output directory "+missing+" is owned by uid 65534") {
 		t.Fatalf("runc's error does not carry the hook's one-line cause: %v", err)
 	}
 	if pids := tracerPIDs(id); len(pids) != 0 {

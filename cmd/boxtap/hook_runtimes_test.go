@@ -83,7 +83,8 @@ func TestHookPodmanHooksDir(t *testing.T) {
 	e := newHookEnv(t)
 	_, err := exec.LookPath("podman")
 	itest.Require(t, err == nil, "needs podman (apt-get install podman)")
-	if err := os.Mkdir(filepath.Join(e.out, "web"), 0o755); err != nil {
+	// A directory boxtap did not make: an annotation may not choose it.
+	if err := os.Mkdir(filepath.Join(e.out, "admin"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	hooksDir := func(variant string) string {
@@ -134,6 +135,30 @@ func TestHookPodmanHooksDir(t *testing.T) {
 	if len(evs) == 0 || evs[0].Status != 206 || evs[0].ContainerID != id {
 		t.Fatalf("annotated server events: %+v\nhook log:\n%s", evs, e.hookLog())
 	}
+	// boxtap made the subdirectory itself, private, and the file through the
+	// hardened sink.
+	for path, mode := range map[string]os.FileMode{filepath.Join(e.out, "web"): 0o700, filepath.Join(e.out, "web", id+".json"): 0o600} {
+		if st, err := os.Lstat(path); err != nil || st.Mode().Perm() != mode {
+			t.Errorf("%s: %v, %v; want mode %04o", path, st, err, mode)
+		}
+	}
+
+	// An annotation naming a directory boxtap did not make: not traced,
+	// one line says why, the container starts.
+	refused, err := podman(annotated, append(run, "--annotation", "io.boxtap.trace=output-dir=admin", image, "/testapp", "sleep")...)
+	if err != nil {
+		t.Fatalf("podman run with a refused output-dir failed to start (the hook fails open): %v\n%s", err, refused)
+	}
+	if pids := tracerPIDs(refused); len(pids) != 0 {
+		t.Errorf("a container was traced into a directory boxtap did not make: %v", pids)
+	}
+	if !strings.Contains(e.hookLog(), "was not made by boxtap") {
+		t.Errorf("the hook log does not say why admin/ was refused:\n%s", e.hookLog())
+	}
+	if entries, _ := os.ReadDir(filepath.Join(e.out, "admin")); len(entries) != 0 {
+		t.Errorf("something was written into admin/: %v", entries)
+	}
+	podman(annotated, "rm", "-f", "-t", "0", refused)
 
 	// Not annotated, annotated hooks: not traced.
 	plain, err := podman(annotated, append(run, image, "/testapp", "sleep")...)

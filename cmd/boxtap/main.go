@@ -36,14 +36,22 @@ net_packet_http_response schema (event 2011). Nothing is installed in the
 container and nothing is restarted. Run it as root (or with CAP_BPF,
 CAP_PERFMON and CAP_NET_ADMIN) on Linux 6.3+ with BTF and cgroup v2.`
 
-func main() {
-	var c cli
-	k := kong.Parse(&c,
+func kongOptions() []kong.Option {
+	return []kong.Option{
 		kong.Name("boxtap"),
 		kong.Description(description),
 		kong.ShortUsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-	)
+	}
+}
+
+func main() {
+	if isHookRun(os.Args) {
+		// Bounded and fail-open from here on, bad flags included.
+		os.Exit(hookMain(os.Args[1:]))
+	}
+	var c cli
+	k := kong.Parse(&c, kongOptions()...)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	k.BindTo(ctx, (*context.Context)(nil))
 	err := k.Run()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,7 +20,7 @@ import (
 // <runc arguments>". Its options come first and are parsed here, because
 // everything else on the command line is runc's.
 type runcCmd struct {
-	Args []string `arg:"" optional:"" help:"boxtap's options (--runtime-path, and the hook options --output-dir, --run-dir, --timeout, --fail-closed, --require-annotation, --ring-size, --redact-header), then runc's arguments."`
+	Args []string `arg:"" optional:"" help:"boxtap's options (--runtime-path, and the hook options --output-dir, --run-dir, --timeout, --fail-closed, --require-annotation, --ring-size, --redact-header, --max-size, --max-files), then runc's arguments."`
 }
 
 func (runcCmd) Help() string {
@@ -49,6 +50,9 @@ func defaultRuncOptions() runcOptions {
 		RunDir:    "/run/boxtap",
 		Timeout:   5 * time.Second,
 		RingSize:  "2MiB",
+		MaxFiles:  5,
+		// The hooks this wrapper adds run for Docker's containers only.
+		Runtime: hook.RuntimeDocker,
 	}}
 }
 
@@ -71,7 +75,7 @@ func parseRuncOptions(args []string) (runcOptions, []string, error) {
 		switch name {
 		case "fail-closed", "require-annotation":
 			takesValue = false
-		case "runtime-path", "output-dir", "run-dir", "timeout", "ring-size", "redact-header":
+		case "runtime-path", "output-dir", "run-dir", "timeout", "ring-size", "redact-header", "max-size", "max-files":
 		default:
 			return o, args, nil // runc's from here
 		}
@@ -104,6 +108,13 @@ func parseRuncOptions(args []string) (runcOptions, []string, error) {
 			_, err = parseRingSize(val)
 		case "redact-header":
 			o.RedactHeader = append(o.RedactHeader, val)
+		case "max-size":
+			err = o.MaxSize.UnmarshalText([]byte(val))
+		case "max-files":
+			o.MaxFiles, err = strconv.Atoi(val)
+			if err == nil && o.MaxFiles < 0 {
+				err = fmt.Errorf("must be 0 or more")
+			}
 		}
 		if err != nil {
 			return o, nil, fmt.Errorf("boxtap runc: --%s %q: %v", name, val, err)
@@ -136,7 +147,7 @@ func (c *runcCmd) Run(ctx context.Context) error {
 	}
 	if call := hook.ParseRuncArgs(runcArgs); call.Creates {
 		if err := addHooksToBundle(call.Bundle, &o.hookSettings); err != nil {
-			lg := newHookLogger(o.OutputDir, "runc")
+			lg := newHookLogger(o.OutputDir, "runc", hookGuard(o.Timeout)/4)
 			lg.Errorf("%v", err)
 			lg.Close()
 			if o.FailClosed {

@@ -38,7 +38,7 @@ type runtimeFlags struct {
 
 // outputFlags choose per-container files instead of stdout.
 type outputFlags struct {
-	OutputDir string   `name:"output-dir" help:"Write one JSON Lines file per container, DIR/<id>.json (mode 0600, DIR mode 0700), instead of stdout. SIGHUP reopens the files (logrotate)." placeholder:"DIR" type:"path"`
+	OutputDir string   `name:"output-dir" help:"Write one JSON Lines file per container, DIR/<id>.json (DIR/<namespace>@<id>.json for a containerd namespace other than Docker's; mode 0600, DIR mode 0700), plus DIR/by-name/ links, instead of stdout. SIGHUP reopens the files (logrotate)." placeholder:"DIR" type:"path"`
 	MaxSize   byteSize `name:"max-size" default:"0" help:"With --output-dir: rotate a container's file before it grows past this size, e.g. 50M (0: never)." placeholder:"SIZE"`
 	MaxFiles  int      `name:"max-files" default:"5" help:"With --output-dir and --max-size: rotated files kept per container (<id>.json.1 is the newest)." placeholder:"N"`
 }
@@ -374,7 +374,7 @@ func (o *eventOutput) sinkFor(info container.Info) (output.Sink, error) {
 	if o.dir == nil {
 		return sharedSink{o.shared}, nil
 	}
-	s, err := o.dir.Sink(info.ID, info.Name)
+	s, err := o.dir.SinkFor(output.Owner{Namespace: info.Namespace, ID: info.ID, Name: info.Name, PodNamespace: info.Pod.Namespace, PodName: info.Pod.Name})
 	if err != nil {
 		return nil, fmt.Errorf("output file of %s (%s): %w", display.Quote(info.Name), info.ShortID(), err)
 	}

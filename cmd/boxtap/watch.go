@@ -17,6 +17,7 @@ import (
 
 	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/internal/display"
+	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/runtime/container"
 	"github.com/boxtap/boxtap/runtime/containerd"
 	"github.com/boxtap/boxtap/runtime/docker"
@@ -74,7 +75,7 @@ func (c *watchCmd) Run(ctx context.Context) error {
 	}
 	s.keepAlive = true
 	w := &watcher{s: s, out: out, sel: sel, flags: &c.runtimeFlags, debug: c.Debug, stderr: os.Stderr, tracked: map[string]bool{}}
-	s.onRemoved = func(tg *tracer.Target) { w.untrack(tg.Info.ID) }
+	s.onRemoved = func(tg *tracer.Target) { w.untrack(trackKey(tg.Info)) }
 	var wg sync.WaitGroup
 	if c.wantDocker() {
 		wg.Go(func() { w.follow(s.ctx, &dockerSource{w: w}) })
@@ -100,7 +101,16 @@ type watcher struct {
 	stderr io.Writer
 
 	mu      sync.Mutex
-	tracked map[string]bool // container IDs attached (or being attached)
+	tracked map[string]bool // trackKey of containers attached (or being attached)
+}
+
+// trackKey names a container across runtimes and namespaces: containerd IDs
+// are unique only within a namespace (Docker's, "moby", is Docker's own).
+func trackKey(info container.Info) string {
+	if info.Namespace == "" || info.Namespace == output.DockerNamespace {
+		return info.ID
+	}
+	return info.Namespace + "@" + info.ID
 }
 
 func (w *watcher) debugf(format string, args ...any) {
@@ -124,11 +134,12 @@ func (w *watcher) consider(info container.Info, started time.Time, via string) {
 		return
 	}
 	w.mu.Lock()
-	if w.tracked[info.ID] {
+	key := trackKey(info)
+	if w.tracked[key] {
 		w.mu.Unlock()
 		return
 	}
-	w.tracked[info.ID] = true
+	w.tracked[key] = true
 	w.mu.Unlock()
 	sink, err := w.out.sinkFor(info)
 	if err == nil {
@@ -137,7 +148,7 @@ func (w *watcher) consider(info container.Info, started time.Time, via string) {
 		}
 	}
 	if err != nil {
-		w.untrack(info.ID)
+		w.untrack(key)
 		switch {
 		case errors.Is(err, errSessionEnded):
 		case !processAlive(info.PID):

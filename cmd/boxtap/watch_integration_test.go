@@ -54,7 +54,7 @@ func TestWatchSeparatesContainersIntoFiles(t *testing.T) {
 	}
 	getN(t, fmt.Sprintf("http://127.0.0.1:%d/docker", dport), 2)
 	getN(t, fmt.Sprintf("http://127.0.0.1:%d/ctrd", cport), 3)
-	dockerFile, ctrdFile := filepath.Join(dir, dc.ID+".json"), filepath.Join(dir, tk.ID+".json")
+	dockerFile, ctrdFile := filepath.Join(dir, dc.ID+".json"), filepath.Join(dir, ns+"@"+tk.ID+".json")
 	waitFileEvents(t, dockerFile, 2, 30*time.Second)
 	waitFileEvents(t, ctrdFile, 3, 30*time.Second)
 
@@ -104,7 +104,7 @@ func TestWatchSeparatesContainersIntoFiles(t *testing.T) {
 			t.Errorf("%s: mode %v, %v; want 0600", file, st.Mode(), err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, other.ID+".json")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, ns+"@"+other.ID+".json")); !os.IsNotExist(err) {
 		t.Errorf("unselected container got a file: %v", err)
 	}
 	if strings.Contains(p.Stderr(), other.ID[:12]) && !strings.Contains(p.Stderr(), "skipping "+other.ID) {
@@ -128,7 +128,7 @@ func TestWatchRotatesAndReopensOnSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	file := filepath.Join(dir, tk.ID+".json")
+	file := filepath.Join(dir, ns+"@"+tk.ID+".json")
 	getN(t, url, 12) // ~1 KiB per event: several rotations
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -195,7 +195,7 @@ func TestWatchBadNamesAndReadOnlyDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	getN(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 1)
-	waitFileEvents(t, filepath.Join(dir, tk.ID+".json"), 1, 30*time.Second)
+	waitFileEvents(t, filepath.Join(dir, ns+"@"+tk.ID+".json"), 1, 30*time.Second)
 	p.Signal(syscall.SIGTERM)
 	if err := p.Wait(traceExitTimeout); err != nil {
 		t.Fatal(err)

@@ -169,8 +169,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	}
 	getN(t, fmt.Sprintf("http://127.0.0.1:%d/a", portA), 2)
 	getN(t, fmt.Sprintf("http://127.0.0.1:%d/b", portB), 2)
-	waitFileEvents(t, filepath.Join(dir, "before.json"), 2, 30*time.Second)
-	waitFileEvents(t, filepath.Join(dir, "after.json"), 2, 30*time.Second)
+	waitFileEvents(t, filepath.Join(dir, ns+"@before.json"), 2, 30*time.Second)
+	waitFileEvents(t, filepath.Join(dir, ns+"@after.json"), 2, 30*time.Second)
 	if n := strings.Count(p.Stderr(), "tracing before (before)"); n != 1 {
 		t.Errorf("container traced before the restart was attached %d times", n)
 	}
