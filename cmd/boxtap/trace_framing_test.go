@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -247,6 +248,7 @@ func TestTraceFramesEveryResponseShapeExactly(t *testing.T) {
 			p := e.startTrace(t, []*itest.Container{c})
 			runHostScriptClient(t, e, "127.0.0.1:"+strconv.Itoa(port), tc.client)
 			vs := viewEvents(t, stopTraceOK(t, p, syscall.SIGINT))
+			checkOneSegmentPerSend(t, c, tc.server)
 			requireCount(t, vs, len(tc.wantHeads))
 			for i, v := range vs {
 				checkOrigin(t, i, v, c, e.image, server)
@@ -267,6 +269,34 @@ func TestTraceFramesEveryResponseShapeExactly(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// sentLineRE is script-serve's per-connection report of what the kernel sent (TCP_INFO).
+var sentLineRE = regexp.MustCompile(`sent \S+: (\d+) data segments, (\d+) retransmitted`)
+
+// checkOneSegmentPerSend checks that each send step of the server's script left as a TCP
+// segment of its own, as the case means: the pause after each write is what splits them,
+// and the kernel's count of data segments the connection sent proves that it did.
+func checkOneSegmentPerSend(t *testing.T, c *itest.Container, server []map[string]any) {
+	t.Helper()
+	sends := 0
+	for _, st := range server {
+		if _, ok := st["send"]; ok {
+			sends++
+		}
+	}
+	if err := c.WaitLog("sent ", containerTimeout); err != nil {
+		t.Fatal(err)
+	}
+	m := sentLineRE.FindStringSubmatch(c.Logs())
+	if m == nil {
+		t.Fatalf("the server did not report the segments it sent:\n%s", c.Logs())
+	}
+	data, _ := strconv.Atoi(m[1])
+	retrans, _ := strconv.Atoi(m[2])
+	if data-retrans != sends {
+		t.Errorf("the server's %d writes left as %d data segments (%d more retransmitted); the case needs one segment per write", sends, data-retrans, retrans)
 	}
 }
 

@@ -15,7 +15,9 @@ import (
 
 // scriptServeCmd accepts connections and runs the script on each. Without -loop it serves one
 // connection and exits; with -loop it serves every connection concurrently until stopped.
-// It prints "listening on ADDR" when ready and "done REMOTE received N" per finished connection.
+// It prints "listening on ADDR" when ready and, per finished connection, "sent REMOTE: D data
+// segments, R retransmitted" (from TCP_INFO, read before the connection closes) and "done
+// REMOTE received N".
 func scriptServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("script-serve", stderr)
 	addr := fs.String("addr", ":8080", "listen address (host:port)")
@@ -62,6 +64,12 @@ func scriptServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 				return err
 			}
 			err := r.run(ctx, steps)
+			if !r.closed {
+				r.noteSent()
+			}
+			if r.sentErr == nil {
+				logf(stdout, "sent %s: %s\n", conn.RemoteAddr(), r.sent)
+			}
 			logf(stdout, "done %s received %d\n", conn.RemoteAddr(), r.total)
 			return err
 		}
