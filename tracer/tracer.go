@@ -582,7 +582,11 @@ func (t *Tracer) emit(r *httpstream.Response) {
 
 	if err := tg.sink.Write(e); err != nil {
 		t.reportWrite(tg, err)
-		return
+		if _, counted := tg.sink.(droppingSink); !counted {
+			return
+		}
+		// The sink took the line and counts it among its unwritten ones, as it does
+		// for the lines of a failed flush: it is an event all the same.
 	}
 	tg.events.Add(1)
 	t.written++
