@@ -22,6 +22,9 @@ import (
 // two with a /dev of its own, so both are checked on every host.
 func TestHookBadSetupsLogOneLineAndFailOpen(t *testing.T) {
 	e := newHookEnv(t)
+	for _, tool := range []string{"unshare", "setpriv", "mount"} {
+		hxRequireTool(t, tool, "util-linux and mount")
+	}
 	// The unprivileged run needs a binary and an output directory it can use.
 	binDir, err := os.MkdirTemp("", "bxh-bin")
 	if err != nil {
