@@ -341,3 +341,15 @@ func containsLine(lines []string, prefix string) bool {
 	}
 	return false
 }
+
+// TestTraceMaxHeaderBytesRejectsNonPositive: a limit of 0 or less is bad input (one line,
+// non-zero exit), not a silent fallback to the default.
+func TestTraceMaxHeaderBytesRejectsNonPositive(t *testing.T) {
+	e := newTraceEnv(t)
+	c := e.startContainer(t, "sleeping", "sleep")
+	for _, n := range []string{"0", "-5"} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		runFailing(t, exec.CommandContext(ctx, e.boxtap, "trace", c.Name, "--max-header-bytes="+n), "--max-header-bytes "+n, "positive")
+		cancel()
+	}
+}
