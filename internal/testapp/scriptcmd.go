@@ -90,7 +90,7 @@ func scriptServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 // scriptClientCmd dials once, runs the script, and prints "received N" (or, with -dump, the
-// received bytes themselves).
+// received bytes themselves); on stderr it says what the kernel sent, as script-serve does.
 func scriptClientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("script-client", stderr)
 	addr := fs.String("addr", "", "server address host:port, e.g. 127.0.0.1:8080 or [::1]:8080")
@@ -125,6 +125,12 @@ func scriptClientCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	r := &scriptRun{conn: conn, readTimeout: *timeout, keep: *dump, signals: sigs, notes: stderr}
 	runErr := r.run(ctx, steps)
+	if !r.closed {
+		r.noteSent()
+	}
+	if r.sentErr == nil {
+		fmt.Fprintf(stderr, "sent %s: %s\n", conn.RemoteAddr(), r.sent)
+	}
 	if *dump {
 		stdout.Write(r.received)
 	} else {
