@@ -111,7 +111,7 @@ func TestRunDir(t *testing.T) {
 	// A live process whose command line is a tracer's for c2 is found.
 	cmd := exec.Command("sh", "-c", "sleep 30; :", TracerSubcommand, "--id=c2")
 	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start sh: %v", err)
+		t.Fatalf("start sh: %v", err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	if err := d.WritePID("c2", cmd.Process.Pid); err != nil {
@@ -139,7 +139,7 @@ func TestIsTracerCmdline(t *testing.T) {
 func TestWaitExit(t *testing.T) {
 	cmd := exec.Command("sleep", "30")
 	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start sleep: %v", err)
+		t.Fatalf("start sleep: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/boxtap/boxtap/internal/itest"
 )
 
 // dirTestEvent returns an event whose status text carries n, so lines can
@@ -292,13 +293,23 @@ func TestOpenDirRefusesUnsafeDirectories(t *testing.T) {
 	if st, _ := os.Stat(loose); st.Mode().Perm() != 0o700 {
 		t.Errorf("own 0755 dir left at %04o, want 0700", st.Mode().Perm())
 	}
-	if os.Geteuid() != 0 {
-		t.Log("not root: ownership checks not exercised")
-		return
+}
+
+// TestOpenDirRefusesOtherUsersDirectories: a directory, or a symlink to one, owned by
+// another user is refused; the caller's own symlink to its own directory is accepted.
+// Changing ownership needs root.
+func TestOpenDirRefusesOtherUsersDirectories(t *testing.T) {
+	itest.RequireRoot(t)
+	base := t.TempDir()
+	loose := filepath.Join(base, "loose")
+	if err := os.Mkdir(loose, 0o700); err != nil {
+		t.Fatal(err)
 	}
 	other := filepath.Join(base, "other")
 	os.Mkdir(other, 0o700)
-	os.Chown(other, 65534, 65534)
+	if err := os.Chown(other, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := OpenDir(other, DirOptions{}); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
 		t.Errorf("dir of another user: err = %v", err)
 	}
@@ -403,16 +414,24 @@ func FuzzEscapeName(f *testing.F) {
 	})
 }
 
-// TestDirReportsFullDiskOncePerContainer needs root for a tiny tmpfs.
-func TestDirReportsFullDiskOncePerContainer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
-	}
+// mountTestTmpfs mounts a 64 KiB tmpfs (with flags, e.g. MS_RDONLY) on a temporary
+// directory for the test and unmounts it at the end. It needs root: without it the test
+// skips locally and fails in CI (itest.Require). unix.Mount is the system call; no mount
+// program is involved.
+func mountTestTmpfs(t *testing.T, flags uintptr) string {
+	t.Helper()
+	itest.RequireRoot(t)
 	mnt := t.TempDir()
-	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=64k,mode=0700"); err != nil {
-		t.Skipf("cannot mount tmpfs: %v", err)
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", flags, "size=64k,mode=0700"); err != nil {
+		t.Fatalf("mount a tmpfs on %s as root: %v", mnt, err)
 	}
 	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	return mnt
+}
+
+// TestDirReportsFullDiskOncePerContainer needs root for a tiny tmpfs.
+func TestDirReportsFullDiskOncePerContainer(t *testing.T) {
+	mnt := mountTestTmpfs(t, 0)
 	d, err := OpenDir(mnt, DirOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -453,17 +472,7 @@ func TestDirReportsFullDiskOncePerContainer(t *testing.T) {
 // TestDirReadOnlyReportsOnFlush: an unwritable directory is reported by the
 // first flush of each container, never by OpenDir or Sink.
 func TestDirReadOnlyReportsOnFlush(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a read-only tmpfs")
-	}
-	if _, err := exec.LookPath("mount"); err != nil {
-		t.Skip("no mount")
-	}
-	mnt := t.TempDir()
-	if err := unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_RDONLY, "size=64k,mode=0700"); err != nil {
-		t.Skipf("cannot mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	mnt := mountTestTmpfs(t, unix.MS_RDONLY)
 	d, err := OpenDir(mnt, DirOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -630,7 +630,11 @@ func (t *Tracer) emit(r *httpstream.Response) {
 
 	if err := tg.sink.Write(e); err != nil {
 		t.reportWrite(tg, err)
-		return
+		if _, counted := tg.sink.(droppingSink); !counted {
+			return
+		}
+		// The sink took the line and counts it among its unwritten ones, as it does
+		// for the lines of a failed flush: it is an event all the same.
 	}
 	tg.events.Add(1)
 	t.written++
@@ -690,14 +694,26 @@ func (t *Tracer) checkLoss(tg *Target) {
 	if err != nil {
 		return
 	}
-	tg.lost = c.LostRecords
-	now := time.Now().UnixNano()
-	if tg.lost > tg.lostWarned && now >= tg.lostNextNs {
+	if tg.noteLost(c.LostRecords, time.Now().UnixNano()) {
 		t.opts.OnError(fmt.Errorf("warning: %s (%s): the kernel dropped %d capture records so far (ring buffer full); responses may be missing: raise --ring-size",
 			display.Quote(tg.Info.Name), tg.Info.ShortID(), tg.lost))
-		tg.lostWarned = tg.lost
-		tg.lostNextNs = now + int64(10*time.Second)
 	}
+}
+
+// lossWarnEvery is the least time between two loss warnings of one container.
+const lossWarnEvery = 10 * time.Second
+
+// noteLost records the kernel's lost-record count read at now (the next events carry it)
+// and reports whether it warrants a warning: it grew since the last warning, and the
+// last one is at least lossWarnEvery old.
+func (tg *Target) noteLost(lost uint64, now int64) bool {
+	tg.lost = lost
+	if lost <= tg.lostWarned || now < tg.lostNextNs {
+		return false
+	}
+	tg.lostWarned = lost
+	tg.lostNextNs = now + int64(lossWarnEvery)
+	return true
 }
 
 // reap reads the loss counters and reports evictions every second, and

@@ -130,11 +130,16 @@ func TestHardeningLossyNetwork(t *testing.T) {
 		}
 	}
 
-	// Wait for every event, then a little longer so that a late duplicate would show.
+	// A late retransmit or duplicate can reach the programs only while a connection still
+	// has data in flight. Once every connection of the port is closed or in TIME-WAIT, none
+	// can; boxtap then reads what the ring holds before it exits.
+	var open []string
+	if !hxWaitUntil(time.Minute, func() bool { open = openConns(t, c.PID(), lossyPort); return len(open) == 0 }) {
+		t.Fatalf("connections of port %d still open after every client finished:\n%s", lossyPort, strings.Join(open, "\n"))
+	}
 	if _, err := p.WaitLines(2*n, traceRunTimeout/2); err != nil {
 		t.Logf("waiting for %d events: %v", 2*n, err)
 	}
-	time.Sleep(500 * time.Millisecond)
 	x := stopTrace(t, p, syscall.SIGINT)
 	if x.code != 0 {
 		t.Fatalf("boxtap exited with status %d:\n%s", x.code, x.stderr)
@@ -174,6 +179,25 @@ func TestHardeningLossyNetwork(t *testing.T) {
 	if sum.lostRecords != 0 {
 		t.Errorf("counts line reports %d lost records at this low rate", sum.lostRecords)
 	}
+}
+
+// openConns lists the TCP connections of port in the network namespace of pid that are
+// neither listening nor in TIME-WAIT (ss's lines).
+func openConns(t *testing.T, pid, port int) []string {
+	t.Helper()
+	out := hxCommand(t, "", "nsenter", "-t", strconv.Itoa(pid), "-n", "ss", "-Htan")
+	var open []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[0] == "LISTEN" || f[0] == "TIME-WAIT" {
+			continue
+		}
+		p := ":" + strconv.Itoa(port)
+		if strings.HasSuffix(f[3], p) || strings.HasSuffix(f[4], p) {
+			open = append(open, line)
+		}
+	}
+	return open
 }
 
 // hxTail returns the last n bytes of s.

@@ -81,41 +81,13 @@ func command(t *testing.T, name string, args ...string) (string, error) {
 // traces a container without annotation.
 func TestHookPodmanHooksDir(t *testing.T) {
 	e := newHookEnv(t)
-	_, err := exec.LookPath("podman")
-	itest.Require(t, err == nil, "needs podman (apt-get install podman)")
+	ph := newPodmanHooks(t, e)
 	// A directory boxtap did not make: an annotation may not choose it.
 	if err := os.Mkdir(filepath.Join(e.out, "admin"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	hooksDir := func(variant string) string {
-		dir := filepath.Join(e.dir, "hooks-"+variant)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		data := e.exampleFile(t, "hooks.d/"+variant+"/boxtap.json",
-			"/usr/local/bin/boxtap", e.boxtap,
-			`"--output-dir=/var/log/boxtap"`, fmt.Sprintf(`"--output-dir=%s", "--run-dir=%s"`, e.out, e.run))
-		if err := os.WriteFile(filepath.Join(dir, "boxtap.json"), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return dir
-	}
-	podman := func(hooks string, args ...string) (string, error) {
-		base := []string{"--root", filepath.Join(e.dir, "storage"), "--runroot", filepath.Join(e.dir, "runroot"),
-			"--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--hooks-dir", hooks}
-		return command(t, "podman", append(base, args...)...)
-	}
-	annotated, always := hooksDir("annotated"), hooksDir("always")
-	image := "localhost/boxtap-hook-test:1"
-	if out, err := podman(annotated, "import", e.testAppTar(t), image); err != nil {
-		t.Fatalf("podman import: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		podman(annotated, "rm", "-f", "-a")
-		podman(annotated, "rmi", "-f", "-a")
-		// podman's overlay mounts live under the storage dir; unmount before removal.
-		exec.Command("umount", "-R", filepath.Join(e.dir, "storage", "overlay")).Run()
-	})
+	podman := func(variant string, args ...string) (string, error) { return ph.podman(t, variant, args...) }
+	annotated, always, image := "annotated", "always", ph.image
 	run := []string{"run", "-d", "--network", "host", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"}
 
 	// Annotated server: called at once; its file goes to the output-dir it asked for.

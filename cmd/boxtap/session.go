@@ -98,6 +98,9 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 	if err != nil {
 		return nil, err
 	}
+	if f.MaxHeader <= 0 {
+		return nil, fmt.Errorf("--max-header-bytes %d: give a positive number of bytes, e.g. 16384 (the default)", f.MaxHeader)
+	}
 	opts.RingBytes = ring
 	budget, err := parseMemoryBudget(f.MemoryBudget)
 	if err != nil {

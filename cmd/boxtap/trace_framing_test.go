@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -245,8 +246,10 @@ func TestTraceFramesEveryResponseShapeExactly(t *testing.T) {
 				"-timeout", "30s", "-script", scriptJSON(t, tc.server))
 			server := containerInit(t, c)
 			p := e.startTrace(t, []*itest.Container{c})
-			runHostScriptClient(t, e, "127.0.0.1:"+strconv.Itoa(port), tc.client)
+			clientOut := runHostScriptClient(t, e, "127.0.0.1:"+strconv.Itoa(port), tc.client)
 			vs := viewEvents(t, stopTraceOK(t, p, syscall.SIGINT))
+			checkOneSegmentPerSend(t, c, tc.server)
+			checkSentLine(t, "client", clientOut, tc.client)
 			requireCount(t, vs, len(tc.wantHeads))
 			for i, v := range vs {
 				checkOrigin(t, i, v, c, e.image, server)
@@ -267,6 +270,41 @@ func TestTraceFramesEveryResponseShapeExactly(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// sentLineRE is script-serve's per-connection report of what the kernel sent (TCP_INFO).
+var sentLineRE = regexp.MustCompile(`sent \S+: (\d+) data segments, (\d+) retransmitted`)
+
+// checkOneSegmentPerSend checks that each send step of the server's script left as a TCP
+// segment of its own, as the case means: the pause after each write is what splits them,
+// and the kernel's count of data segments the connection sent proves that it did.
+func checkOneSegmentPerSend(t *testing.T, c *itest.Container, server []map[string]any) {
+	t.Helper()
+	if err := c.WaitLog("sent ", containerTimeout); err != nil {
+		t.Fatal(err)
+	}
+	checkSentLine(t, "server", c.Logs(), server)
+}
+
+// checkSentLine finds the "sent" line of a script's run in out and checks that each send
+// step left as a data segment of its own.
+func checkSentLine(t *testing.T, who, out string, steps []map[string]any) {
+	t.Helper()
+	sends := 0
+	for _, st := range steps {
+		if _, ok := st["send"]; ok {
+			sends++
+		}
+	}
+	m := sentLineRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("the %s did not report the segments it sent:\n%s", who, out)
+	}
+	data, _ := strconv.Atoi(m[1])
+	retrans, _ := strconv.Atoi(m[2])
+	if data-retrans != sends {
+		t.Errorf("the %s's %d writes left as %d data segments (%d more retransmitted); the case needs one segment per write", who, sends, data-retrans, retrans)
 	}
 }
 
@@ -291,8 +329,9 @@ func checkTruncated(t *testing.T, i int, v eventView, sent scripted) {
 	}
 }
 
-// runHostScriptClient runs `testapp script-client` on the host and requires it to succeed.
-func runHostScriptClient(t *testing.T, e *traceEnv, addr string, script []map[string]any) {
+// runHostScriptClient runs `testapp script-client` on the host, requires it to succeed and
+// returns its output.
+func runHostScriptClient(t *testing.T, e *traceEnv, addr string, script []map[string]any) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -300,4 +339,5 @@ func runHostScriptClient(t *testing.T, e *traceEnv, addr string, script []map[st
 	if err != nil {
 		t.Fatalf("script-client: %v: %s", err, out)
 	}
+	return string(out)
 }

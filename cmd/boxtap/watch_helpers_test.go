@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -58,24 +60,43 @@ func (e *watchEnv) namespace(t *testing.T) string {
 	return ns
 }
 
-// getN sends n GET requests to url (a server the test started on 127.0.0.1).
+// getN sends n GET requests to url (a server the test started on 127.0.0.1). It first
+// waits, with bare TCP connections that carry no HTTP, until the server accepts; from then
+// on every request must succeed at its first try, so that no retry can hide a failure
+// that the test is about.
 func getN(t *testing.T, url string, n int) {
 	t.Helper()
+	waitAccepting(t, url)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for i := range n {
-		var resp *http.Response
-		var err error
-		for try := 0; try < 50; try++ { // the server may still be starting
-			resp, err = client.Get(url + "?i=" + strconv.Itoa(i))
-			if err == nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		resp, err := client.Get(url + "?i=" + strconv.Itoa(i))
 		if err != nil {
-			t.Fatalf("GET %s: %v", url, err)
+			t.Fatalf("GET %s (request %d of %d, the server was accepting): %v", url, i+1, n, err)
 		}
 		resp.Body.Close()
+	}
+}
+
+// waitAccepting waits until the host of an http:// URL accepts TCP connections (the
+// server may still be starting). The connections are closed without sending a byte.
+func waitAccepting(t *testing.T, rawURL string) {
+	t.Helper()
+	u, err := neturl.Parse(rawURL)
+	if err != nil {
+		t.Fatalf("bad URL %q: %v", rawURL, err)
+	}
+	var lastErr error
+	ok := hxWaitUntil(30*time.Second, func() bool {
+		conn, err := net.DialTimeout("tcp", u.Host, time.Second)
+		if err != nil {
+			lastErr = err
+			return false
+		}
+		conn.Close()
+		return true
+	})
+	if !ok {
+		t.Fatalf("nothing accepts connections at %s: %v", u.Host, lastErr)
 	}
 }
 

@@ -138,6 +138,9 @@ type scriptRun struct {
 	signals     <-chan os.Signal // SIGUSR1 deliveries for wait_signal steps; nil: not supported
 	notes       io.Writer        // where wait_signal says it is waiting
 
+	sent    tcpSent // what the kernel sent, read before the connection closes
+	sentErr error   // why sent could not be read
+
 	pending  []byte // read from the socket but not yet consumed by a recv step
 	received []byte // everything read, when keep is set
 	total    int64  // number of bytes read
@@ -205,12 +208,20 @@ func (r *scriptRun) step(ctx context.Context, st step) error {
 		}
 		return waitForSignal(ctx, r.signals, r.notes)
 	case stepClose:
+		r.noteSent()
 		r.closed = true
 		if err := r.conn.Close(); err != nil {
 			return fmt.Errorf("close: %w", err)
 		}
 	}
 	return nil
+}
+
+// noteSent reads what the kernel sent on the connection while it is still open.
+func (r *scriptRun) noteSent() {
+	if !r.closed {
+		r.sent, r.sentErr = readTCPSent(r.conn)
+	}
 }
 
 // recvRequest consumes one request head and its Content-Length body from the stream.

@@ -342,3 +342,20 @@ func FuzzRequestBodyLength(f *testing.F) {
 }
 
 func waitBriefly() { time.Sleep(10 * time.Millisecond) }
+
+// TestScriptServerReportsSentSegments: with a pause between them, each send leaves as a
+// segment of its own, and script-serve says so from TCP_INFO.
+func TestScriptServerReportsSentSegments(t *testing.T) {
+	addr, stop := startCommand(t, "script-serve", "-addr", "127.0.0.1:0",
+		"-script", `[{"recv_bytes":4},{"send":"a"},{"sleep_ms":30},{"send":"b"},{"sleep_ms":30},{"send":"c"},{"sleep_ms":30},{"close":true}]`)
+	if got, err := runClient(t, addr, `[{"send":"ping"},{"recv_until_close":true}]`, false); err != nil || got != "received 3\n" {
+		t.Fatalf("client printed %q, %v; want %q", got, err, "received 3\n")
+	}
+	err, out := stop()
+	if err != nil {
+		t.Fatalf("server: %v; output: %s", err, out)
+	}
+	if !strings.Contains(out, ": 3 data segments, 0 retransmitted\n") {
+		t.Errorf("server output %q does not report 3 data segments sent", out)
+	}
+}

@@ -15,7 +15,9 @@ import (
 
 // scriptServeCmd accepts connections and runs the script on each. Without -loop it serves one
 // connection and exits; with -loop it serves every connection concurrently until stopped.
-// It prints "listening on ADDR" when ready and "done REMOTE received N" per finished connection.
+// It prints "listening on ADDR" when ready and, per finished connection, "sent REMOTE: D data
+// segments, R retransmitted" (from TCP_INFO, read before the connection closes) and "done
+// REMOTE received N".
 func scriptServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("script-serve", stderr)
 	addr := fs.String("addr", ":8080", "listen address (host:port)")
@@ -62,6 +64,12 @@ func scriptServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 				return err
 			}
 			err := r.run(ctx, steps)
+			if !r.closed {
+				r.noteSent()
+			}
+			if r.sentErr == nil {
+				logf(stdout, "sent %s: %s\n", conn.RemoteAddr(), r.sent)
+			}
 			logf(stdout, "done %s received %d\n", conn.RemoteAddr(), r.total)
 			return err
 		}
@@ -82,7 +90,7 @@ func scriptServeCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 // scriptClientCmd dials once, runs the script, and prints "received N" (or, with -dump, the
-// received bytes themselves).
+// received bytes themselves); on stderr it says what the kernel sent, as script-serve does.
 func scriptClientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("script-client", stderr)
 	addr := fs.String("addr", "", "server address host:port, e.g. 127.0.0.1:8080 or [::1]:8080")
@@ -117,6 +125,12 @@ func scriptClientCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	r := &scriptRun{conn: conn, readTimeout: *timeout, keep: *dump, signals: sigs, notes: stderr}
 	runErr := r.run(ctx, steps)
+	if !r.closed {
+		r.noteSent()
+	}
+	if r.sentErr == nil {
+		fmt.Fprintf(stderr, "sent %s: %s\n", conn.RemoteAddr(), r.sent)
+	}
 	if *dump {
 		stdout.Write(r.received)
 	} else {
