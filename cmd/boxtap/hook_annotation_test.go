@@ -143,31 +143,31 @@ func requestHeaderValues(t *testing.T, path, name string) [][]string {
 }
 
 // TestHookAnnotationRedactHeaderAndTraceFalse runs podman with the hooks.d examples: the
-// annotation io.boxtap.trace=redact-header=X-Token makes the tracer redact that header
+// annotation io.boxtap.trace=redact-header=X-Tenant makes the tracer redact that header
 // (which the defaults print, as an annotation without the option shows), and
 // io.boxtap.trace=false keeps a container untraced under both variants, even the one that
 // traces every container.
 func TestHookAnnotationRedactHeaderAndTraceFalse(t *testing.T) {
 	e := newHookEnv(t)
 	ph := newPodmanHooks(t, e)
-	const secret, visible = "s3cret-token-value", "visible-value"
-	header := http.Header{"X-Token": {secret}, "X-Other": {visible}}
+	const secret, visible = "tenant-4711-value", "visible-value"
+	header := http.Header{"X-Tenant": {secret}, "X-Other": {visible}}
 
 	for _, tc := range []struct {
 		annotation string
-		want       string // X-Token's value in the event
+		want       string // X-Tenant's value in the event
 	}{
-		{"redact-header=X-Token", "<redacted>"},
+		{"redact-header=X-Tenant", "<redacted>"},
 		{"true", secret},
 	} {
 		id, url := ph.runServer(t, "annotated", tc.annotation)
 		getWithHeaders(t, url+"/status/200", header)
 		ph.remove(t, "annotated", id)
 		file := filepath.Join(e.out, id+".json")
-		tokens := requestHeaderValues(t, file, "X-Token")
+		tokens := requestHeaderValues(t, file, "X-Tenant")
 		others := requestHeaderValues(t, file, "X-Other")
 		if len(tokens) != 1 || len(tokens[0]) != 1 || tokens[0][0] != tc.want || len(others) != 1 || fmt.Sprint(others[0]) != "["+visible+"]" {
-			t.Errorf("io.boxtap.trace=%s: request headers X-Token %q, X-Other %q in the events; want one event with %q and %q\nhook log:\n%s",
+			t.Errorf("io.boxtap.trace=%s: request headers X-Tenant %q, X-Other %q in the events; want one event with %q and %q\nhook log:\n%s",
 				tc.annotation, tokens, others, tc.want, visible, e.hookLog())
 		}
 	}

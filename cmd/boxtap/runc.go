@@ -20,7 +20,7 @@ import (
 // <runc arguments>". Its options come first and are parsed here, because
 // everything else on the command line is runc's.
 type runcCmd struct {
-	Args []string `arg:"" optional:"" help:"boxtap's options (--runtime-path, and the hook options --output-dir, --run-dir, --timeout, --fail-closed, --require-annotation, --ring-size, --redact-header, --max-size, --max-files), then runc's arguments."`
+	Args []string `arg:"" optional:"" help:"boxtap's options (--runtime-path, and the hook options --output-dir, --run-dir, --timeout, --fail-closed, --require-annotation, --ring-size, --redact-header, --memory-budget, --max-size, --max-files), then runc's arguments."`
 }
 
 func (runcCmd) Help() string {
@@ -46,11 +46,12 @@ type runcOptions struct {
 // defaultRuncOptions matches the defaults of "boxtap hook".
 func defaultRuncOptions() runcOptions {
 	return runcOptions{hookSettings: hookSettings{
-		OutputDir: "/var/log/boxtap",
-		RunDir:    "/run/boxtap",
-		Timeout:   5 * time.Second,
-		RingSize:  "2MiB",
-		MaxFiles:  5,
+		OutputDir:    "/var/log/boxtap",
+		RunDir:       "/run/boxtap",
+		Timeout:      5 * time.Second,
+		RingSize:     "2MiB",
+		MemoryBudget: "192MiB",
+		MaxFiles:     5,
 		// The hooks this wrapper adds run for Docker's containers only.
 		Runtime: hook.RuntimeDocker,
 	}}
@@ -75,7 +76,7 @@ func parseRuncOptions(args []string) (runcOptions, []string, error) {
 		switch name {
 		case "fail-closed", "require-annotation":
 			takesValue = false
-		case "runtime-path", "output-dir", "run-dir", "timeout", "ring-size", "redact-header", "max-size", "max-files":
+		case "runtime-path", "output-dir", "run-dir", "timeout", "ring-size", "redact-header", "max-size", "max-files", "memory-budget":
 		default:
 			return o, args, nil // runc's from here
 		}
@@ -108,6 +109,9 @@ func parseRuncOptions(args []string) (runcOptions, []string, error) {
 			_, err = parseRingSize(val)
 		case "redact-header":
 			o.RedactHeader = append(o.RedactHeader, val)
+		case "memory-budget":
+			o.MemoryBudget = val
+			_, err = parseMemoryBudget(val)
 		case "max-size":
 			err = o.MaxSize.UnmarshalText([]byte(val))
 		case "max-files":
