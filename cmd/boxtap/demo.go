@@ -80,7 +80,7 @@ func (d *demoCmd) Run(ctx context.Context) error {
 	}
 	ports = strings.TrimSpace(ports)
 
-	flags := captureFlags{RingSize: "4MiB", MaxHeader: 16384, Duration: time.Minute}
+	flags := captureFlags{RingSize: "4MiB", MaxHeader: 16384, MemoryBudget: defaultMemoryBudget, Duration: time.Minute}
 	flags.Format = formatText
 	if d.JSON {
 		flags.Format = formatJSON

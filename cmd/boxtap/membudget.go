@@ -11,6 +11,11 @@ import (
 // runtime besides the parser state.
 const minMemoryBudget = 32 << 20
 
+// defaultMemoryBudget is --memory-budget's default, for the commands that
+// fill their flags in code (demo, the runc wrapper's hooks); the flags' own
+// default tags say the same.
+const defaultMemoryBudget = "192MiB"
+
 // parseMemoryBudget reads a size such as "192MiB", "1GiB", "200M" or a
 // number of bytes.
 func parseMemoryBudget(s string) (int64, error) {

@@ -50,7 +50,7 @@ func defaultRuncOptions() runcOptions {
 		RunDir:       "/run/boxtap",
 		Timeout:      5 * time.Second,
 		RingSize:     "2MiB",
-		MemoryBudget: "192MiB",
+		MemoryBudget: defaultMemoryBudget,
 		MaxFiles:     5,
 		// The hooks this wrapper adds run for Docker's containers only.
 		Runtime: hook.RuntimeDocker,
