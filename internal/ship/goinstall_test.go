@@ -75,6 +75,20 @@ func forgetModule(t *testing.T, goCmd, module, version string) {
 		for _, f := range downloads {
 			os.Remove(f)
 		}
+		list := filepath.Join(cache, "cache", "download", module, "@v", "list")
+		if data, err := os.ReadFile(list); err == nil {
+			var keep []string
+			for line := range strings.Lines(string(data)) {
+				if strings.TrimSpace(line) != version {
+					keep = append(keep, line)
+				}
+			}
+			if len(keep) == 0 {
+				os.Remove(list)
+			} else {
+				os.WriteFile(list, []byte(strings.Join(keep, "")), 0o644)
+			}
+		}
 	}
 	forget()
 	t.Cleanup(forget)
