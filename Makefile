@@ -25,7 +25,7 @@ export GOFLAGS := -mod=mod
 # Its directory goes first on PATH, so scripts and tests that run `go` get the same one.
 ifeq ($(origin GO),undefined)
 ifneq ($(MAKECMDGOALS),clean)
-GO := $(shell scripts/go-toolchain.sh)
+GO := $(shell PATH="$(PATH)" scripts/go-toolchain.sh)
 ifeq ($(GO),)
 $(error no Go toolchain: scripts/go-toolchain.sh failed (see its message above))
 endif
