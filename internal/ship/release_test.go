@@ -22,17 +22,21 @@ const releaseTimeout = 30 * time.Minute
 // releaseArches are the targets make release builds, with the ELF machine of each.
 var releaseArches = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
 
-// TestReleaseBuildsStaticStrippedStampedBinariesTwiceIdentically runs make release twice into
-// two directories: both must hold the same bytes, SHA256SUMS must match the files, and each
-// binary must be a static, stripped ELF for its architecture, built without cgo and with
-// -trimpath by exactly go.mod's Go, carrying the eBPF object and the stamped version.
+// TestReleaseBuildsStaticStrippedStampedBinariesTwiceIdentically runs make release twice: in
+// the repository, and in a copy of its tracked files elsewhere with an empty build cache, so
+// nothing is shared but the sources and the toolchain. Both must give the same bytes,
+// SHA256SUMS must match the files, and each binary must be a static, stripped ELF for its
+// architecture, built without cgo and with -trimpath by exactly go.mod's Go, carrying the
+// eBPF object and the stamped version.
 func TestReleaseBuildsStaticStrippedStampedBinariesTwiceIdentically(t *testing.T) {
 	root := moduleRoot(t)
 	want := goModVersion(t, root)
 	const version = "v0.0.0-shiptest"
 	first, second := filepath.Join(t.TempDir(), "dist"), filepath.Join(t.TempDir(), "dist")
 	makeRelease(t, root, first, version)
-	makeRelease(t, root, second, version)
+	clone := copyTracked(t, root)
+	makeRelease(t, clone, second, version,
+		"GOCACHE="+t.TempDir(), "BOXTAP_GO_PREFIX="+filepath.Join(root, ".cache", "go"))
 
 	sums := readSums(t, first)
 	if len(sums) != len(releaseArches) {
@@ -71,20 +75,47 @@ func TestReleaseBuildsStaticStrippedStampedBinariesTwiceIdentically(t *testing.T
 	}
 }
 
-// makeRelease runs `make release` with DIST=dir and VERSION=version in the repository.
-func makeRelease(t *testing.T, root, dir, version string) {
+// makeRelease runs `make release` with DIST=dir and VERSION=version in the tree at root,
+// with env added to the environment.
+func makeRelease(t *testing.T, root, dir, version string, env ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "make", "-s", "--no-print-directory", "release", "DIST="+dir)
 	cmd.Dir = root
-	cmd.Env = append(envWithout("VERSION", "DIST", "MAKEFLAGS"), "VERSION="+version)
+	cmd.Env = append(envWithout("VERSION", "DIST", "MAKEFLAGS", "GOCACHE", "BOXTAP_GO_PREFIX"), "VERSION="+version)
+	cmd.Env = append(cmd.Env, env...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("make release: %v\n%s", err, out)
 	}
 	t.Logf("make release DIST=%s took %s", dir, time.Since(start).Round(time.Second))
+}
+
+// copyTracked copies the repository's tracked files (as they are in the work tree) into a
+// new directory and returns it.
+func copyTracked(t *testing.T, root string) string {
+	t.Helper()
+	files, err := exec.Command("git", "-C", root, "ls-files", "-z").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	dst := filepath.Join(t.TempDir(), "boxtap")
+	for _, name := range strings.Split(strings.TrimRight(string(files), "\x00"), "\x00") {
+		src := filepath.Join(root, name)
+		st, err := os.Stat(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, name), readFile(t, src), st.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
 }
 
 // readSums parses SHA256SUMS in dir (sha256sum's format) into file name -> hex digest.
