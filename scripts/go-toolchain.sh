@@ -92,7 +92,7 @@ h1_of_zip() {
 }
 
 install_toolchain() {
-  local arch version zip url expected got
+  local arch version zip url expected got part
   arch=$(go_arch)
   version=v0.0.1-$want.linux-$arch
   expected=$(awk -v v="$version" '$1 == "golang.org/toolchain" && $2 == v { print $3 }' "$sums")
@@ -105,8 +105,9 @@ install_toolchain() {
   else
     url=$(proxy_url)/golang.org/toolchain/@v/$version.zip
     say "downloading $url"
-    curl -fsSL --max-time 900 -o "$zip.part" "$url" || { rm -f "$zip.part"; die "download of $url failed; check access to the Go module proxy (BOXTAP_GO_PROXY)"; }
-    mv "$zip.part" "$zip"
+    part=$(mktemp "$downloads/.part-XXXXXX") # a concurrent install downloads to its own file
+    curl -fsSL --max-time 900 -o "$part" "$url" || { rm -f "$part"; die "download of $url failed; check access to the Go module proxy (BOXTAP_GO_PROXY)"; }
+    mv "$part" "$zip"
   fi
   stage=$(mktemp -d "$prefix/.install-XXXXXX")
   got=$(h1_of_zip "$zip" "$stage") || { rm -f "$zip"; die "$zip is not a readable zip (removed); run again to download it anew"; }
@@ -115,8 +116,11 @@ install_toolchain() {
     die "checksum mismatch for golang.org/toolchain@$version: got $got, scripts/go-toolchain.sum has $expected (download removed)"
   fi
   say "verified golang.org/toolchain@$version $got"
+  if [ -x "$dest/bin/go" ] && usable "$dest/bin/go" "$want" >/dev/null; then
+    return 0 # a concurrent install finished first
+  fi
   rm -rf "${dest:?}"
-  mv "$stage/golang.org/toolchain@$version" "$dest"
+  mv -T "$stage/golang.org/toolchain@$version" "$dest"
 }
 
 want=$(wanted_version)
