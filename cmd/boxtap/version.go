@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
-	"strings"
 
 	"github.com/boxtap/boxtap/bpf"
 	"golang.org/x/sys/unix"
@@ -24,23 +23,14 @@ func (versionCmd) Run(ctx context.Context) error {
 }
 
 // versionString is the version stamped by make release (-X main.version), else the module
-// version that `go install github.com/boxtap/boxtap/cmd/boxtap@v1.2.3` records, else the
-// source revision of a local build.
+// version the go command recorded: the one `go install .../cmd/boxtap@v1.2.3` fetched, or for
+// a build in a git checkout a pseudo-version naming the commit (v0.0.0-<time>-<commit>).
 func versionString() string {
 	if version != "dev" {
 		return version
 	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return version
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" && !strings.HasPrefix(v, "v0.0.0-") {
-		return v
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			return "dev-" + s.Value[:12]
-		}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
 	}
 	return version
 }
