@@ -8,6 +8,12 @@
 #   make fuzz            every fuzz target for FUZZTIME (default 30s)
 #   make soak            long soak of boxtap trace (>= 1M responses; not part of make test)
 #   make deps            install missing Debian packages, start containerd and dockerd
+#   make release         static binaries for linux/amd64 and linux/arm64 and SHA256SUMS in dist/
+#   make image           container image localhost/boxtap (only the static binary), loaded into
+#                        Docker and into containerd's k8s.io namespace
+#
+# Without a Go at least as new as go.mod's on PATH (or in /usr/local/go), every target first
+# installs that toolchain into .cache/go/ (scripts/go-toolchain.sh; BOXTAP_GO_PREFIX moves it).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -15,7 +21,17 @@ SHELL := /bin/bash
 # Find Go even when PATH lacks it (CI shells, sudo).
 export PATH := $(PATH):/usr/local/go/bin
 export GOFLAGS := -mod=mod
-GO ?= go
+# GO is the go command: from the environment if set, else what go-toolchain.sh finds or installs.
+# Its directory goes first on PATH, so scripts and tests that run `go` get the same one.
+ifeq ($(origin GO),undefined)
+ifneq ($(MAKECMDGOALS),clean)
+GO := $(shell PATH="$(PATH)" scripts/go-toolchain.sh)
+ifeq ($(GO),)
+$(error no Go toolchain: scripts/go-toolchain.sh failed (see its message above))
+endif
+export PATH := $(dir $(GO)):$(PATH)
+endif
+endif
 export GO
 
 FUZZTIME ?= 30s
@@ -23,7 +39,7 @@ export FUZZTIME
 TEST_TIMEOUT ?= 40m
 export TEST_TIMEOUT
 
-.PHONY: all build generate check-generate vet test demo fuzz soak deps clean
+.PHONY: all build generate check-generate vet test demo fuzz soak deps clean release image
 
 all: build
 
@@ -78,5 +94,16 @@ bench:
 	@echo "== what the OCI hook adds to a container's start (20 starts each, alternating)"
 	$(GO) test -run '^$$' -bench HookStartCost -benchtime 1x ./cmd/boxtap/
 
+# Release builds use exactly go.mod's Go version (installed if needed), so the same commit
+# gives the same bytes on any machine. VERSION defaults to `git describe --tags --always --dirty`.
+DIST ?= dist
+release:
+	scripts/release.sh $(DIST)
+
+# IMAGE names the image; the DaemonSet in examples/kubernetes/ runs localhost/boxtap:latest.
+IMAGE ?= localhost/boxtap
+image: release
+	scripts/image.sh $(DIST) $(IMAGE)
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -3,4 +3,10 @@ package bpf
 // The generated files are committed so that `go build` needs no clang.
 // `make generate` rebuilds them with Debian's clang; `make test` fails when
 // they no longer match capture.c.
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -target bpfel -type record -type owner -type counters -type traced capture capture.c -- -O2 -g -Wall -Werror -I include -I /usr/include/x86_64-linux-gnu
+//
+// One little-endian object (bpfel) serves every little-endian GOARCH, amd64 and arm64 among
+// them (see the build constraint of capture_bpfel.go): the programs use no architecture's
+// registers or pt_regs. The kernel's <asm/...> headers come from uapi-asm/, which maps them
+// to asm-generic instead of the build host's /usr/include/<triplet>/asm, so the object does
+// not depend on the machine that generates it.
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -target bpfel -type record -type owner -type counters -type traced capture capture.c -- -O2 -g -Wall -Werror -I include -I uapi-asm

@@ -14,7 +14,7 @@ if [ ! -d "$root/bpf" ]; then
   exit 0
 fi
 
-tar -C "$root" --exclude=./.git --exclude=./bin --exclude=./.cache -cf - . | tar -C "$tmp" -xf -
+tar -C "$root" --exclude=./.git --exclude=./bin --exclude=./dist --exclude=./.cache -cf - . | tar -C "$tmp" -xf -
 if ! (cd "$tmp" && "$go" generate ./bpf/...); then
   echo "check-generate: go generate ./bpf/... failed (is clang installed? run scripts/ensure-deps.sh)" >&2
   exit 1
