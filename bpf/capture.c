@@ -27,21 +27,23 @@
 #include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 
 #include "kernel.h"
 #include "boxtap.h"
+#include "classify.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 
-/* A connection is given this many payload segments to show an HTTP start
- * line; after that it is "other" and costs one storage lookup per packet.
- * More than one, so that a keep-alive connection opened before boxtap
- * started is still recognised at its next request. */
+/* A connection opened before boxtap started is given this many payload
+ * segments to show an HTTP start line at a segment start; after that it is
+ * "other" and costs one storage lookup per packet. More than one, so that
+ * a keep-alive connection is still recognised at its next request. A
+ * connection seen from its handshake on is classified on its bytes instead
+ * (see classify.h). */
 #define CLASSIFY_TRIES 8
 /* How far into a response the kernel looks for Content-Length. */
 #define SCAN_MAX 512
@@ -73,6 +75,7 @@ struct dir_state {
 	__u8 lost;      /* a record of this direction was lost since the last one sent */
 	__u8 pend;      /* a declared body is still to come */
 	__u8 pad[3];
+	struct cls_state cls; /* fresh connections: the classifier, across segments */
 	__u32 ifindex;  /* interface of the last packet, whose name is iface */
 	char iface[IFNAMSIZ];
 };
@@ -91,7 +94,8 @@ struct conn {
 	__u8 flags;
 	__u8 created;
 	__u8 fresh;     /* created before any payload flowed: streams start at message starts */
-	__u8 pad[3];
+	__u8 spec;      /* records were sent before the connection was classified */
+	__u8 pad[2];
 };
 
 /* State of the Content-Length scan, carried between bpf_loop steps. It
@@ -112,6 +116,7 @@ struct scan_state {
 /* Scratch space for the Content-Length scan, one per CPU. */
 struct scan_buf {
 	struct scan_state st;
+	struct cls_state cs; /* the classifier while bpf_loop runs it */
 	__u8 b[SCAN_MAX];
 };
 
@@ -237,24 +242,46 @@ static __always_inline __u64 find_ckey(struct __sk_buff *skb)
 	return 0;
 }
 
-/* Does a payload start with an HTTP/1.x start line? */
-static __always_inline int looks_http(const __u8 *p)
+/* One byte of classification (see classify.h), run by bpf_loop so that the
+ * verifier checks it once, not once per byte. ctx points to the nesting
+ * level. Returns 1 to stop: the verdict is in. */
+static long cls_step(__u64 i, void *ctx)
 {
-	if (p[0] == 'H' && p[1] == 'T' && p[2] == 'T' && p[3] == 'P' && p[4] == '/' && p[5] == '1' && p[6] == '.')
+	struct scan_buf *s = bpf_map_lookup_elem(&scratch, ctx);
+	if (!s)
 		return 1;
-	switch (p[0]) {
-	case 'G': return p[1] == 'E' && p[2] == 'T' && p[3] == ' ';
-	case 'P':
-		return (p[1] == 'O' && p[2] == 'S' && p[3] == 'T' && p[4] == ' ') ||
-		       (p[1] == 'U' && p[2] == 'T' && p[3] == ' ') ||
-		       (p[1] == 'A' && p[2] == 'T' && p[3] == 'C' && p[4] == 'H' && p[5] == ' ');
-	case 'H': return p[1] == 'E' && p[2] == 'A' && p[3] == 'D' && p[4] == ' ';
-	case 'D': return p[1] == 'E' && p[2] == 'L' && p[3] == 'E' && p[4] == 'T' && p[5] == 'E' && p[6] == ' ';
-	case 'O': return p[1] == 'P' && p[2] == 'T' && p[3] == 'I' && p[4] == 'O' && p[5] == 'N' && p[6] == 'S';
-	case 'C': return p[1] == 'O' && p[2] == 'N' && p[3] == 'N' && p[4] == 'E' && p[5] == 'C' && p[6] == 'T';
-	case 'T': return p[1] == 'R' && p[2] == 'A' && p[3] == 'C' && p[4] == 'E' && p[5] == ' ';
+	__u8 v = cls_byte(&s->cs, s->b[i & (CLS_MAX - 1)]);
+	s->cs.n++;
+	s->cs.verdict = v;
+	return v != CLS_PENDING;
+}
+
+/* Feed the payload at off (plen bytes, as many as the classifier still
+ * looks at) to cs and return its verdict: CLS_YES once a version matched
+ * or CLS_MAX bytes were a valid prefix, CLS_NO once a byte proved the
+ * stream is not HTTP/1.x, CLS_PENDING while the bytes so far are a valid
+ * prefix. */
+static __always_inline __u8 classify(struct __sk_buff *skb, struct cls_state *cs, __u32 off, __u32 plen,
+				     __u32 lvl)
+{
+	if (cs->verdict != CLS_PENDING || plen == 0)
+		return cs->verdict;
+	struct scan_buf *s = bpf_map_lookup_elem(&scratch, &lvl);
+	if (!s)
+		return CLS_PENDING;
+	__u32 room = cs->n < CLS_MAX ? CLS_MAX - cs->n : 0;
+	__u32 k = plen < room ? plen : room;
+	if (k) {
+		k = bounded_len(k, CLS_MAX);
+		if (bpf_skb_load_bytes(skb, off, s->b, k))
+			return CLS_PENDING;
+		s->cs = *cs;
+		bpf_loop(k, cls_step, &lvl, 0);
+		*cs = s->cs;
 	}
-	return 0;
+	if (cs->verdict == CLS_PENDING && cs->n >= CLS_MAX)
+		cs->verdict = CLS_YES; /* a long but valid start: user space decides */
+	return cs->verdict;
 }
 
 static __always_inline void fill_owner(struct owner *o)
@@ -607,6 +634,88 @@ static __always_inline __u32 header_capture(struct __sk_buff *skb, __u32 off, __
 	return hdr;
 }
 
+static __always_inline void count_not_http(struct conn *c)
+{
+	struct counters *ctr = counters_of(c->ckey);
+	if (ctr)
+		ctr->not_http++;
+}
+
+/* The socket had no storage and none could be allocated (memory): its
+ * packets pass uncaptured. Rare, so the traced cgroup is looked up again. */
+static __always_inline void count_no_storage(struct __sk_buff *skb)
+{
+	struct counters *ctr = counters_of(find_ckey(skb));
+	if (ctr)
+		ctr->no_storage++;
+}
+
+/*
+ * Classify a connection seen from its handshake on, from the bytes of
+ * whichever direction decides first. Each direction's classifier reads its
+ * stream in order across segments, so a start line after empty lines or cut
+ * into small writes is recognised. Returns 1 when the segment is to be sent:
+ * the connection is HTTP, or still undecided. Undecided segments are sent on
+ * speculation (they are a valid start so far); if the connection then turns
+ * out not to be HTTP, a REC_F_NOT_HTTP record tells user space to forget it.
+ */
+static __always_inline int classify_fresh(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
+					  struct pkt *p, __u32 off, __u32 plen)
+{
+	__u32 seq = p->seq;
+	__u32 end = seq + plen;
+	__u8 v = ds->cls.verdict;
+	/* Only new bytes in order continue the stream: a retransmit is fed
+	 * from where the classifier stopped, a segment after a hole not at all. */
+	if (seq_le(seq, ds->next) && seq_lt(ds->next, end)) {
+		__u32 skip = ds->next - seq;
+		v = classify(skb, &ds->cls, off + skip, plen - skip, p->lvl);
+	}
+	if (v == CLS_YES) {
+		c->class = CLASS_HTTP;
+		return 1;
+	}
+	if (v == CLS_PENDING) {
+		c->spec = 1;
+		return 1;
+	}
+	c->class = CLASS_OTHER;
+	count_not_http(c);
+	if (c->spec) {
+		p->off = off;
+		p->len = 0;
+		p->rflags = REC_F_NOT_HTTP;
+		note_iface(skb, ds);
+		emit_record(skb, c, ds, p, seq, 0, off, 0);
+	}
+	return 0;
+}
+
+/*
+ * Classify a connection that carried data before boxtap started: it may be
+ * in the middle of a message for a while, so each segment is judged on its
+ * own, for CLASSIFY_TRIES segments. A segment that starts a message makes it
+ * HTTP, framed from that message on. Returns 1 when the segment is to be sent.
+ */
+static __always_inline int classify_joined(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
+					   __u32 seq, __u32 off, __u32 plen, __u32 lvl)
+{
+	struct cls_state cs = {};
+	if (classify(skb, &cs, off, plen, lvl) != CLS_YES) {
+		if (++c->tries >= CLASSIFY_TRIES) {
+			c->class = CLASS_OTHER;
+			count_not_http(c);
+		}
+		return 0;
+	}
+	c->class = CLASS_HTTP;
+	/* Frame from this message on; its start is a known boundary. */
+	ds->next = seq;
+	ds->boundary = seq;
+	ds->bvalid = 1;
+	return 1;
+}
+
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir, __u32 lvl)
 {
 	struct bpf_sock *sk = skb->sk;
@@ -616,7 +725,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, __u32 lvl)
 	if (!sk || sk->protocol != IPPROTO_TCP)
 		return 1;
 	struct conn *c = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!c || c->class == CLASS_OTHER)
+	if (!c) {
+		count_no_storage(skb);
+		return 1;
+	}
+	if (c->class == CLASS_OTHER)
 		return 1;
 
 	struct pkt p = {};
@@ -675,8 +788,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, __u32 lvl)
 			if (plen == 0)
 				return 1;
 		}
-		__u8 lh[8] = {};
-		if (plen < 8 || bpf_skb_load_bytes(skb, off, lh, sizeof(lh)) || !looks_http(lh))
+		/* Each such segment is judged on its own: it may start a
+		 * request (a short one, "GET", is still sent). */
+		struct cls_state lcs = {};
+		if (classify(skb, &lcs, off, plen, lvl) == CLS_NO)
 			return 1;
 		p.seq = bpf_ntohl(th.seq);
 		p.off = off;
@@ -716,12 +831,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, __u32 lvl)
 	}
 
 	if (plen == 0) {
-		if ((th.fin || th.rst) && c->class == CLASS_HTTP && !ds->fin_sent) {
+		if ((th.fin || th.rst) && (c->class == CLASS_HTTP || c->spec) && !ds->fin_sent) {
 			ds->fin_sent = 1;
 			p.seq = seq;
 			p.off = off;
 			p.len = 0;
-			p.rflags = th.fin ? REC_F_FIN : REC_F_RST;
+			p.rflags = (th.fin ? REC_F_FIN : REC_F_RST) | (ds->lost ? REC_F_GAP : 0);
+			ds->lost = 0;
 			note_iface(skb, ds);
 			emit_record(skb, c, ds, &p, seq, 0, off, 0);
 		}
@@ -729,27 +845,12 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, __u32 lvl)
 	}
 
 	if (c->class == CLASS_UNKNOWN) {
-		__u8 head[8] = {};
-		int seen8 = plen >= 8 && !bpf_skb_load_bytes(skb, off, head, sizeof(head));
-		if (!seen8 || !looks_http(head)) {
-			/* A fresh connection shows its protocol in its first 8
-			 * payload bytes; one opened before boxtap may be in the
-			 * middle of a message for a while. */
-			if ((c->fresh && seen8) || ++c->tries >= CLASSIFY_TRIES) {
-				c->class = CLASS_OTHER;
-				struct counters *ctr = counters_of(c->ckey);
-				if (ctr)
-					ctr->not_http++;
-			}
+		p.seq = seq;
+		if (!(c->fresh ? classify_fresh(skb, c, ds, &p, off, plen) : classify_joined(skb, c, ds, seq, off, plen, lvl))) {
 			ds->next = seq + plen;
 			ds->seen = seq + plen;
 			return 1;
 		}
-		c->class = CLASS_HTTP;
-		/* Frame from this message on; its start is a known boundary. */
-		ds->next = seq;
-		ds->boundary = seq;
-		ds->bvalid = 1;
 	}
 
 	__u32 end = seq + plen;
@@ -859,7 +960,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, __u32 lvl)
 /* Run handle at the next nesting level of this CPU. A nested run finishes
  * before the run it interrupted resumes, so a plain per-CPU counter is
  * enough. Deeper nesting than MAX_NEST is not expected; such a packet is
- * let through uncaptured. The programs always pass packets (return 1). */
+ * let through uncaptured and counted. The programs always pass packets
+ * (return 1). */
 static __always_inline int capture(struct __sk_buff *skb, __u8 dir)
 {
 	__u32 zero = 0;
@@ -867,8 +969,12 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 dir)
 	if (!depth)
 		return 1;
 	__u32 lvl = *depth;
-	if (lvl >= MAX_NEST)
+	if (lvl >= MAX_NEST) {
+		struct counters *ctr = counters_of(find_ckey(skb));
+		if (ctr)
+			ctr->nest_overflow++;
 		return 1;
+	}
 	*depth = lvl + 1;
 	handle(skb, dir, lvl);
 	*depth = lvl;

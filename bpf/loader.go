@@ -39,6 +39,9 @@ const (
 	// segment that completed a handshake whose ACK was lost. Cookie is the
 	// listener's; the addresses name the connection.
 	FlagListener = 1 << 5
+	// FlagNotHTTP: records of this connection were sent before it was
+	// classified, and it turned out not to be HTTP: forget it.
+	FlagNotHTTP = 1 << 6
 )
 
 // Directions (enum direction).
@@ -229,6 +232,8 @@ func (a *Attachment) Counters() (Counters, error) {
 		sum.DupSegments += v.DupSegments
 		sum.SkippedBytes += v.SkippedBytes
 		sum.NotHTTP += v.NotHttp
+		sum.NoStorage += v.NoStorage
+		sum.NestOverflow += v.NestOverflow
 	}
 	return sum, nil
 }
@@ -240,6 +245,8 @@ type Counters struct {
 	DupSegments  uint64 // retransmitted or duplicate segments dropped
 	SkippedBytes uint64 // body bytes skipped in the kernel
 	NotHTTP      uint64 // connections classified as not HTTP
+	NoStorage    uint64 // packets passed uncaptured: no socket storage could be allocated
+	NestOverflow uint64 // packets passed uncaptured: programs nested deeper than the per-CPU buffers
 }
 
 // Close detaches the programs from the cgroup. It is safe to call twice.

@@ -94,6 +94,9 @@ type Summary struct {
 	// Malformed are ring-buffer records that did not decode and were
 	// skipped (a boxtap bug).
 	Malformed uint64
+	// Uncaptured are the kernel's counts of what it let pass without
+	// capturing (see uncaptured.go).
+	Uncaptured
 }
 
 func (s Summary) String() string {
@@ -105,8 +108,8 @@ func (s Summary) String() string {
 	if s.Malformed > 0 {
 		malformed = fmt.Sprintf(", %d malformed records skipped", s.Malformed)
 	}
-	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s",
-		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed)
+	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel, %s%s",
+		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, s.Uncaptured, malformed)
 }
 
 // Tracer is the capture engine.
@@ -172,22 +175,20 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 // sink. cgroupID is the cgroup's id (the inode number of cgroupDir).
 func (t *Tracer) Add(info container.Info, cgroupDir string, cgroupID uint64, sink output.Sink) (*Target, error) {
 	tg := &Target{Info: info, CgroupDir: cgroupDir, sink: sink}
-	// Register before attaching, so that the first record finds its target.
+	// Attach and register under the lock: Run looks targets up under it, so
+	// the first record waits for its target, and every reader of
+	// t.targets sees a target with its attachment set.
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	if _, dup := t.targets[cgroupID]; dup {
-		t.mu.Unlock()
 		return nil, fmt.Errorf("container %s (%s) is already traced", info.Name, info.ShortID())
 	}
-	t.targets[cgroupID] = tg
-	t.mu.Unlock()
 	att, err := t.coll.Attach(cgroupDir, cgroupID)
 	if err != nil {
-		t.mu.Lock()
-		delete(t.targets, cgroupID)
-		t.mu.Unlock()
 		return nil, err
 	}
 	tg.att = att
+	t.targets[cgroupID] = tg
 	return tg, nil
 }
 
@@ -254,6 +255,7 @@ func (t *Tracer) summaryOf(tg *Target) Summary {
 		s.LostBytes = c.LostBytes
 		s.DupSegments = c.DupSegments
 		s.SkippedBytes = c.SkippedBytes
+		s.Uncaptured = uncapturedOf(c)
 	}
 	return s
 }
@@ -268,6 +270,7 @@ func (s *Summary) add(o Summary) {
 	s.SkippedBytes += o.SkippedBytes
 	s.Unwritten += o.Unwritten
 	s.Malformed += o.Malformed
+	s.Uncaptured.add(o.Uncaptured)
 }
 
 // ParserStats returns the stream parsers' counters. Call it only after Run
@@ -467,7 +470,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		HasSkip: rec.Rflags&bpf.FlagSkip != 0,
 		Gap:     rec.Rflags&bpf.FlagGap != 0,
 		FIN:     rec.Rflags&bpf.FlagFIN != 0,
-		RST:     rec.Rflags&bpf.FlagRST != 0,
+		RST:     rec.Rflags&(bpf.FlagRST|bpf.FlagNotHTTP) != 0, // not HTTP after all: forget it
 		Info: httpstream.PacketInfo{
 			TimestampNs: uint64(now),
 			PacketLen:   rec.PktLen,

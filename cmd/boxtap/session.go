@@ -189,6 +189,9 @@ func (s *session) watch(tg *tracer.Target) {
 	if c, err := tg.Counters(); err == nil && c.LostRecords > 0 {
 		lost = fmt.Sprintf(", %d lost records", c.LostRecords)
 	}
+	if c, err := tg.Counters(); err == nil {
+		lost += tracer.StopNote(c)
+	}
 	fmt.Fprintf(s.stderr, "container %s (%s) stopped: %d events%s\n", displayName(tg.Info.Name), tg.Info.ShortID(), tg.Events(), lost)
 	if s.onRemoved != nil {
 		s.onRemoved(tg)
