@@ -4,7 +4,9 @@
 #   2. integration packages (those whose tests import internal/itest, plus itest itself),
 #      one package at a time (-p 1: they share Docker, cgroups and ports) and verbose, so a
 #      CI log shows what ran.
-# Both passes always run; the exit status is non-zero if either failed.
+# Both passes always run with the race detector (-race), and the integration tests then
+# build the boxtap binary they run with it too (internal/itest/race.go): a data race
+# anywhere fails the run. The exit status is non-zero if either pass failed.
 # Extra `go test` flags may be passed in GOTESTFLAGS (e.g. GOTESTFLAGS='-run TestFoo').
 set -euo pipefail
 
@@ -25,7 +27,7 @@ status=0
 start=$SECONDS
 if [ ${#unit[@]} -gt 0 ]; then
   echo "go-test: unit packages (${#unit[@]})"
-  "$go" test -count=1 -timeout "$timeout" "${extra[@]}" "${unit[@]}" || status=1
+  "$go" test -race -count=1 -timeout "$timeout" "${extra[@]}" "${unit[@]}" || status=1
 fi
 echo "go-test: unit pass took $((SECONDS - start))s"
 
@@ -34,7 +36,7 @@ if [ ${#integration[@]} -gt 0 ]; then
   echo "go-test: integration packages (${#integration[@]}): ${integration[*]}"
   # -v shows every test's result and logs; the RUN/PAUSE/CONT markers are dropped as noise.
   set +e
-  "$go" test -count=1 -p 1 -v -timeout "$timeout" "${extra[@]}" "${integration[@]}" 2>&1 |
+  "$go" test -race -count=1 -p 1 -v -timeout "$timeout" "${extra[@]}" "${integration[@]}" 2>&1 |
     grep --line-buffered -Ev '^=== (RUN|PAUSE|CONT|NAME) '
   rc=${PIPESTATUS[0]}
   set -e
