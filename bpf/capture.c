@@ -453,7 +453,7 @@ static __always_inline int emit_record(struct __sk_buff *skb, struct conn *c, st
 	b->r.data_len = n;
 	__u32 size = sizeof(struct record) + olen + n;
 	if (size > sizeof(*b))
-		return 1;
+		return 1; /* never true: tells the verifier the read stays in b */
 	if (bpf_ringbuf_output(&events, b, size, wakeup_flag(size))) {
 		count_lost(c, ds, seg_len);
 		return 0;
@@ -468,20 +468,22 @@ static __always_inline int emit_record(struct __sk_buff *skb, struct conn *c, st
 /* Send [p->off, p->off+p->len) of the skb: full CHUNK_LARGE records while
  * more than one record's worth is left, then one last record with the rest.
  * The last record also covers, without capturing, whatever lies past the
- * capture budget. Control flags (FIN, RST, SKIP) go on the last record only.
+ * capture budget. Control flags (FIN, RST, SKIP) go on the last record only;
+ * REC_F_LISTENER on every record, since it says whose cookie they carry.
  * The loop is not unrolled, so the verifier's work stays linear in
  * MAX_CHUNKS. */
-static __always_inline int emit_payload(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
-					struct pkt *p, __u32 capture)
+static __always_inline void emit_payload(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
+					 struct pkt *p, __u32 capture)
 {
 	__u32 off = p->off;
 	__u32 seq = p->seq;
 	__u32 left = p->len;
-	__u8 ctl = p->rflags; /* FIN, RST, SKIP: for the last record */
+	__u8 every = p->rflags & REC_F_LISTENER;
+	__u8 ctl = p->rflags & ~REC_F_LISTENER; /* FIN, RST, SKIP: for the last record */
 
 	/* Tell user space, on the first record, that bytes of this
 	 * direction went missing before it. */
-	p->rflags = ds->lost ? REC_F_GAP : 0;
+	p->rflags = every | (ds->lost ? REC_F_GAP : 0);
 	ds->lost = 0;
 
 #pragma clang loop unroll(disable)
@@ -489,8 +491,8 @@ static __always_inline int emit_payload(struct __sk_buff *skb, struct conn *c, s
 		if (left <= CHUNK_LARGE || capture <= CHUNK_LARGE)
 			break;
 		if (!emit_record(skb, c, ds, p, seq, CHUNK_LARGE, off, CHUNK_LARGE))
-			return 1;
-		p->rflags = 0;
+			return;
+		p->rflags = every;
 		left -= CHUNK_LARGE;
 		off += CHUNK_LARGE;
 		seq += CHUNK_LARGE;
@@ -499,7 +501,6 @@ static __always_inline int emit_payload(struct __sk_buff *skb, struct conn *c, s
 
 	p->rflags |= ctl;
 	emit_record(skb, c, ds, p, seq, left, off, left < capture ? left : capture);
-	return 1;
 }
 
 /* Parse the status code of "HTTP/1.x NNN". Returns 0 when malformed. */
@@ -716,245 +717,299 @@ static __always_inline int classify_joined(struct __sk_buff *skb, struct conn *c
 	return 1;
 }
 
-static __always_inline int handle(struct __sk_buff *skb, __u8 dir, __u32 lvl)
-{
-	struct bpf_sock *sk = skb->sk;
-	if (!sk)
-		return 1;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk || sk->protocol != IPPROTO_TCP)
-		return 1;
-	struct conn *c = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!c) {
-		count_no_storage(skb);
-		return 1;
-	}
-	if (c->class == CLASS_OTHER)
-		return 1;
+#define TCP_F_FIN 0x01
+#define TCP_F_SYN 0x02
+#define TCP_F_RST 0x04
 
-	struct pkt p = {};
+/* Stage 1: the IP and TCP headers. Fills the packet's addresses, ports,
+ * flags, sequence number and payload span [off, off+len). Returns 0 for a
+ * packet boxtap does not follow: not TCP, an IP fragment, IPv6 extension
+ * headers. */
+static __always_inline int parse_l3l4(struct __sk_buff *skb, struct pkt *p)
+{
 	__u32 ip_hl;
-	p.dir = dir;
-	p.lvl = lvl;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
 		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
-			return 1;
+			return 0;
 		if (ip.protocol != IPPROTO_TCP || (ip.frag_off & bpf_htons(0x1fff)))
-			return 1;
+			return 0;
 		ip_hl = ip.ihl * 4;
-		p.family = 4;
-		__builtin_memcpy(p.saddr, &ip.saddr, 4);
-		__builtin_memcpy(p.daddr, &ip.daddr, 4);
+		p->family = 4;
+		__builtin_memcpy(p->saddr, &ip.saddr, 4);
+		__builtin_memcpy(p->daddr, &ip.daddr, 4);
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
 		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
-			return 1;
+			return 0;
 		if (ip6.nexthdr != IPPROTO_TCP) /* extension headers: not followed */
-			return 1;
+			return 0;
 		ip_hl = sizeof(ip6);
-		p.family = 6;
-		__builtin_memcpy(p.saddr, &ip6.saddr, 16);
-		__builtin_memcpy(p.daddr, &ip6.daddr, 16);
+		p->family = 6;
+		__builtin_memcpy(p->saddr, &ip6.saddr, 16);
+		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
 	} else {
-		return 1;
+		return 0;
 	}
 
 	struct tcphdr th;
 	if (bpf_skb_load_bytes(skb, ip_hl, &th, sizeof(th)))
-		return 1;
+		return 0;
 	__u32 off = ip_hl + th.doff * 4;
 	if (skb->len < off)
-		return 1;
-	__u32 plen = skb->len - off;
-	__u32 seq = bpf_ntohl(th.seq);
-	p.sport = bpf_ntohs(th.source);
-	p.dport = bpf_ntohs(th.dest);
-	p.tcp_flags = ((__u8 *)&th)[13];
+		return 0;
+	p->off = off;
+	p->len = skb->len - off;
+	p->seq = bpf_ntohl(th.seq);
+	p->sport = bpf_ntohs(th.source);
+	p->dport = bpf_ntohs(th.dest);
+	p->tcp_flags = ((__u8 *)&th)[13];
+	return 1;
+}
 
-	if (!c->ckey)
-		c->ckey = find_ckey(skb);
+/* Remember, once per socket, what every record of it carries. */
+static __always_inline void note_socket(struct __sk_buff *skb, struct conn *c)
+{
+	c->created = 1;
+	c->cookie = bpf_get_socket_cookie(skb);
+	c->sk_cgroup = bpf_skb_cgroup_id(skb);
+}
 
-	if (sk->state == BPF_TCP_LISTEN) {
-		/* When the client's handshake ACK is lost, its first data
-		 * segment completes the handshake and the kernel filters it
-		 * against the listening socket, before the accepted socket
-		 * exists. Send it as it is, marked, so that user space can
-		 * hand it to the connection it belongs to (by address). */
-		if (plen == 0 || !c->created) {
-			c->created = 1;
-			c->cookie = bpf_get_socket_cookie(skb);
-			c->sk_cgroup = bpf_skb_cgroup_id(skb);
-			if (plen == 0)
-				return 1;
-		}
-		/* Each such segment is judged on its own: it may start a
-		 * request (a short one, "GET", is still sent). */
-		struct cls_state lcs = {};
-		if (classify(skb, &lcs, off, plen, lvl) == CLS_NO)
-			return 1;
-		p.seq = bpf_ntohl(th.seq);
-		p.off = off;
-		p.len = plen;
-		p.rflags = REC_F_LISTENER;
-		struct dir_state *lds = &c->d[DIR_INGRESS];
-		note_iface(skb, lds);
-		return emit_payload(skb, c, lds, &p, MAX_CHUNKS * CHUNK_LARGE);
+/*
+ * Stage 2a, a listening socket. When the client's handshake ACK is lost,
+ * its first data segment completes the handshake and the kernel filters it
+ * against the listening socket, before the accepted socket exists. Send it
+ * as it is, marked, so that user space can hand it to the connection it
+ * belongs to (by address). Each such segment is judged on its own: it may
+ * start a request (a short one, "GET", is still sent).
+ */
+static __always_inline void handle_listener(struct __sk_buff *skb, struct conn *c, struct pkt *p)
+{
+	if (p->len == 0 || !c->created) {
+		note_socket(skb, c);
+		if (p->len == 0)
+			return;
 	}
+	struct cls_state lcs = {};
+	if (classify(skb, &lcs, p->off, p->len, p->lvl) == CLS_NO)
+		return;
+	p->rflags = REC_F_LISTENER;
+	struct dir_state *lds = &c->d[DIR_INGRESS];
+	note_iface(skb, lds);
+	emit_payload(skb, c, lds, p, MAX_CHUNKS * CHUNK_LARGE);
+}
 
-	struct dir_state *ds = &c->d[dir & 1];
+/*
+ * Stage 2b: start following a connection and a direction. A socket seen
+ * before any payload flowed starts each stream with a message; one that
+ * carried data before boxtap started is framed from its next message
+ * boundary on, in user space. Returns 0 when the packet is a SYN: it takes
+ * one sequence number, and data starts after it.
+ */
+static __always_inline int start_stream(struct __sk_buff *skb, struct bpf_sock *sk, struct conn *c,
+					struct dir_state *ds, const struct pkt *p)
+{
 	if (!c->created) {
-		/* A socket seen before any payload flowed starts each stream
-		 * with a message; one that carried data before boxtap started
-		 * is framed from its next message boundary on, in user space. */
-		c->created = 1;
-		c->cookie = bpf_get_socket_cookie(skb);
-		c->sk_cgroup = bpf_skb_cgroup_id(skb);
+		note_socket(skb, c);
 		struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
 		c->fresh = tp && tp->bytes_received == 0 && tp->data_segs_out == 0;
 	}
-	if (th.syn) {
-		/* The SYN takes one sequence number; data starts after it. */
+	int syn = p->tcp_flags & TCP_F_SYN;
+	if (syn || !ds->init) {
+		__u32 first = syn ? p->seq + 1 : p->seq;
 		ds->init = 1;
-		ds->next = seq + 1;
-		ds->seen = seq + 1;
-		ds->boundary = seq + 1;
-		ds->bvalid = c->fresh;
-		return 1;
-	}
-	if (!ds->init) {
-		ds->init = 1;
-		ds->next = seq;
-		ds->seen = seq;
-		ds->boundary = seq;
+		ds->next = first;
+		ds->seen = first;
+		ds->boundary = first;
 		ds->bvalid = c->fresh;
 	}
+	return !syn;
+}
 
-	if (plen == 0) {
-		if ((th.fin || th.rst) && (c->class == CLASS_HTTP || c->spec) && !ds->fin_sent) {
-			ds->fin_sent = 1;
-			p.seq = seq;
-			p.off = off;
-			p.len = 0;
-			p.rflags = (th.fin ? REC_F_FIN : REC_F_RST) | (ds->lost ? REC_F_GAP : 0);
-			ds->lost = 0;
-			note_iface(skb, ds);
-			emit_record(skb, c, ds, &p, seq, 0, off, 0);
-		}
-		return 1;
-	}
+/* Stage 3, a packet without payload: a bare FIN or RST ends the direction
+ * for user space, once. It carries the gap flag like any first record after
+ * a loss. */
+static __always_inline void handle_bare(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
+					struct pkt *p)
+{
+	if (!(p->tcp_flags & (TCP_F_FIN | TCP_F_RST)) || ds->fin_sent)
+		return;
+	if (c->class != CLASS_HTTP && !c->spec)
+		return;
+	ds->fin_sent = 1;
+	p->rflags = ((p->tcp_flags & TCP_F_FIN) ? REC_F_FIN : REC_F_RST) | (ds->lost ? REC_F_GAP : 0);
+	ds->lost = 0;
+	note_iface(skb, ds);
+	emit_record(skb, c, ds, p, p->seq, 0, p->off, 0);
+}
 
-	if (c->class == CLASS_UNKNOWN) {
-		p.seq = seq;
-		if (!(c->fresh ? classify_fresh(skb, c, ds, &p, off, plen) : classify_joined(skb, c, ds, seq, off, plen, lvl))) {
-			ds->next = seq + plen;
-			ds->seen = seq + plen;
-			return 1;
-		}
-	}
-
-	__u32 end = seq + plen;
+/*
+ * Stage 5: drop what was sent before. Returns 0 when nothing in the segment
+ * is new: a retransmit or duplicate (counted), or more bytes of a body the
+ * kernel skips. Otherwise trims the bytes already sent from p and returns 1
+ * when the segment continues the stream in order, 2 when it comes after a
+ * hole.
+ */
+static __always_inline int trim_retransmit(struct conn *c, struct dir_state *ds, struct pkt *p)
+{
+	__u32 end = p->seq + p->len;
 	if (seq_le(end, ds->next)) {
 		if (seq_lt(ds->seen, end)) {
 			ds->seen = end; /* new bytes of a body the kernel skips */
-			return 1;
+			return 0;
 		}
-		/* Everything here was seen before: a retransmit or duplicate. */
 		struct counters *ctr = counters_of(c->ckey);
 		if (ctr)
 			ctr->dup_segments++;
-		return 1;
+		return 0;
 	}
 	if (seq_lt(ds->seen, end))
 		ds->seen = end;
-	if (seq_lt(seq, ds->next)) {
-		__u32 trim = ds->next - seq;
-		off += trim;
-		plen -= trim;
-		seq = ds->next;
+	if (seq_lt(p->seq, ds->next)) {
+		__u32 trim = ds->next - p->seq;
+		p->off += trim;
+		p->len -= trim;
+		p->seq = ds->next;
 	}
-	int in_order = seq == ds->next;
-	if (in_order)
-		ds->next = end;
+	if (p->seq != ds->next)
+		return 2;
+	ds->next = end;
+	return 1;
+}
 
-	p.seq = seq;
-	p.off = off;
-	p.len = plen;
-	if (th.fin) {
-		p.rflags |= REC_F_FIN;
-		ds->fin_sent = 1;
-	}
-	if (th.rst)
-		p.rflags |= REC_F_RST;
-
+/*
+ * Stage 6, body skipping: how many bytes of the segment to capture. The
+ * kernel follows message boundaries as long as each response starts a
+ * segment and declares its length. A response whose body runs past its
+ * first segment leaves a pending skip; the body is skipped from the next
+ * large segment on, unless that segment starts with "HTTP/": then the
+ * response had no body after all (an answer to HEAD) and the kernel stops
+ * guessing for this connection.
+ */
+static __always_inline __u32 track_body(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
+					struct pkt *p, int in_order)
+{
+	__u32 seq = p->seq, off = p->off, plen = p->len;
+	__u32 end = seq + plen;
 	__u8 head[5] = {};
 	if (plen >= 5 && !bpf_skb_load_bytes(skb, off, head, sizeof(head)) && head[0] == 'H' &&
 	    head[1] == 'E' && head[2] == 'A' && head[3] == 'D' && head[4] == ' ')
 		c->flags |= CONN_F_NO_SKIP;
 
-	/*
-	 * Body skipping. The kernel follows message boundaries as long as each
-	 * response starts a segment and declares its length. A response whose
-	 * body runs past its first segment leaves a pending skip; the body is
-	 * skipped from the next large segment on, unless that segment starts
-	 * with "HTTP/": then the response had no body after all (an answer to
-	 * HEAD) and the kernel stops guessing for this connection.
-	 */
 	__u32 capture = MAX_CHUNKS * CHUNK_LARGE;
+	if (!ds->bvalid || !in_order)
+		return capture;
 	int starts_http = head[0] == 'H' && head[1] == 'T' && head[2] == 'T' && head[3] == 'P' && head[4] == '/';
-	if (ds->bvalid && in_order) {
-		if (ds->pend && seq == ds->pend_at) {
-			if (starts_http) {
-				ds->pend = 0;
-				ds->bvalid = 0;
-			} else if (seq_le(ds->pend_end, end)) {
-				ds->pend = 0; /* the body ends in this segment */
-			} else if (plen >= SKIP_MIN && skip_bodies && !(c->flags & CONN_F_NO_SKIP)) {
-				p.skip_to = ds->pend_end;
-				p.rflags |= REC_F_SKIP;
-				ds->next = ds->pend_end;
-				ds->pend = 0;
-				capture = CHUNK_SMALL;
-				struct counters *ctr = counters_of(c->ckey);
-				if (ctr)
-					ctr->skipped_bytes += ds->pend_end - end;
-			} else {
-				ds->pend_at = end; /* wait for a larger body segment */
-			}
-		} else if (seq == ds->boundary && starts_http) {
-			/* A response starts here: learn where it ends. Scanning its
-			 * headers costs more than copying a small response, so only
-			 * a response that may have a large body is scanned: one whose
-			 * segment is large, or holds just the header block (servers
-			 * that sendfile the body). After a small response the kernel
-			 * stops following boundaries on this connection; user space
-			 * frames everything anyway. */
-			__u8 tail[4] = {};
-			int worth = plen >= SKIP_MIN ||
-				    (plen >= 4 && !bpf_skb_load_bytes(skb, off + plen - 4, tail, sizeof(tail)) &&
-				     tail[0] == '\r' && tail[1] == '\n' && tail[2] == '\r' && tail[3] == '\n');
-			__u32 mlen = (!worth || (c->flags & CONN_F_NO_SKIP)) ? 0 : response_len(skb, off, plen, p.lvl);
-			if (!mlen || mlen < plen) {
-				ds->bvalid = 0; /* unknown length or pipelined: stop guessing */
-				ds->pend = 0;
-			} else {
-				ds->boundary = seq + mlen;
-				ds->pend = mlen > plen;
-				ds->pend_at = end;
-				ds->pend_end = seq + mlen;
-				if (ds->pend && skip_bodies && !(c->flags & CONN_F_NO_SKIP))
-					capture = header_capture(skb, off, plen, p.lvl);
-			}
-		} else if (seq == ds->boundary || seq_lt(ds->boundary, seq)) {
-			/* A request, or a boundary passed mid-segment. */
-			ds->bvalid = 0;
+	if (ds->pend && seq == ds->pend_at) {
+		if (starts_http) {
 			ds->pend = 0;
+			ds->bvalid = 0;
+		} else if (seq_le(ds->pend_end, end)) {
+			ds->pend = 0; /* the body ends in this segment */
+		} else if (plen >= SKIP_MIN && skip_bodies && !(c->flags & CONN_F_NO_SKIP)) {
+			p->skip_to = ds->pend_end;
+			p->rflags |= REC_F_SKIP;
+			ds->next = ds->pend_end;
+			ds->pend = 0;
+			capture = CHUNK_SMALL;
+			struct counters *ctr = counters_of(c->ckey);
+			if (ctr)
+				ctr->skipped_bytes += ds->pend_end - end;
+		} else {
+			ds->pend_at = end; /* wait for a larger body segment */
 		}
+	} else if (seq == ds->boundary && starts_http) {
+		/* A response starts here: learn where it ends. Scanning its
+		 * headers costs more than copying a small response, so only
+		 * a response that may have a large body is scanned: one whose
+		 * segment is large, or holds just the header block (servers
+		 * that sendfile the body). After a small response the kernel
+		 * stops following boundaries on this connection; user space
+		 * frames everything anyway. */
+		__u8 tail[4] = {};
+		int worth = plen >= SKIP_MIN ||
+			    (plen >= 4 && !bpf_skb_load_bytes(skb, off + plen - 4, tail, sizeof(tail)) &&
+			     tail[0] == '\r' && tail[1] == '\n' && tail[2] == '\r' && tail[3] == '\n');
+		__u32 mlen = (!worth || (c->flags & CONN_F_NO_SKIP)) ? 0 : response_len(skb, off, plen, p->lvl);
+		if (!mlen || mlen < plen) {
+			ds->bvalid = 0; /* unknown length or pipelined: stop guessing */
+			ds->pend = 0;
+		} else {
+			ds->boundary = seq + mlen;
+			ds->pend = mlen > plen;
+			ds->pend_at = end;
+			ds->pend_end = seq + mlen;
+			if (ds->pend && skip_bodies && !(c->flags & CONN_F_NO_SKIP))
+				capture = header_capture(skb, off, plen, p->lvl);
+		}
+	} else if (seq == ds->boundary || seq_lt(ds->boundary, seq)) {
+		/* A request, or a boundary passed mid-segment. */
+		ds->bvalid = 0;
+		ds->pend = 0;
 	}
+	return capture;
+}
+
+/* One packet of a traced socket, in stages: headers, listener or stream
+ * start, bare FIN/RST, classification, retransmits, body skipping, then the
+ * records. */
+static __always_inline void handle(struct __sk_buff *skb, __u8 dir, __u32 lvl)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || sk->protocol != IPPROTO_TCP)
+		return;
+	struct conn *c = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!c) {
+		count_no_storage(skb);
+		return;
+	}
+	if (c->class == CLASS_OTHER)
+		return;
+
+	struct pkt p = {};
+	p.dir = dir;
+	p.lvl = lvl;
+	if (!parse_l3l4(skb, &p))
+		return;
+	if (!c->ckey)
+		c->ckey = find_ckey(skb);
+
+	if (sk->state == BPF_TCP_LISTEN) {
+		handle_listener(skb, c, &p);
+		return;
+	}
+	struct dir_state *ds = &c->d[dir & 1];
+	if (!start_stream(skb, sk, c, ds, &p))
+		return;
+	if (p.len == 0) {
+		handle_bare(skb, c, ds, &p);
+		return;
+	}
+	if (c->class == CLASS_UNKNOWN &&
+	    !(c->fresh ? classify_fresh(skb, c, ds, &p, p.off, p.len)
+		       : classify_joined(skb, c, ds, p.seq, p.off, p.len, lvl))) {
+		ds->next = p.seq + p.len;
+		ds->seen = p.seq + p.len;
+		return;
+	}
+
+	int order = trim_retransmit(c, ds, &p);
+	if (!order)
+		return;
+	if (p.tcp_flags & TCP_F_FIN) {
+		p.rflags |= REC_F_FIN;
+		ds->fin_sent = 1;
+	}
+	if (p.tcp_flags & TCP_F_RST)
+		p.rflags |= REC_F_RST;
+	__u32 capture = track_body(skb, c, ds, &p, order == 1);
 	note_iface(skb, ds);
 	if (dir == DIR_EGRESS)
 		note_owner(skb, c);
-	return emit_payload(skb, c, ds, &p, capture);
+	emit_payload(skb, c, ds, &p, capture);
 }
 
 /* Run handle at the next nesting level of this CPU. A nested run finishes
