@@ -284,6 +284,15 @@ static __always_inline __u8 classify(struct __sk_buff *skb, struct cls_state *cs
 	return cs->verdict;
 }
 
+/* The address of pid->numbers[level], with the running kernel's offset of
+ * numbers and size of struct upid (CO-RE): kernel.h's own sizes do not
+ * matter. Read through it with BPF_CORE_READ. */
+static __always_inline struct upid *upid_at(struct pid *pid, unsigned int level)
+{
+	return (struct upid *)((unsigned long)pid + bpf_core_field_offset(struct pid, numbers) +
+			       (level & 31) * bpf_core_type_size(struct upid));
+}
+
 static __always_inline void fill_owner(struct owner *o)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
@@ -303,24 +312,22 @@ static __always_inline void fill_owner(struct owner *o)
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
 
 	/* Ids as seen inside the task's own pid namespace: numbers[level]. */
-	struct pid *tp = t->thread_pid;
+	struct pid *tp = BPF_CORE_READ(t, thread_pid);
 	unsigned int level = BPF_CORE_READ(tp, level);
-	struct upid up = {};
-	bpf_probe_read_kernel(&up, sizeof(up), &tp->numbers[level & 31]);
-	o->ns_tid = up.nr;
-	o->pidns = BPF_CORE_READ(up.ns, ns.inum);
+	struct upid *up = upid_at(tp, level);
+	o->ns_tid = BPF_CORE_READ(up, nr);
+	o->pidns = BPF_CORE_READ(up, ns, ns.inum);
 
-	struct pid *lp = BPF_CORE_READ(leader, thread_pid);
-	bpf_probe_read_kernel(&up, sizeof(up), &lp->numbers[level & 31]);
-	o->ns_tgid = up.nr;
+	up = upid_at(BPF_CORE_READ(leader, thread_pid), level);
+	o->ns_tgid = BPF_CORE_READ(up, nr);
 
 	/* The parent's id in the child's namespace, if it lives there. */
 	struct pid *pp = BPF_CORE_READ(parent, group_leader, thread_pid);
 	o->ns_ppid = 0;
 	if (BPF_CORE_READ(pp, level) >= level) {
-		bpf_probe_read_kernel(&up, sizeof(up), &pp->numbers[level & 31]);
-		if (BPF_CORE_READ(up.ns, ns.inum) == o->pidns)
-			o->ns_ppid = up.nr;
+		up = upid_at(pp, level);
+		if (BPF_CORE_READ(up, ns, ns.inum) == o->pidns)
+			o->ns_ppid = BPF_CORE_READ(up, nr);
 	}
 	o->mntns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
 }
