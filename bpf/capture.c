@@ -22,8 +22,9 @@
  *
  * This file holds the state, the maps and the programs; the work is in
  * include/: stages.h (the stages of one packet, in order), classify.h (the
- * HTTP/1.x start-line grammar), scan.h (the Content-Length scan), emit.h
- * (records and the ring buffer), owner.h (the sending task).
+ * HTTP/1.x start-line grammar; classify_skb.h runs it on packets), scan.h
+ * (the Content-Length scan), emit.h (records and the ring buffer), owner.h
+ * (the sending task).
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -247,6 +248,7 @@ static __always_inline __u64 find_ckey(struct __sk_buff *skb)
 	return 0;
 }
 
+#include "classify_skb.h"
 #include "owner.h"
 #include "emit.h"
 #include "scan.h"

@@ -13,8 +13,7 @@
  * soon as a byte cannot continue a valid prefix. So the kernel never rejects
  * a stream user space would frame, and it decides on bytes, not segments.
  *
- * Include after the `scratch` map is defined: the step function reads its
- * bytes and keeps its state there (see struct scan_state for why map memory).
+ * classify_skb.h runs it over the bytes of a packet.
  */
 #pragma once
 
