@@ -186,10 +186,10 @@ func (s *session) watch(tg *tracer.Target) {
 		fmt.Fprintf(s.stderr, "boxtap: detaching from %s: %v\n", tg.Info.Name, err)
 	}
 	lost := ""
-	if c, err := tg.Counters(); err == nil && c.LostRecords > 0 {
-		lost = fmt.Sprintf(", %d lost records", c.LostRecords)
-	}
 	if c, err := tg.Counters(); err == nil {
+		if c.LostRecords > 0 {
+			lost = fmt.Sprintf(", %d lost records", c.LostRecords)
+		}
 		lost += tracer.StopNote(c)
 	}
 	fmt.Fprintf(s.stderr, "container %s (%s) stopped: %d events%s\n", displayName(tg.Info.Name), tg.Info.ShortID(), tg.Events(), lost)
