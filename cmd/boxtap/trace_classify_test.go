@@ -1,9 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
-	"syscall"
+	"strings"
 	"testing"
 
 	"github.com/boxtap/boxtap/internal/itest"
@@ -56,7 +57,10 @@ func TestTraceClassifiesConnectionsOnTheirBytesNotTheirFirstSegment(t *testing.T
 	for _, tc := range cases {
 		runHostScriptClient(t, e, "127.0.0.1:"+strconv.Itoa(port), tc.client)
 	}
-	x := stopTrace(t, p, syscall.SIGINT)
+	// Stop the container, not boxtap: its stop line must count the connections too,
+	// and boxtap exits by itself once no traced container is left.
+	c.Stop()
+	x := stopTrace(t, p, nil)
 	if x.code != 0 {
 		t.Fatalf("boxtap exited with status %d; stderr:\n%s", x.code, x.stderr)
 	}
@@ -97,5 +101,9 @@ func TestTraceClassifiesConnectionsOnTheirBytesNotTheirFirstSegment(t *testing.T
 	}
 	if m[1] != strconv.Itoa(notHTTP) {
 		t.Errorf("exit line: %s connections not HTTP, want %d (the non-HTTP cases)\n%s", m[1], notHTTP, x.stderr)
+	}
+	stopLine := fmt.Sprintf("container %s (%s) stopped: %d events, %d connections not HTTP\n", c.Name, c.ID[:12], len(want), notHTTP)
+	if !strings.Contains(x.stderr, stopLine) {
+		t.Errorf("stderr has no stop line %q:\n%s", stopLine, x.stderr)
 	}
 }
