@@ -173,7 +173,11 @@ type Attachment struct {
 	cgroupID uint64
 	links    []link.Link
 	once     sync.Once
-	final    Counters
+
+	// final are the counters read at detach time. Close writes them while
+	// a tracer's reader may call Counters.
+	finalMu sync.Mutex
+	final   Counters
 }
 
 // Attach starts capturing in the cgroup directory dir, whose cgroup id is
@@ -221,6 +225,8 @@ func (a *Attachment) Counters() (Counters, error) {
 	var per []captureCounters
 	if err := a.c.objs.Stats.Lookup(a.cgroupID, &per); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			a.finalMu.Lock()
+			defer a.finalMu.Unlock()
 			return a.final, nil
 		}
 		return Counters{}, fmt.Errorf("reading counters: %w", err)
@@ -254,7 +260,9 @@ func (a *Attachment) Close() error {
 	var err error
 	a.once.Do(func() {
 		if cnt, cerr := a.Counters(); cerr == nil {
+			a.finalMu.Lock()
 			a.final = cnt
+			a.finalMu.Unlock()
 		}
 		a.c.mu.Lock()
 		delete(a.c.attached, a.cgroupID)
