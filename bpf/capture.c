@@ -19,6 +19,12 @@
  *
  * All per-connection state lives in socket-local storage: it is freed with
  * the socket, so nothing leaks and nothing is keyed by packet fields.
+ *
+ * This file holds the state, the maps and the programs; the work is in
+ * include/: stages.h (the stages of one packet, in order), classify.h (the
+ * HTTP/1.x start-line grammar; classify_skb.h runs it on packets), scan.h
+ * (the Content-Length scan), emit.h (records and the ring buffer), owner.h
+ * (the sending task).
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -27,21 +33,23 @@
 #include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 
 #include "kernel.h"
 #include "boxtap.h"
+#include "classify.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 
-/* A connection is given this many payload segments to show an HTTP start
- * line; after that it is "other" and costs one storage lookup per packet.
- * More than one, so that a keep-alive connection opened before boxtap
- * started is still recognised at its next request. */
+/* A connection opened before boxtap started is given this many payload
+ * segments to show an HTTP start line at a segment start; after that it is
+ * "other" and costs one storage lookup per packet. More than one, so that
+ * a keep-alive connection is still recognised at its next request. A
+ * connection seen from its handshake on is classified on its bytes instead
+ * (see classify.h). */
 #define CLASSIFY_TRIES 8
 /* How far into a response the kernel looks for Content-Length. */
 #define SCAN_MAX 512
@@ -73,6 +81,7 @@ struct dir_state {
 	__u8 lost;      /* a record of this direction was lost since the last one sent */
 	__u8 pend;      /* a declared body is still to come */
 	__u8 pad[3];
+	struct cls_state cls; /* fresh connections: the classifier, across segments */
 	__u32 ifindex;  /* interface of the last packet, whose name is iface */
 	char iface[IFNAMSIZ];
 };
@@ -91,7 +100,8 @@ struct conn {
 	__u8 flags;
 	__u8 created;
 	__u8 fresh;     /* created before any payload flowed: streams start at message starts */
-	__u8 pad[3];
+	__u8 spec;      /* records were sent before the connection was classified */
+	__u8 pad[2];
 };
 
 /* State of the Content-Length scan, carried between bpf_loop steps. It
@@ -112,6 +122,7 @@ struct scan_state {
 /* Scratch space for the Content-Length scan, one per CPU. */
 struct scan_buf {
 	struct scan_state st;
+	struct cls_state cs; /* the classifier while bpf_loop runs it */
 	__u8 b[SCAN_MAX];
 };
 
@@ -237,629 +248,79 @@ static __always_inline __u64 find_ckey(struct __sk_buff *skb)
 	return 0;
 }
 
-/* Does a payload start with an HTTP/1.x start line? */
-static __always_inline int looks_http(const __u8 *p)
-{
-	if (p[0] == 'H' && p[1] == 'T' && p[2] == 'T' && p[3] == 'P' && p[4] == '/' && p[5] == '1' && p[6] == '.')
-		return 1;
-	switch (p[0]) {
-	case 'G': return p[1] == 'E' && p[2] == 'T' && p[3] == ' ';
-	case 'P':
-		return (p[1] == 'O' && p[2] == 'S' && p[3] == 'T' && p[4] == ' ') ||
-		       (p[1] == 'U' && p[2] == 'T' && p[3] == ' ') ||
-		       (p[1] == 'A' && p[2] == 'T' && p[3] == 'C' && p[4] == 'H' && p[5] == ' ');
-	case 'H': return p[1] == 'E' && p[2] == 'A' && p[3] == 'D' && p[4] == ' ';
-	case 'D': return p[1] == 'E' && p[2] == 'L' && p[3] == 'E' && p[4] == 'T' && p[5] == 'E' && p[6] == ' ';
-	case 'O': return p[1] == 'P' && p[2] == 'T' && p[3] == 'I' && p[4] == 'O' && p[5] == 'N' && p[6] == 'S';
-	case 'C': return p[1] == 'O' && p[2] == 'N' && p[3] == 'N' && p[4] == 'E' && p[5] == 'C' && p[6] == 'T';
-	case 'T': return p[1] == 'R' && p[2] == 'A' && p[3] == 'C' && p[4] == 'E' && p[5] == ' ';
-	}
-	return 0;
-}
+#include "classify_skb.h"
+#include "owner.h"
+#include "emit.h"
+#include "scan.h"
+#include "stages.h"
 
-static __always_inline void fill_owner(struct owner *o)
-{
-	struct task_struct *t = bpf_get_current_task_btf();
-	struct task_struct *leader = t->group_leader;
-	struct task_struct *parent = leader->real_parent;
-	__u64 ug = bpf_get_current_uid_gid();
-
-	o->tid = t->pid;
-	o->tgid = t->tgid;
-	o->ppid = parent->tgid;
-	o->start_ns = t->start_time;
-	o->leader_start_ns = leader->start_time;
-	o->parent_start_ns = parent->start_time;
-	o->uid = (__u32)ug;
-	o->gid = ug >> 32;
-	o->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(o->comm, sizeof(o->comm));
-
-	/* Ids as seen inside the task's own pid namespace: numbers[level]. */
-	struct pid *tp = t->thread_pid;
-	unsigned int level = BPF_CORE_READ(tp, level);
-	struct upid up = {};
-	bpf_probe_read_kernel(&up, sizeof(up), &tp->numbers[level & 31]);
-	o->ns_tid = up.nr;
-	o->pidns = BPF_CORE_READ(up.ns, ns.inum);
-
-	struct pid *lp = BPF_CORE_READ(leader, thread_pid);
-	bpf_probe_read_kernel(&up, sizeof(up), &lp->numbers[level & 31]);
-	o->ns_tgid = up.nr;
-
-	/* The parent's id in the child's namespace, if it lives there. */
-	struct pid *pp = BPF_CORE_READ(parent, group_leader, thread_pid);
-	o->ns_ppid = 0;
-	if (BPF_CORE_READ(pp, level) >= level) {
-		bpf_probe_read_kernel(&up, sizeof(up), &pp->numbers[level & 31]);
-		if (BPF_CORE_READ(up.ns, ns.inum) == o->pidns)
-			o->ns_ppid = up.nr;
-	}
-	o->mntns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
-}
-
-/*
- * Record the task that owns a socket. A task holds the socket lock
- * (sk_lock.owned) while it sends, and the kernel never transmits for a
- * socket owned by a task from any other context: softirq work on it waits
- * until the owner releases the lock. So an egress packet of a locked socket
- * was sent by `current`. Unlocked transmits (ACK-clocked sends, timers) run
- * on whatever task the CPU was interrupted in and are ignored.
- */
-static __always_inline void note_owner(struct __sk_buff *skb, struct conn *c)
-{
-	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
-	struct sock *sk = kskb->sk;
-	if (!sk || !sk->sk_lock.owned)
-		return;
-	__u64 pt = bpf_get_current_pid_tgid();
-	if (c->owner_gen && c->owner.tid == (__u32)pt && c->owner.tgid == (__u32)(pt >> 32))
-		return;
-	fill_owner(&c->owner);
-	c->owner_gen++;
-	if (!c->owner_gen)
-		c->owner_gen = 1;
-}
-
-/* Packet facts gathered once per skb. */
-struct pkt {
-	__u32 seq;
-	__u32 off;     /* offset of the first payload byte to send */
-	__u32 len;     /* payload bytes to send from off */
-	__u32 skip_to;
-	__u16 sport, dport;
-	__u8 family, tcp_flags, rflags, dir;
-	__u8 saddr[16], daddr[16];
-	__u32 lvl;     /* nesting level: which scratch buffers this run owns */
-};
-
-static __always_inline void fill_record(struct record *r, struct __sk_buff *skb, struct conn *c,
-					const struct dir_state *ds, const struct pkt *p, __u32 seq,
-					__u32 seg_len)
-{
-	r->ts_tai = bpf_ktime_get_tai_ns();
-	r->cookie = c->cookie;
-	r->ckey = c->ckey;
-	r->sk_cgroup = c->sk_cgroup;
-	r->seq = seq;
-	r->seg_len = seg_len;
-	r->skip_to = p->skip_to;
-	r->pkt_len = skb->len;
-	r->data_len = 0;
-	r->sport = p->sport;
-	r->dport = p->dport;
-	r->dir = p->dir;
-	r->family = p->family;
-	r->tcp_flags = p->tcp_flags;
-	r->rflags = p->rflags;
-	r->cpu = bpf_get_smp_processor_id();
-	r->pad = 0;
-	__builtin_memcpy(r->saddr, p->saddr, 16);
-	__builtin_memcpy(r->daddr, p->daddr, 16);
-	__builtin_memcpy(r->iface, ds->iface, sizeof(r->iface));
-}
-
-/* Remember the name of the interface the direction's packets use; it is read
- * again only when the interface changes. */
-static __always_inline void note_iface(struct __sk_buff *skb, struct dir_state *ds)
-{
-	__u32 ifindex = skb->ifindex;
-	if (ifindex == ds->ifindex && ds->iface[0])
-		return;
-	ds->ifindex = ifindex;
-	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
-	struct net_device *dev = kskb->dev;
-	if (!dev || bpf_probe_read_kernel_str(ds->iface, sizeof(ds->iface), dev->name) < 0)
-		ds->iface[0] = 0;
-}
-
-static __always_inline void count_lost(struct conn *c, struct dir_state *ds, __u32 bytes)
-{
-	struct counters *ctr = counters_of(c->ckey);
-	ds->lost = 1;
-	if (ctr) {
-		ctr->lost_records++;
-		ctr->lost_bytes += bytes;
-	}
-}
-
-/*
- * Wake the reader when the data waiting in the ring crosses another multiple
- * of wakeup_bytes with this record, never for every record while it stays
- * above: a wakeup is an irq_work self-IPI (a VM exit in a guest), and forcing
- * one per record once the reader lagged by wakeup_bytes cost more than all
- * the rest of the program.
- */
-static __always_inline long wakeup_flag(__u64 size)
-{
-	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	return (avail + size) / wakeup_bytes > avail / wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-}
-
-/*
- * Send one record covering [seq, seq+seg_len) with `take` bytes captured from
- * offset off of the skb. The owner rides along only when it changed since it
- * was last sent, or was last sent owner_refresh_ns ago, so most records are
- * the header and the payload. Returns 0 when the ring buffer is full (the
- * loss is counted).
- */
-static __always_inline int emit_record(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
-				       const struct pkt *p, __u32 seq, __u32 seg_len, __u32 off, __u32 take)
-{
-	struct out_buf *b = bpf_map_lookup_elem(&outbuf, &p->lvl);
-	if (!b)
-		return 0;
-	fill_record(&b->r, skb, c, ds, p, seq, seg_len);
-	__u32 olen = 0;
-	__u64 now = b->r.ts_tai;
-	if (c->owner_gen && (c->owner_gen != c->owner_sent || now - c->owner_sent_ns >= owner_refresh_ns)) {
-		__builtin_memcpy(b->data, &c->owner, sizeof(struct owner));
-		b->r.rflags |= REC_F_OWNER;
-		olen = sizeof(struct owner);
-	}
-	__u32 n = 0;
-	if (take) {
-		n = bounded_len(take, CHUNK_LARGE);
-		if (bpf_skb_load_bytes(skb, off, b->data + olen, n))
-			return 1; /* not in the skb after all: nothing to send */
-	}
-	b->r.data_len = n;
-	__u32 size = sizeof(struct record) + olen + n;
-	if (size > sizeof(*b))
-		return 1;
-	if (bpf_ringbuf_output(&events, b, size, wakeup_flag(size))) {
-		count_lost(c, ds, seg_len);
-		return 0;
-	}
-	if (olen) {
-		c->owner_sent = c->owner_gen;
-		c->owner_sent_ns = now;
-	}
-	return 1;
-}
-
-/* Send [p->off, p->off+p->len) of the skb: full CHUNK_LARGE records while
- * more than one record's worth is left, then one last record with the rest.
- * The last record also covers, without capturing, whatever lies past the
- * capture budget. Control flags (FIN, RST, SKIP) go on the last record only.
- * The loop is not unrolled, so the verifier's work stays linear in
- * MAX_CHUNKS. */
-static __always_inline int emit_payload(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
-					struct pkt *p, __u32 capture)
-{
-	__u32 off = p->off;
-	__u32 seq = p->seq;
-	__u32 left = p->len;
-	__u8 ctl = p->rflags; /* FIN, RST, SKIP: for the last record */
-
-	/* Tell user space, on the first record, that bytes of this
-	 * direction went missing before it. */
-	p->rflags = ds->lost ? REC_F_GAP : 0;
-	ds->lost = 0;
-
-#pragma clang loop unroll(disable)
-	for (int i = 0; i < MAX_CHUNKS - 1; i++) {
-		if (left <= CHUNK_LARGE || capture <= CHUNK_LARGE)
-			break;
-		if (!emit_record(skb, c, ds, p, seq, CHUNK_LARGE, off, CHUNK_LARGE))
-			return 1;
-		p->rflags = 0;
-		left -= CHUNK_LARGE;
-		off += CHUNK_LARGE;
-		seq += CHUNK_LARGE;
-		capture -= CHUNK_LARGE;
-	}
-
-	p->rflags |= ctl;
-	emit_record(skb, c, ds, p, seq, left, off, left < capture ? left : capture);
-	return 1;
-}
-
-/* Parse the status code of "HTTP/1.x NNN". Returns 0 when malformed. */
-static __always_inline int status_code(const __u8 *b)
-{
-	if (b[8] != ' ')
-		return 0;
-	int d0 = b[9] - '0', d1 = b[10] - '0', d2 = b[11] - '0';
-	if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9)
-		return 0;
-	return d0 * 100 + d1 * 10 + d2;
-}
-
-/* One byte of the scan. bpf_loop lets the verifier check this once instead
- * of once per byte. ctx points to the nesting level. Returns 1 to stop. */
-static long scan_step(__u64 i, void *ctx)
-{
-	struct scan_buf *s = bpf_map_lookup_elem(&scratch, ctx);
-	if (!s)
-		return 1;
-	struct scan_state *st = &s->st;
-	/* "\ncontent-length:" and "\ntransfer-encodi" after |0x20 ('\n' is '*') */
-	const __u64 cl_hi = 0x2a636f6e74656e74ULL; /* "*content" */
-	const __u64 cl_lo = 0x2d6c656e6774683aULL; /* "-length:" */
-	const __u64 te_hi = 0x2a7472616e736665ULL; /* "*transfe" */
-	const __u64 te_lo = 0x722d656e636f6469ULL; /* "r-encodi" */
-	__u8 ch = s->b[(i + 12) & (SCAN_MAX - 1)];
-
-	st->w4 = (st->w4 << 8) | ch;
-	if (st->w4 == 0x0d0a0d0a) {
-		st->hdr_end = i + 13;
-		return 1;
-	}
-	if (st->in_cl) {
-		if (ch >= '0' && ch <= '9') {
-			st->cl = st->cl * 10 + (ch - '0');
-			st->in_cl = 2;
-			if (st->cl > 0x7fffffffULL) {
-				st->bad = 1;
-				return 1;
-			}
-		} else if (ch == '\r' || ch == ' ' || ch == '\t') {
-			if (st->in_cl == 2)
-				st->in_cl = 0;
-		} else {
-			st->bad = 1;
-			return 1;
-		}
-	}
-	st->hi = (st->hi << 8) | (st->lo >> 56);
-	st->lo = (st->lo << 8) | (ch | 0x20);
-	if (st->hi == cl_hi && st->lo == cl_lo) {
-		st->in_cl = 1;
-		if (++st->cls > 1) {
-			st->bad = 1;
-			return 1;
-		}
-	} else if (st->hi == te_hi && st->lo == te_lo) {
-		st->bad = 1;
-		return 1;
-	}
-	return 0;
-}
-
-/*
- * Length of the response at the start of s->b[0..n), when the kernel can tell
- * cheaply: its header block ends within the buffer and it carries no body
- * (1xx, 204, 304) or exactly one Content-Length and no Transfer-Encoding.
- * Returns 0 when unknown. User space frames every message itself and checks
- * each skip the kernel makes against its own framing.
- */
-static __always_inline __u32 scan_response(struct scan_buf *s, __u32 n, __u32 lvl)
-{
-	if (!(s->b[0] == 'H' && s->b[1] == 'T' && s->b[2] == 'T' && s->b[3] == 'P' && s->b[4] == '/'))
-		return 0;
-	int code = status_code(s->b);
-	if (!code)
-		return 0;
-	struct scan_state *st = &s->st;
-	__builtin_memset(st, 0, sizeof(*st));
-	bpf_loop(n - 12, scan_step, &lvl, 0);
-	if (st->bad || !st->hdr_end || st->in_cl == 1)
-		return 0;
-	if (code < 200 || code == 204 || code == 304)
-		return st->hdr_end;
-	if (st->cls != 1)
-		return 0; /* chunked or close-delimited: user space frames it */
-	__u64 total = (__u64)st->hdr_end + st->cl;
-	if (total > 0x7fffffffULL)
-		return 0;
-	return (__u32)total;
-}
-
-/* Load the start of a response into per-CPU scratch and scan it. */
-static __always_inline __u32 response_len(struct __sk_buff *skb, __u32 off, __u32 len, __u32 lvl)
-{
-	struct scan_buf *s = bpf_map_lookup_elem(&scratch, &lvl);
-	if (!s)
-		return 0;
-	__u32 n = len > SCAN_MAX ? SCAN_MAX : len;
-	if (n < 16)
-		return 0;
-	n = bounded_len(n, SCAN_MAX);
-	if (bpf_skb_load_bytes(skb, off, s->b, n))
-		return 0;
-	return scan_response(s, n, lvl);
-}
-
-/*
- * How much of the first segment of a response to copy when its body runs
- * past the segment: only the header block (the scan just found its end),
- * when body bytes follow it in this segment. User space frames the body
- * from Content-Length; the rest of the segment is covered without being
- * copied, as the segments the kernel skips later are. Everything is
- * copied when the bytes after the header block start a response: the
- * first one had no body after all (an answer to HEAD), and the second one
- * is in this segment.
- */
-static __always_inline __u32 header_capture(struct __sk_buff *skb, __u32 off, __u32 plen, __u32 lvl)
-{
-	struct scan_buf *s = bpf_map_lookup_elem(&scratch, &lvl);
-	if (!s)
-		return MAX_CHUNKS * CHUNK_LARGE;
-	__u32 hdr = s->st.hdr_end;
-	if (hdr == 0 || hdr > SCAN_MAX || hdr + CHUNK_SMALL >= plen)
-		return MAX_CHUNKS * CHUNK_LARGE;
-	__u8 next[5] = {};
-	if (bpf_skb_load_bytes(skb, off + hdr, next, sizeof(next)))
-		return MAX_CHUNKS * CHUNK_LARGE;
-	if (next[0] == 'H' && next[1] == 'T' && next[2] == 'T' && next[3] == 'P' && next[4] == '/')
-		return MAX_CHUNKS * CHUNK_LARGE;
-	return hdr;
-}
-
-static __always_inline int handle(struct __sk_buff *skb, __u8 dir, __u32 lvl)
+/* One packet of a traced socket, in stages: headers, listener or stream
+ * start, bare FIN/RST, classification, retransmits, body skipping, then the
+ * records. */
+static __always_inline void handle(struct __sk_buff *skb, __u8 dir, __u32 lvl)
 {
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
-		return 1;
+		return;
 	sk = bpf_sk_fullsock(sk);
 	if (!sk || sk->protocol != IPPROTO_TCP)
-		return 1;
+		return;
 	struct conn *c = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!c || c->class == CLASS_OTHER)
-		return 1;
+	if (!c) {
+		count_no_storage(skb);
+		return;
+	}
+	if (c->class == CLASS_OTHER)
+		return;
 
 	struct pkt p = {};
-	__u32 ip_hl;
 	p.dir = dir;
 	p.lvl = lvl;
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
-			return 1;
-		if (ip.protocol != IPPROTO_TCP || (ip.frag_off & bpf_htons(0x1fff)))
-			return 1;
-		ip_hl = ip.ihl * 4;
-		p.family = 4;
-		__builtin_memcpy(p.saddr, &ip.saddr, 4);
-		__builtin_memcpy(p.daddr, &ip.daddr, 4);
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
-		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
-			return 1;
-		if (ip6.nexthdr != IPPROTO_TCP) /* extension headers: not followed */
-			return 1;
-		ip_hl = sizeof(ip6);
-		p.family = 6;
-		__builtin_memcpy(p.saddr, &ip6.saddr, 16);
-		__builtin_memcpy(p.daddr, &ip6.daddr, 16);
-	} else {
-		return 1;
-	}
-
-	struct tcphdr th;
-	if (bpf_skb_load_bytes(skb, ip_hl, &th, sizeof(th)))
-		return 1;
-	__u32 off = ip_hl + th.doff * 4;
-	if (skb->len < off)
-		return 1;
-	__u32 plen = skb->len - off;
-	__u32 seq = bpf_ntohl(th.seq);
-	p.sport = bpf_ntohs(th.source);
-	p.dport = bpf_ntohs(th.dest);
-	p.tcp_flags = ((__u8 *)&th)[13];
-
+	if (!parse_l3l4(skb, &p))
+		return;
 	if (!c->ckey)
 		c->ckey = find_ckey(skb);
 
 	if (sk->state == BPF_TCP_LISTEN) {
-		/* When the client's handshake ACK is lost, its first data
-		 * segment completes the handshake and the kernel filters it
-		 * against the listening socket, before the accepted socket
-		 * exists. Send it as it is, marked, so that user space can
-		 * hand it to the connection it belongs to (by address). */
-		if (plen == 0 || !c->created) {
-			c->created = 1;
-			c->cookie = bpf_get_socket_cookie(skb);
-			c->sk_cgroup = bpf_skb_cgroup_id(skb);
-			if (plen == 0)
-				return 1;
-		}
-		__u8 lh[8] = {};
-		if (plen < 8 || bpf_skb_load_bytes(skb, off, lh, sizeof(lh)) || !looks_http(lh))
-			return 1;
-		p.seq = bpf_ntohl(th.seq);
-		p.off = off;
-		p.len = plen;
-		p.rflags = REC_F_LISTENER;
-		struct dir_state *lds = &c->d[DIR_INGRESS];
-		note_iface(skb, lds);
-		return emit_payload(skb, c, lds, &p, MAX_CHUNKS * CHUNK_LARGE);
+		handle_listener(skb, c, &p);
+		return;
 	}
-
 	struct dir_state *ds = &c->d[dir & 1];
-	if (!c->created) {
-		/* A socket seen before any payload flowed starts each stream
-		 * with a message; one that carried data before boxtap started
-		 * is framed from its next message boundary on, in user space. */
-		c->created = 1;
-		c->cookie = bpf_get_socket_cookie(skb);
-		c->sk_cgroup = bpf_skb_cgroup_id(skb);
-		struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
-		c->fresh = tp && tp->bytes_received == 0 && tp->data_segs_out == 0;
+	if (!start_stream(skb, sk, c, ds, &p))
+		return;
+	if (p.len == 0) {
+		handle_bare(skb, c, ds, &p);
+		return;
 	}
-	if (th.syn) {
-		/* The SYN takes one sequence number; data starts after it. */
-		ds->init = 1;
-		ds->next = seq + 1;
-		ds->seen = seq + 1;
-		ds->boundary = seq + 1;
-		ds->bvalid = c->fresh;
-		return 1;
-	}
-	if (!ds->init) {
-		ds->init = 1;
-		ds->next = seq;
-		ds->seen = seq;
-		ds->boundary = seq;
-		ds->bvalid = c->fresh;
+	if (c->class == CLASS_UNKNOWN &&
+	    !(c->fresh ? classify_fresh(skb, c, ds, &p, p.off, p.len)
+		       : classify_joined(skb, c, ds, p.seq, p.off, p.len, lvl))) {
+		ds->next = p.seq + p.len;
+		ds->seen = p.seq + p.len;
+		return;
 	}
 
-	if (plen == 0) {
-		if ((th.fin || th.rst) && c->class == CLASS_HTTP && !ds->fin_sent) {
-			ds->fin_sent = 1;
-			p.seq = seq;
-			p.off = off;
-			p.len = 0;
-			p.rflags = th.fin ? REC_F_FIN : REC_F_RST;
-			note_iface(skb, ds);
-			emit_record(skb, c, ds, &p, seq, 0, off, 0);
-		}
-		return 1;
-	}
-
-	if (c->class == CLASS_UNKNOWN) {
-		__u8 head[8] = {};
-		int seen8 = plen >= 8 && !bpf_skb_load_bytes(skb, off, head, sizeof(head));
-		if (!seen8 || !looks_http(head)) {
-			/* A fresh connection shows its protocol in its first 8
-			 * payload bytes; one opened before boxtap may be in the
-			 * middle of a message for a while. */
-			if ((c->fresh && seen8) || ++c->tries >= CLASSIFY_TRIES) {
-				c->class = CLASS_OTHER;
-				struct counters *ctr = counters_of(c->ckey);
-				if (ctr)
-					ctr->not_http++;
-			}
-			ds->next = seq + plen;
-			ds->seen = seq + plen;
-			return 1;
-		}
-		c->class = CLASS_HTTP;
-		/* Frame from this message on; its start is a known boundary. */
-		ds->next = seq;
-		ds->boundary = seq;
-		ds->bvalid = 1;
-	}
-
-	__u32 end = seq + plen;
-	if (seq_le(end, ds->next)) {
-		if (seq_lt(ds->seen, end)) {
-			ds->seen = end; /* new bytes of a body the kernel skips */
-			return 1;
-		}
-		/* Everything here was seen before: a retransmit or duplicate. */
-		struct counters *ctr = counters_of(c->ckey);
-		if (ctr)
-			ctr->dup_segments++;
-		return 1;
-	}
-	if (seq_lt(ds->seen, end))
-		ds->seen = end;
-	if (seq_lt(seq, ds->next)) {
-		__u32 trim = ds->next - seq;
-		off += trim;
-		plen -= trim;
-		seq = ds->next;
-	}
-	int in_order = seq == ds->next;
-	if (in_order)
-		ds->next = end;
-
-	p.seq = seq;
-	p.off = off;
-	p.len = plen;
-	if (th.fin) {
+	int order = trim_retransmit(c, ds, &p);
+	if (!order)
+		return;
+	if (p.tcp_flags & TCP_F_FIN) {
 		p.rflags |= REC_F_FIN;
 		ds->fin_sent = 1;
 	}
-	if (th.rst)
+	if (p.tcp_flags & TCP_F_RST)
 		p.rflags |= REC_F_RST;
-
-	__u8 head[5] = {};
-	if (plen >= 5 && !bpf_skb_load_bytes(skb, off, head, sizeof(head)) && head[0] == 'H' &&
-	    head[1] == 'E' && head[2] == 'A' && head[3] == 'D' && head[4] == ' ')
-		c->flags |= CONN_F_NO_SKIP;
-
-	/*
-	 * Body skipping. The kernel follows message boundaries as long as each
-	 * response starts a segment and declares its length. A response whose
-	 * body runs past its first segment leaves a pending skip; the body is
-	 * skipped from the next large segment on, unless that segment starts
-	 * with "HTTP/": then the response had no body after all (an answer to
-	 * HEAD) and the kernel stops guessing for this connection.
-	 */
-	__u32 capture = MAX_CHUNKS * CHUNK_LARGE;
-	int starts_http = head[0] == 'H' && head[1] == 'T' && head[2] == 'T' && head[3] == 'P' && head[4] == '/';
-	if (ds->bvalid && in_order) {
-		if (ds->pend && seq == ds->pend_at) {
-			if (starts_http) {
-				ds->pend = 0;
-				ds->bvalid = 0;
-			} else if (seq_le(ds->pend_end, end)) {
-				ds->pend = 0; /* the body ends in this segment */
-			} else if (plen >= SKIP_MIN && skip_bodies && !(c->flags & CONN_F_NO_SKIP)) {
-				p.skip_to = ds->pend_end;
-				p.rflags |= REC_F_SKIP;
-				ds->next = ds->pend_end;
-				ds->pend = 0;
-				capture = CHUNK_SMALL;
-				struct counters *ctr = counters_of(c->ckey);
-				if (ctr)
-					ctr->skipped_bytes += ds->pend_end - end;
-			} else {
-				ds->pend_at = end; /* wait for a larger body segment */
-			}
-		} else if (seq == ds->boundary && starts_http) {
-			/* A response starts here: learn where it ends. Scanning its
-			 * headers costs more than copying a small response, so only
-			 * a response that may have a large body is scanned: one whose
-			 * segment is large, or holds just the header block (servers
-			 * that sendfile the body). After a small response the kernel
-			 * stops following boundaries on this connection; user space
-			 * frames everything anyway. */
-			__u8 tail[4] = {};
-			int worth = plen >= SKIP_MIN ||
-				    (plen >= 4 && !bpf_skb_load_bytes(skb, off + plen - 4, tail, sizeof(tail)) &&
-				     tail[0] == '\r' && tail[1] == '\n' && tail[2] == '\r' && tail[3] == '\n');
-			__u32 mlen = (!worth || (c->flags & CONN_F_NO_SKIP)) ? 0 : response_len(skb, off, plen, p.lvl);
-			if (!mlen || mlen < plen) {
-				ds->bvalid = 0; /* unknown length or pipelined: stop guessing */
-				ds->pend = 0;
-			} else {
-				ds->boundary = seq + mlen;
-				ds->pend = mlen > plen;
-				ds->pend_at = end;
-				ds->pend_end = seq + mlen;
-				if (ds->pend && skip_bodies && !(c->flags & CONN_F_NO_SKIP))
-					capture = header_capture(skb, off, plen, p.lvl);
-			}
-		} else if (seq == ds->boundary || seq_lt(ds->boundary, seq)) {
-			/* A request, or a boundary passed mid-segment. */
-			ds->bvalid = 0;
-			ds->pend = 0;
-		}
-	}
+	__u32 capture = track_body(skb, c, ds, &p, order == 1);
 	note_iface(skb, ds);
 	if (dir == DIR_EGRESS)
 		note_owner(skb, c);
-	return emit_payload(skb, c, ds, &p, capture);
+	emit_payload(skb, c, ds, &p, capture);
 }
 
 /* Run handle at the next nesting level of this CPU. A nested run finishes
  * before the run it interrupted resumes, so a plain per-CPU counter is
  * enough. Deeper nesting than MAX_NEST is not expected; such a packet is
- * let through uncaptured. The programs always pass packets (return 1). */
+ * let through uncaptured and counted. The programs always pass packets
+ * (return 1). */
 static __always_inline int capture(struct __sk_buff *skb, __u8 dir)
 {
 	__u32 zero = 0;
@@ -867,8 +328,12 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 dir)
 	if (!depth)
 		return 1;
 	__u32 lvl = *depth;
-	if (lvl >= MAX_NEST)
+	if (lvl >= MAX_NEST) {
+		struct counters *ctr = counters_of(find_ckey(skb));
+		if (ctr)
+			ctr->nest_overflow++;
 		return 1;
+	}
 	*depth = lvl + 1;
 	handle(skb, dir, lvl);
 	*depth = lvl;

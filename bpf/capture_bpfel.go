@@ -32,8 +32,17 @@ type captureConn struct {
 		Lost     uint8
 		Pend     uint8
 		Pad      [3]uint8
-		Ifindex  uint32
-		Iface    [16]int8
+		Cls      struct {
+			_       structs.HostLayout
+			Phase   uint8
+			Idx     uint8
+			Hmatch  uint8
+			Verdict uint8
+			N       uint16
+			Pad     uint16
+		}
+		Ifindex uint32
+		Iface   [16]int8
 	}
 	OwnerSentNs uint64
 	OwnerGen    uint32
@@ -43,17 +52,19 @@ type captureConn struct {
 	Flags       uint8
 	Created     uint8
 	Fresh       uint8
-	Pad         [3]uint8
+	Spec        uint8
+	Pad         [2]uint8
 }
 
 type captureCounters struct {
 	_            structs.HostLayout
-	Records      uint64
 	LostRecords  uint64
 	LostBytes    uint64
 	DupSegments  uint64
 	SkippedBytes uint64
 	NotHttp      uint64
+	NoStorage    uint64
+	NestOverflow uint64
 }
 
 type captureOutBuf struct {
@@ -118,6 +129,15 @@ type captureScanBuf struct {
 		Cls    uint8
 		Bad    uint8
 		Pad    [5]uint8
+	}
+	Cs struct {
+		_       structs.HostLayout
+		Phase   uint8
+		Idx     uint8
+		Hmatch  uint8
+		Verdict uint8
+		N       uint16
+		Pad     uint16
 	}
 	B [512]uint8
 }

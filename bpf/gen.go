@@ -10,3 +10,7 @@ package bpf
 // to asm-generic instead of the build host's /usr/include/<triplet>/asm, so the object does
 // not depend on the machine that generates it.
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -target bpfel -type record -type owner -type counters -type traced capture capture.c -- -O2 -g -Wall -Werror -I include -I uapi-asm
+
+// classify_probe.c is a test harness for the classifier (classify_probe_test.go);
+// only its object is generated, into testdata, so boxtap never embeds it.
+//go:generate clang -O2 -g -fdebug-compilation-dir=. -Wall -Werror -target bpfel -I include -I uapi-asm -c classify_probe.c -o testdata/classify_probe.o

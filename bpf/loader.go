@@ -39,6 +39,9 @@ const (
 	// segment that completed a handshake whose ACK was lost. Cookie is the
 	// listener's; the addresses name the connection.
 	FlagListener = 1 << 5
+	// FlagNotHTTP: records of this connection were sent before it was
+	// classified, and it turned out not to be HTTP: forget it.
+	FlagNotHTTP = 1 << 6
 )
 
 // Directions (enum direction).
@@ -170,7 +173,11 @@ type Attachment struct {
 	cgroupID uint64
 	links    []link.Link
 	once     sync.Once
-	final    Counters
+
+	// final are the counters read at detach time. Close writes them while
+	// a tracer's reader may call Counters.
+	finalMu sync.Mutex
+	final   Counters
 }
 
 // Attach starts capturing in the cgroup directory dir, whose cgroup id is
@@ -218,6 +225,8 @@ func (a *Attachment) Counters() (Counters, error) {
 	var per []captureCounters
 	if err := a.c.objs.Stats.Lookup(a.cgroupID, &per); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			a.finalMu.Lock()
+			defer a.finalMu.Unlock()
 			return a.final, nil
 		}
 		return Counters{}, fmt.Errorf("reading counters: %w", err)
@@ -229,6 +238,8 @@ func (a *Attachment) Counters() (Counters, error) {
 		sum.DupSegments += v.DupSegments
 		sum.SkippedBytes += v.SkippedBytes
 		sum.NotHTTP += v.NotHttp
+		sum.NoStorage += v.NoStorage
+		sum.NestOverflow += v.NestOverflow
 	}
 	return sum, nil
 }
@@ -240,6 +251,8 @@ type Counters struct {
 	DupSegments  uint64 // retransmitted or duplicate segments dropped
 	SkippedBytes uint64 // body bytes skipped in the kernel
 	NotHTTP      uint64 // connections classified as not HTTP
+	NoStorage    uint64 // packets passed uncaptured: no socket storage could be allocated
+	NestOverflow uint64 // packets passed uncaptured: programs nested deeper than the per-CPU buffers
 }
 
 // Close detaches the programs from the cgroup. It is safe to call twice.
@@ -247,7 +260,9 @@ func (a *Attachment) Close() error {
 	var err error
 	a.once.Do(func() {
 		if cnt, cerr := a.Counters(); cerr == nil {
+			a.finalMu.Lock()
 			a.final = cnt
+			a.finalMu.Unlock()
 		}
 		a.c.mu.Lock()
 		delete(a.c.attached, a.cgroupID)

@@ -333,6 +333,12 @@ func (c *Conn) consume(s *stream, data []byte, info *PacketInfo, segStart bool, 
 	for ; len(data) > 0 && !c.ended && !s.finished; segStart = false {
 		switch s.st {
 		case stResync:
+			if s.atStart && !s.lost && (data[0] == '\r' || data[0] == '\n') {
+				// Empty lines before the first start line, which servers
+				// accept: skip them as between messages.
+				s.st = stIdle
+				continue
+			}
 			ok := false
 			if s.atStart && !s.lost {
 				ok = startLinePrefixAt(data, s.role)

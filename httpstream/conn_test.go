@@ -544,10 +544,13 @@ func TestStartLines(t *testing.T) {
 		{"GE", false, true},
 		{"GET /x HTTP/1.", false, true},
 		{"GET /x HTTP/1.1x", false, false},
-		{"GOT / HTTP/1.1\r\n", false, false},
+		{"GOT / HTTP/1.1\r\n", true, true}, // any token is a method, as in the kernel
+		{"PROPFIND /x HTTP/1.1\r\n", true, true},
+		{"M-SEARCH * HTTP/1.1\r\n", true, true},
+		{"G(T / HTTP/1.1\r\n", false, false},
 		{"GET  / HTTP/1.1\r\n", false, false},
 		{"GET / HTTP/2\r\n", false, false},
-		{"get / HTTP/1.1\r\n", false, false},
+		{"get / HTTP/1.1\r\n", true, true},
 		{"\r\nHTTP/1.1 200 OK\r\n", false, false},
 	}
 	for _, tc := range tests {

@@ -29,9 +29,10 @@
 //
 // Resync. A direction out of sync (and any direction at first) discards bytes until
 // a segment whose first captured byte starts a complete, valid start line
-// ("HTTP/1.x NNN" or a known method, target and "HTTP/1.x"). A direction whose very
-// first byte starts a start line is in sync at once, even when that line continues
-// in the next segment. While in sync, body bytes that look like a response never
+// ("HTTP/1.x NNN" or a method, target and "HTTP/1.x"; a method is any RFC 9110
+// token, the grammar the kernel classifies connections with). A direction whose very
+// first byte starts a start line, or an empty line (CR or LF) before one, is in sync
+// at once, even when that line continues in the next segment. While in sync, body bytes that look like a response never
 // produce an event. When a response direction resynchronises after losing bytes,
 // queued requests but the newest are dropped (Stats.DroppedRequests): with
 // non-pipelined traffic the next response answers the newest request.
@@ -59,5 +60,6 @@
 // (Status, URI, Host, header names and values) share memory that the Conn rewrites
 // for later messages. They are valid only until the emit callback returns; a string
 // kept after that silently changes content. Copy what you keep (strings.Clone, or
-// encode it during the callback). Method and Proto are constants and safe to keep.
+// encode it during the callback). Proto, and Method when it is a common one (GET,
+// POST, WebDAV's...), are constants and safe to keep; a rarer method is a new string.
 package httpstream

@@ -16,8 +16,9 @@ const (
 	proto11 = "HTTP/1.1"
 )
 
-// knownMethod returns the interned method name for b, or "" when b is not a method
-// this package accepts at a start line.
+// knownMethod returns the method name for b, or "" when b is not a method this
+// package accepts at a start line: any RFC 9110 token, as the kernel's classifier
+// accepts (bpf/include/classify.h). Common names are interned.
 func knownMethod(b []byte) string {
 	switch string(b) {
 	case "GET":
@@ -57,20 +58,41 @@ func knownMethod(b []byte) string {
 	case "PURGE":
 		return "PURGE"
 	}
-	return ""
+	if !isToken(b) {
+		return ""
+	}
+	return string(b)
 }
 
-var methodPrefixes = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-	"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "PURGE"}
-
-func isMethodPrefix(b []byte) bool {
-	for _, m := range methodPrefixes {
-		if len(b) <= len(m) && m[:len(b)] == string(b) {
-			return true
+// isToken reports whether b is an RFC 9110 token: one or more tchar.
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !tchar(c) {
+			return false
 		}
+	}
+	return true
+}
+
+// tchar reports whether c is an RFC 9110 tchar: "!" / "#" / "$" / "%" / "&" / "'" /
+// "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA.
+func tchar(c byte) bool {
+	switch {
+	case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
 	}
 	return false
 }
+
+// isMethodPrefix reports whether b can begin a method: it is a token so far.
+func isMethodPrefix(b []byte) bool { return isToken(b) }
 
 // reasonByte reports whether c may appear in a reason phrase (HTAB, SP, VCHAR, obs-text).
 func reasonByte(c byte) bool { return c == '\t' || c >= 0x20 && c != 0x7f }

@@ -8,7 +8,9 @@
 # what is not a passing test's name. At the end the script prints the number of skipped
 # tests of both passes and lists them; with CI=true any skip is a failure (integration
 # tests fail instead of skipping there, through internal/itest's Require helpers).
-# Both passes always run; the exit status is non-zero if either failed.
+# Both passes always run with the race detector (-race), and the integration tests then
+# build the boxtap binary they run with it too (internal/itest/race.go): a data race
+# anywhere fails the run. The exit status is non-zero if either pass failed.
 # Extra `go test` flags may be passed in GOTESTFLAGS (e.g. GOTESTFLAGS='-run TestFoo').
 set -euo pipefail
 
@@ -47,7 +49,7 @@ if [ ${#unit[@]} -gt 0 ]; then
   echo "go-test: unit packages (${#unit[@]})"
   # Quiet like go test without -v: passing tests' names are dropped.
   run_pass "$logs/unit" '^=== (RUN|PAUSE|CONT|NAME) |^ *--- PASS: |^PASS$' \
-    -count=1 -v -timeout "$timeout" "${extra[@]}" "${unit[@]}" || status=1
+    -race -count=1 -v -timeout "$timeout" "${extra[@]}" "${unit[@]}" || status=1
 fi
 echo "go-test: unit pass took $((SECONDS - start))s"
 
@@ -57,7 +59,7 @@ if [ ${#integration[@]} -gt 0 ]; then
   echo "go-test: integration packages (${#integration[@]}): ${integration[*]}"
   # -v shows every test's result and logs; the RUN/PAUSE/CONT markers are dropped as noise.
   run_pass "$logs/integration" '^=== (RUN|PAUSE|CONT|NAME) ' \
-    -count=1 -p 1 -v -timeout "$timeout" "${extra[@]}" "${integration[@]}" || status=1
+    -race -count=1 -p 1 -v -timeout "$timeout" "${extra[@]}" "${integration[@]}" || status=1
 fi
 echo "go-test: integration pass took $((SECONDS - start))s"
 

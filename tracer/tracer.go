@@ -124,6 +124,9 @@ type Summary struct {
 	// stream bytes given up as lost. Both come from the parsers.
 	DroppedRequests uint64
 	GapBytes        uint64
+	// Uncaptured are the kernel's counts of what it let pass without
+	// capturing (see uncaptured.go).
+	Uncaptured
 }
 
 func (s Summary) String() string {
@@ -139,8 +142,8 @@ func (s Summary) String() string {
 	if s.Filtered > 0 {
 		filtered = fmt.Sprintf(", %d filtered out", s.Filtered)
 	}
-	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s, %d evicted (memory budget), %d requests dropped unpaired, %d gap bytes%s",
-		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed, s.Evicted, s.DroppedRequests, s.GapBytes, filtered)
+	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s, %d evicted (memory budget), %d requests dropped unpaired, %d gap bytes, %s%s",
+		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed, s.Evicted, s.DroppedRequests, s.GapBytes, s.Uncaptured, filtered)
 }
 
 // Tracer is the capture engine.
@@ -214,22 +217,20 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 // sink. cgroupID is the cgroup's id (the inode number of cgroupDir).
 func (t *Tracer) Add(info container.Info, cgroupDir string, cgroupID uint64, sink output.Sink) (*Target, error) {
 	tg := &Target{Info: info, CgroupDir: cgroupDir, sink: sink}
-	// Register before attaching, so that the first record finds its target.
+	// Attach and register under the lock: Run looks targets up under it, so
+	// the first record waits for its target, and every reader of
+	// t.targets sees a target with its attachment set.
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	if _, dup := t.targets[cgroupID]; dup {
-		t.mu.Unlock()
 		return nil, fmt.Errorf("container %s (%s) is already traced", display.Quote(info.Name), info.ShortID())
 	}
-	t.targets[cgroupID] = tg
-	t.mu.Unlock()
 	att, err := t.coll.Attach(cgroupDir, cgroupID)
 	if err != nil {
-		t.mu.Lock()
-		delete(t.targets, cgroupID)
-		t.mu.Unlock()
 		return nil, err
 	}
 	tg.att = att
+	t.targets[cgroupID] = tg
 	return tg, nil
 }
 
@@ -296,6 +297,7 @@ func (t *Tracer) summaryOf(tg *Target) Summary {
 		s.LostBytes = c.LostBytes
 		s.DupSegments = c.DupSegments
 		s.SkippedBytes = c.SkippedBytes
+		s.Uncaptured = uncapturedOf(c)
 	}
 	return s
 }
@@ -314,6 +316,7 @@ func (s *Summary) add(o Summary) {
 	s.Evicted += o.Evicted
 	s.DroppedRequests += o.DroppedRequests
 	s.GapBytes += o.GapBytes
+	s.Uncaptured.add(o.Uncaptured)
 }
 
 // ParserStats returns the stream parsers' counters. Call it only after Run
@@ -526,7 +529,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		HasSkip: rec.Rflags&bpf.FlagSkip != 0,
 		Gap:     rec.Rflags&bpf.FlagGap != 0,
 		FIN:     rec.Rflags&bpf.FlagFIN != 0,
-		RST:     rec.Rflags&bpf.FlagRST != 0,
+		RST:     rec.Rflags&(bpf.FlagRST|bpf.FlagNotHTTP) != 0, // not HTTP after all: forget it
 		Info: httpstream.PacketInfo{
 			TimestampNs: uint64(now),
 			PacketLen:   rec.PktLen,

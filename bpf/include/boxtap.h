@@ -29,6 +29,8 @@ enum record_flags {
 	REC_F_RST = 1 << 3,       /* the connection was reset */
 	REC_F_GAP = 1 << 4,       /* records of this direction were lost before this one */
 	REC_F_LISTENER = 1 << 5,  /* seen on a listening socket: cookie is the listener's */
+	REC_F_NOT_HTTP = 1 << 6,  /* records were sent before classification, which found
+				   * the connection is not HTTP after all: forget it */
 };
 
 /* The task that owns a socket: the last thread that sent on it. */
@@ -79,12 +81,13 @@ struct record {
 
 /* Per-container counters (per-CPU hash keyed by ckey). */
 struct counters {
-	__u64 records;       /* records written to the ring buffer */
 	__u64 lost_records;  /* records the ring buffer had no room for */
 	__u64 lost_bytes;    /* payload bytes those records would have carried */
 	__u64 dup_segments;  /* retransmitted or duplicate segments dropped in the kernel */
 	__u64 skipped_bytes; /* body bytes skipped in the kernel (Content-Length) */
 	__u64 not_http;      /* connections classified as not HTTP */
+	__u64 no_storage;    /* packets passed uncaptured: no socket storage could be allocated */
+	__u64 nest_overflow; /* packets passed uncaptured: programs nested deeper than MAX_NEST */
 };
 
 /* Value of the traced-cgroup map. */

@@ -20,7 +20,6 @@ struct mnt_namespace {
 };
 
 struct pid_namespace {
-	unsigned int level;
 	struct ns_common ns;
 };
 
@@ -46,7 +45,6 @@ struct task_struct {
 	struct task_struct *group_leader;
 	struct pid *thread_pid;
 	struct nsproxy *nsproxy;
-	char comm[16];
 };
 
 struct net_device {

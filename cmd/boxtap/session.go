@@ -192,8 +192,11 @@ func (s *session) watch(tg *tracer.Target) {
 		fmt.Fprintf(s.stderr, "boxtap: detaching from %s: %v\n", display.Quote(tg.Info.Name), err)
 	}
 	lost := ""
-	if c, err := tg.Counters(); err == nil && c.LostRecords > 0 {
-		lost = fmt.Sprintf(", %d lost records", c.LostRecords)
+	if c, err := tg.Counters(); err == nil {
+		if c.LostRecords > 0 {
+			lost = fmt.Sprintf(", %d lost records", c.LostRecords)
+		}
+		lost += tracer.StopNote(c)
 	}
 	if n := tg.Evicted(); n > 0 {
 		lost += fmt.Sprintf(", %d evicted (memory budget)", n)

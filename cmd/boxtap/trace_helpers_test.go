@@ -114,6 +114,9 @@ func stopTrace(t *testing.T, p *itest.Proc, sig os.Signal) traceExit {
 		}
 		x.code = ee.ExitCode()
 	}
+	if strings.Contains(x.stderr, "WARNING: DATA RACE") {
+		t.Fatalf("boxtap has a data race (built with -race):\n%s", x.stderr)
+	}
 	if strings.Contains(x.stderr, "panic:") || strings.Contains(x.stderr, "goroutine ") {
 		t.Fatalf("boxtap panicked:\n%s", x.stderr)
 	}

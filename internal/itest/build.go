@@ -101,9 +101,15 @@ func (b *Builder) compile(pkg string) (string, error) {
 	defer cancel()
 	// -trimpath makes the output depend only on the sources, so content-addressed image tags
 	// stay stable across runs.
-	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", out, pkg)
+	args, cgo := []string{"build", "-trimpath", "-o", out}, "CGO_ENABLED=0"
+	if raceEnabled && pkg == "./cmd/boxtap" {
+		// boxtap runs on the host, never in a test image: it may link
+		// dynamically, which the race detector needs.
+		args, cgo = append(args, "-race"), "CGO_ENABLED=1"
+	}
+	cmd := exec.CommandContext(ctx, goBin, append(args, pkg)...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
+	cmd.Env = append(os.Environ(), cgo, "GOFLAGS=-mod=mod")
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Run(); err != nil {
