@@ -76,6 +76,7 @@ type Conn struct {
 	resp        Response
 	respHeaders []HeaderField
 	ended       bool // 101 or CONNECT tunnel: HTTP is over on this connection
+	proto       Protocol // set once the connection switched to HTTP/2: it gets every byte
 	reset       bool
 	closed      bool
 }
@@ -161,6 +162,7 @@ func (c *Conn) release() {
 	}
 	c.pending, c.free, c.respHeaders = nil, nil, nil
 	c.resp = Response{}
+	c.proto = nil
 }
 
 func (c *Conn) accept(s *stream, p piece, emit func(*Response)) {
@@ -219,6 +221,9 @@ func (c *Conn) deliver(s *stream, p *piece, emit func(*Response)) {
 	s.next = p.seq + p.n
 	if p.fin && !c.ended && !s.finished {
 		c.finish(s)
+		if c.proto != nil {
+			c.proto.Finish(s.dir, emit)
+		}
 	}
 }
 
@@ -324,6 +329,19 @@ func (s *stream) beginMessage(info *PacketInfo) {
 // consume runs the framer over in-order captured bytes.
 func (c *Conn) consume(s *stream, data []byte, info *PacketInfo, segStart bool, emit func(*Response)) {
 	for ; len(data) > 0 && !c.ended && !s.finished; segStart = false {
+		if c.proto == nil && s.st == stResync && s.atStart && !s.lost {
+			if preface, ok := h2Start(data); ok {
+				client := s.dir
+				if !preface {
+					client ^= 1
+				}
+				c.switchToH2(Upgrade{Client: client})
+			}
+		}
+		if c.proto != nil {
+			c.proto.Consume(s.dir, data, *info, emit)
+			return
+		}
 		switch s.st {
 		case stResync:
 			ok := false
@@ -444,6 +462,10 @@ func (c *Conn) bodyProgress(s *stream) {
 
 // unknown handles n uncaptured (or lost) bytes delivered in order.
 func (c *Conn) unknown(s *stream, n uint64) {
+	if c.proto != nil {
+		c.proto.Unknown(s.dir, n)
+		return
+	}
 	for n > 0 && !c.ended && !s.finished {
 		switch s.st {
 		case stResync:
@@ -570,6 +592,9 @@ func (c *Conn) endResponse(s *stream, emit func(*Response)) {
 		c.pending = c.pending[:len(c.pending)-1]
 	}
 	switch {
+	case code == 101 && req != nil && isH2cUpgrade(h.build(h.buf[:h.storedEnd], aliasString(h.buf[:h.storedEnd]), nil)) &&
+		c.switchToH2(Upgrade{Client: s.dir ^ 1, Request: req}):
+		s.st = stIdle // the framer sees no more bytes: c.proto takes them
 	case code == 101 || req != nil && req.Method == "CONNECT" && code/100 == 2:
 		c.endHTTP()
 	case code < 200 || code == 204 || code == 304 || req != nil && req.Method == "HEAD":

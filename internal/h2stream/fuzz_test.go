@@ -1,0 +1,71 @@
+package h2stream
+
+import (
+	"testing"
+
+	"github.com/boxtap/boxtap/httpstream"
+)
+
+// FuzzSegmentation feeds arbitrary client and server bytes (the client
+// starts with the preface) once whole and once cut where cuts says. The
+// events must be the same, and no more final responses than streams
+// opened; the parser's footprint stays bounded.
+func FuzzSegmentation(f *testing.F) {
+	for _, w := range []*wire{interleaved(f), grpcWire(f)} {
+		var cli, srv []byte
+		for _, c := range w.chunks {
+			if c.dir == httpstream.Ingress {
+				cli = append(cli, c.data...)
+			} else {
+				srv = append(srv, c.data...)
+			}
+		}
+		f.Add(cli, srv, []byte{1, 9, 3, 200, 7})
+	}
+	f.Fuzz(func(t *testing.T, cli, srv, cuts []byte) {
+		whole := []chunk{{httpstream.Ingress, cli}, {httpstream.Egress, srv}}
+		want, p, _ := feed(whole, 0)
+		got, q, _ := cutFeed(cli, srv, cuts)
+		if len(got) != len(want) {
+			t.Fatalf("%d events cut, %d whole", len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("event %d:\n cut   %v\n whole %v", i, got[i], want[i])
+			}
+		}
+		final := 0
+		for _, e := range want {
+			if e.Code < 100 || e.Code >= 200 {
+				final++
+			}
+		}
+		if final > p.opened {
+			t.Fatalf("%d final events for %d streams opened", final, p.opened)
+		}
+		for _, x := range []*Parser{p, q} {
+			if fp := x.Footprint(); fp > 2*(maxTableSize+maxBufferedFrame+9+maxBlockBytes)+maxStreams*(streamOverhead+2*maxBlockBytes) {
+				t.Fatalf("footprint %d", fp)
+			}
+		}
+	})
+}
+
+// cutFeed feeds each direction in pieces whose lengths come from cuts.
+func cutFeed(cli, srv, cuts []byte) ([]event, *Parser, *httpstream.Stats) {
+	var chunks []chunk
+	i := 0
+	for _, side := range []chunk{{httpstream.Ingress, cli}, {httpstream.Egress, srv}} {
+		d := side.data
+		for len(d) > 0 {
+			k := len(d)
+			if len(cuts) > 0 {
+				k = min(k, int(cuts[i%len(cuts)])+1)
+				i++
+			}
+			chunks = append(chunks, chunk{side.dir, d[:k]})
+			d = d[k:]
+		}
+	}
+	return feed(chunks, 0)
+}
