@@ -75,7 +75,7 @@ type Conn struct {
 	free        []*pendingRequest
 	resp        Response
 	respHeaders []HeaderField
-	ended       bool // 101 or CONNECT tunnel: HTTP is over on this connection
+	ended       bool     // 101 or CONNECT tunnel: HTTP is over on this connection
 	proto       Protocol // set once the connection switched to HTTP/2: it gets every byte
 	reset       bool
 	closed      bool
