@@ -103,6 +103,7 @@ func (e *Event) AppendJSONWith(dst []byte, r *Redactor) []byte {
 		dst = strconv.AppendUint(dst, e.LostRecords, 10)
 		dst = append(dst, '}')
 	}
+	dst = e.HTTP2.appendArgs(dst)
 	return append(dst, `]}`...)
 }
 

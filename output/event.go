@@ -160,6 +160,9 @@ type Event struct {
 	// arg is written only once it is non-zero, so a consumer sees on every
 	// later event that earlier responses may be missing.
 	LostRecords uint64
+	// HTTP2, when non-nil, adds the args of an HTTP/2 response stream
+	// (stream_id, gRPC status, partial).
+	HTTP2 *HTTP2
 
 	// Identity, when non-nil and encoded, supplies the pre-encoded bytes of
 	// the identity fields (processId ... kubernetes, eventId, eventName,
@@ -192,7 +195,7 @@ func (e *Event) ArgsNum() int {
 	if e.LostRecords > 0 {
 		n++
 	}
-	return n
+	return n + e.HTTP2.argsNum()
 }
 
 // entityTimeRound is the granularity start times are rounded down to before

@@ -143,6 +143,7 @@ type Tracer struct {
 	exe      exeCache
 	ev       output.Event
 	req      output.Request
+	h2       output.HTTP2 // HTTP/2 args of the event being written
 	hdrs     []output.Header
 	reqHdrs  []output.Header
 	current  *conn
@@ -441,7 +442,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 	c := t.conns[rec.Cookie]
 	if c == nil || c.target != tg {
 		old := c
-		c = &conn{hs: httpstream.NewConn(t.opts.Limits, &t.stats), target: tg}
+		c = &conn{hs: httpstream.NewConn(t.limits(), &t.stats), target: tg}
 		if old != nil {
 			// The container was traced again (removed and added): the
 			// kernel sends the owner only when it changes, so keep it.
@@ -614,6 +615,11 @@ func (t *Tracer) fillExchange(e *output.Event, c *conn, r *httpstream.Response) 
 		e.Direction = output.DirectionIngress
 	}
 	e.Truncated = r.Truncated
+	if r.StreamID != 0 {
+		t.h2 = output.HTTP2{StreamID: r.StreamID, GRPC: r.HasGRPCStatus, GRPCStatus: int64(r.GRPCStatus),
+			GRPCMessage: r.GRPCMessage, Partial: r.Partial}
+		e.HTTP2 = &t.h2
+	}
 }
 
 func convertHeaders(dst []output.Header, src []httpstream.HeaderField) []output.Header {
