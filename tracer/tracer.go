@@ -104,6 +104,8 @@ type Summary struct {
 	Malformed uint64
 	// Filtered are exchanges the filter left out (not in Events).
 	Filtered uint64
+	// CutStreams are HTTP/2 streams ended before any response (no event).
+	CutStreams uint64
 }
 
 func (s Summary) String() string {
@@ -119,8 +121,12 @@ func (s Summary) String() string {
 	if s.Filtered > 0 {
 		filtered = fmt.Sprintf(", %d filtered out", s.Filtered)
 	}
-	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s%s",
-		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed, filtered)
+	cut := ""
+	if s.CutStreams > 0 {
+		cut = fmt.Sprintf(", %d HTTP/2 streams cut before a response", s.CutStreams)
+	}
+	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s%s%s",
+		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed, filtered, cut)
 }
 
 // Tracer is the capture engine.
@@ -284,6 +290,7 @@ func (s *Summary) add(o Summary) {
 	s.Unwritten += o.Unwritten
 	s.Malformed += o.Malformed
 	s.Filtered += o.Filtered
+	s.CutStreams += o.CutStreams
 }
 
 // ParserStats returns the stream parsers' counters. Call it only after Run
