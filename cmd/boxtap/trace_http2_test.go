@@ -248,9 +248,10 @@ func rawH2Client(t *testing.T, addr string) []h2Event {
 	must(fr.WriteDataPadded(3, true, []byte("hello"), make([]byte, 30)))
 	// 5: a request header block over HEADERS + two CONTINUATION frames.
 	big := block("GET", "/h2/status/202", "x-big", strings.Repeat("c", 3000))
-	must(fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: big[:1000]}))
-	must(fr.WriteContinuation(5, false, big[1000:2000]))
-	must(fr.WriteContinuation(5, true, big[2000:]))
+	third := len(big) / 3
+	must(fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: big[:third]}))
+	must(fr.WriteContinuation(5, false, big[third:2*third]))
+	must(fr.WriteContinuation(5, true, big[2*third:]))
 	// 7: the server resets it before any response (cut).
 	must(fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 7, BlockFragment: block("GET", "/h2/reset"), EndStream: true, EndHeaders: true}))
 	// 9: an interim 103 and the final response.
