@@ -21,6 +21,11 @@ import (
 	"github.com/aquasecurity/tracee/types/trace"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/boxtap/boxtap/internal/itest"
 )
@@ -333,5 +338,76 @@ func concurrentH2Client(t *testing.T, base string, n int) {
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
+	}
+}
+
+// grpc-go's client and server on one connection: unary calls that succeed
+// and one that fails (NOT_FOUND, trailers-only), a server stream the client
+// cancels after its first message (RST_STREAM after the response head: an
+// event without grpc_status), and a server stream that fails with
+// UNAVAILABLE in its trailers.
+func TestTraceGRPCUnaryAndServerStreamingCallsGiveStatusFromTrailers(t *testing.T) {
+	e := newTraceEnv(t)
+	port := itest.FreePort(t)
+	c := e.startContainer(t, "listening on", "grpc-serve", "-addr", "127.0.0.1:"+strconv.Itoa(port))
+	p := e.startTrace(t, []*itest.Container{c})
+
+	grpcCalls(t, "127.0.0.1:"+strconv.Itoa(port))
+	x := stopTrace(t, p, syscall.SIGINT)
+	if x.code != 0 {
+		t.Fatalf("boxtap exited %d:\n%s", x.code, x.stderr)
+	}
+	checkCountsLine(t, x.stderr, len(x.events))
+	checkExitCounters(t, x.stderr, 0)
+	const check, watch = "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"
+	ev := func(stream int64, path string, status int64, msg string) h2Event {
+		return h2Event{stream: stream, code: 200, proto: "HTTP/2.0", method: "POST", path: path, grpcStatus: status, grpcMsg: msg}
+	}
+	checkH2Events(t, h2Events(t, x.events), []h2Event{
+		ev(1, check, 0, ""), ev(3, check, 0, ""), ev(5, check, 5, "unknown service"),
+		ev(7, watch, -1, ""), ev(9, watch, 14, "stream failed on purpose"),
+	})
+}
+
+// grpcCalls makes the calls of the gRPC test, in order, on one connection.
+func grpcCalls(t *testing.T, addr string) {
+	t.Helper()
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	hc := grpc_health_v1.NewHealthClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, svc := range []string{"", "app"} {
+		if r, err := hc.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: svc}); err != nil || r.GetStatus() != grpc_health_v1.HealthCheckResponse_SERVING {
+			t.Fatalf("Check(%q): %v %v", svc, r, err)
+		}
+	}
+	if _, err := hc.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: "missing"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("Check(missing): %v, want NotFound", err)
+	}
+	wctx, wcancel := context.WithCancel(ctx)
+	w, err := hc.Watch(wctx, &grpc_health_v1.HealthCheckRequest{Service: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Recv(); err != nil {
+		t.Fatalf("Watch(app): %v", err)
+	}
+	wcancel()
+	if _, err := w.Recv(); status.Code(err) != codes.Canceled {
+		t.Fatalf("Watch(app) after cancel: %v", err)
+	}
+	f, err := hc.Watch(ctx, &grpc_health_v1.HealthCheckRequest{Service: "fail-stream"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Recv(); err != nil {
+		t.Fatalf("Watch(fail-stream) first message: %v", err)
+	}
+	if _, err := f.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("Watch(fail-stream): %v, want Unavailable", err)
 	}
 }
