@@ -411,3 +411,41 @@ func grpcCalls(t *testing.T, addr string) {
 		t.Fatalf("Watch(fail-stream): %v, want Unavailable", err)
 	}
 }
+
+// curl --http2-prior-knowledge starts each connection with the preface.
+// (curl 7.88 fails a second stream on one connection with Go's h2c server,
+// with or without boxtap: one URL per connection here; interleaved streams
+// are covered by x/net's transport and grpc-go.)
+func TestTraceHTTP2PriorKnowledgeFromCurl(t *testing.T) {
+	e := newTraceEnv(t)
+	curl := requireCurlHTTP2(t)
+	port := itest.FreePort(t)
+	c := e.startContainer(t, "listening on", "serve-h2c", "-addr", "127.0.0.1:"+strconv.Itoa(port))
+	p := e.startTrace(t, []*itest.Container{c})
+
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	paths := []string{"/h2/ok", "/h2/status/201", "/h2/big", "/h2/status/503"}
+	for _, path := range paths {
+		out, err := exec.Command(curl, "-sS", "--http2-prior-knowledge", "--max-time", "20", "-o", "/dev/null",
+			"-w", "%{http_version}", base+path).CombinedOutput()
+		if err != nil || string(out) != "2" {
+			t.Fatalf("curl %s: %v\n%s", path, err, out)
+		}
+	}
+	x := stopTrace(t, p, syscall.SIGINT)
+	if x.code != 0 {
+		t.Fatalf("boxtap exited %d:\n%s", x.code, x.stderr)
+	}
+	checkCountsLine(t, x.stderr, len(x.events))
+	checkExitCounters(t, x.stderr, 0)
+	var want []h2Event
+	for _, path := range paths {
+		code := 200
+		if strings.HasPrefix(path, "/h2/status/") {
+			code, _ = strconv.Atoi(strings.TrimPrefix(path, "/h2/status/"))
+		}
+		want = append(want, h2Event{stream: 1, code: code, proto: "HTTP/2.0", method: "GET", path: path, grpcStatus: -1})
+	}
+	sort.SliceStable(want, func(i, j int) bool { return want[i].code < want[j].code }) // as h2Events sorts
+	checkH2Events(t, h2Events(t, x.events), want)
+}
