@@ -11,7 +11,9 @@ import (
 // events must be the same, and no more final responses than streams
 // opened; the parser's footprint stays bounded.
 func FuzzSegmentation(f *testing.F) {
-	for _, w := range []*wire{interleaved(f), grpcWire(f)} {
+	mid, starts := grpcCalls(f, 12, 8)
+	mid.chunks = mid.chunks[starts[4]:] // a midway seed: no preface
+	for _, w := range []*wire{interleaved(f), grpcWire(f), mid} {
 		var cli, srv []byte
 		for _, c := range w.chunks {
 			if c.dir == httpstream.Ingress {
@@ -43,7 +45,20 @@ func FuzzSegmentation(f *testing.F) {
 		if final > p.opened {
 			t.Fatalf("%d final events for %d streams opened", final, p.opened)
 		}
-		for _, x := range []*Parser{p, q} {
+		// Joined midway (no preface): the same must hold, and the shadow
+		// table must never panic on any bytes.
+		mw, m1, _ := feedTo(NewMidway(nil, httpstream.Ingress), new(httpstream.Stats), whole, 0)
+		chunks := cutChunks(cli, srv, cuts)
+		mc, m2, _ := feedTo(NewMidway(nil, httpstream.Ingress), new(httpstream.Stats), chunks, 0)
+		if len(mw) != len(mc) {
+			t.Fatalf("midway: %d events cut, %d whole", len(mc), len(mw))
+		}
+		for i := range mw {
+			if mw[i] != mc[i] {
+				t.Fatalf("midway event %d:\n cut   %v\n whole %v", i, mc[i], mw[i])
+			}
+		}
+		for _, x := range []*Parser{p, q, m1, m2} {
 			if fp := x.Footprint(); fp > 2*(maxTableSize+maxBufferedFrame+9+maxBlockBytes)+maxStreams*(streamOverhead+2*maxBlockBytes) {
 				t.Fatalf("footprint %d", fp)
 			}
@@ -53,6 +68,10 @@ func FuzzSegmentation(f *testing.F) {
 
 // cutFeed feeds each direction in pieces whose lengths come from cuts.
 func cutFeed(cli, srv, cuts []byte) ([]event, *Parser, *httpstream.Stats) {
+	return feed(cutChunks(cli, srv, cuts), 0)
+}
+
+func cutChunks(cli, srv, cuts []byte) []chunk {
 	var chunks []chunk
 	i := 0
 	for _, side := range []chunk{{httpstream.Ingress, cli}, {httpstream.Egress, srv}} {
@@ -67,5 +86,5 @@ func cutFeed(cli, srv, cuts []byte) ([]event, *Parser, *httpstream.Stats) {
 			d = d[k:]
 		}
 	}
-	return feed(chunks, 0)
+	return chunks
 }

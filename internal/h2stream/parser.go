@@ -48,6 +48,7 @@ type Parser struct {
 	streams map[uint32]*stream
 	size    int // bytes held by tracked streams
 	opened  int // streams ever tracked
+	joined  bool // NewMidway: streams without a request were opened before the join
 
 	// Reused for each event; valid only during emit.
 	resp httpstream.Response
@@ -103,6 +104,7 @@ type stream struct {
 	hasGRPC  bool
 	grpcCode int
 	grpcMsg  string
+	partial  bool  // a field could not be decoded (joined midway)
 	data     int64 // DATA payload bytes of the response, padding excluded
 	info     httpstream.PacketInfo
 	size     int
@@ -142,6 +144,12 @@ type direction struct {
 	fields     []hpack.HeaderField
 	fieldBytes int
 	truncated  bool
+
+	// Joined midway (see midway.go): the shadow table decodes until the
+	// dynamic table is known; blk collects a whole block for it.
+	shadow       *shadowTable
+	blk          []byte
+	blockPartial bool
 }
 
 func (d *direction) init(dir httpstream.Direction) {
@@ -171,7 +179,7 @@ func (p *Parser) Footprint() int {
 	n := p.size
 	for i := range p.dirs {
 		d := &p.dirs[i]
-		n += cap(d.payload) + d.fieldBytes + maxTableSize
+		n += cap(d.payload) + cap(d.blk) + d.fieldBytes + maxTableSize
 	}
 	return n
 }
@@ -434,15 +442,11 @@ func (p *Parser) fragment(d *direction, frag []byte, ended bool, emit func(*http
 		return
 	}
 	d.blockBytes += len(frag)
-	if _, err := d.dec.Write(frag); err != nil {
+	if !p.decode(d, frag, ended) {
 		p.lose(d)
 		return
 	}
 	if !ended {
-		return
-	}
-	if err := d.dec.Close(); err != nil {
-		p.lose(d)
 		return
 	}
 	d.inBlock = false
@@ -456,6 +460,35 @@ func (p *Parser) fragment(d *direction, frag []byte, ended bool, emit func(*http
 	}
 	d.fields = d.fields[:0]
 	d.fieldBytes = 0
+}
+
+// decode feeds a fragment to the direction's decoder: x/net's HPACK decoder
+// (whose dynamic table lives for the whole connection), or the shadow table
+// of a connection joined midway until the table is known.
+func (p *Parser) decode(d *direction, frag []byte, ended bool) bool {
+	if d.shadow == nil {
+		if _, err := d.dec.Write(frag); err != nil {
+			return false
+		}
+		return !ended || d.dec.Close() == nil
+	}
+	if len(d.blk)+len(frag) > maxBufferedFrame {
+		return false
+	}
+	d.blk = append(d.blk, frag...)
+	if !ended {
+		return true
+	}
+	err := d.shadow.decode(d.blk, d.onField)
+	d.blk = d.blk[:0]
+	d.blockPartial = d.shadow.partial
+	if err != nil {
+		return false
+	}
+	if d.shadow.complete() && d.shadow.allKnown() {
+		return d.takeOver() == nil
+	}
+	return true
 }
 
 // requestBlock starts tracking the stream a request header block opens
@@ -491,7 +524,7 @@ func (p *Parser) requestBlock(d *direction) {
 			st.reqHdrs = append(st.reqHdrs, field(f))
 		}
 	}
-	st.trunc = d.truncated
+	st.trunc, st.partial = d.truncated, d.blockPartial
 	p.track(st)
 }
 
@@ -503,7 +536,8 @@ func (p *Parser) responseBlock(d *direction, emit func(*httpstream.Response)) {
 		if len(p.streams) >= maxStreams {
 			return
 		}
-		st = &stream{id: d.blockID, reqCL: -1, cl: -1}
+		// A stream opened before a midway join: its request is unknown.
+		st = &stream{id: d.blockID, reqCL: -1, cl: -1, partial: d.shadow != nil || p.joined}
 		p.track(st)
 	}
 	code, status := 0, ""
@@ -523,6 +557,7 @@ func (p *Parser) responseBlock(d *direction, emit func(*httpstream.Response)) {
 		p.size += p.setHead(st, d, code, status)
 	}
 	p.grpcStatus(st, d.fields)
+	st.partial = st.partial || d.blockPartial && st.grpc
 	if d.blockEnd {
 		p.settle(st, emit)
 		p.drop(st.id)
@@ -533,6 +568,7 @@ func (p *Parser) responseBlock(d *direction, emit func(*httpstream.Response)) {
 func (p *Parser) setHead(st *stream, d *direction, code int, status string) int {
 	st.hasResp, st.code, st.status = true, code, status
 	st.info, st.hdrBytes, st.trunc = d.blockInfo, d.blockBytes, st.trunc || d.truncated
+	st.partial = st.partial || d.blockPartial
 	st.hdrs = st.hdrs[:0:0]
 	n := 0
 	for _, f := range d.fields {
@@ -612,7 +648,7 @@ func (p *Parser) emit(st *stream, emit func(*httpstream.Response)) {
 		Dir: p.client ^ 1, Proto: "HTTP/2.0", StatusCode: st.code, Status: st.status,
 		Headers: st.hdrs, ContentLength: cl, HeaderBytes: st.hdrBytes, Truncated: st.trunc,
 		Info: st.info, StreamID: st.id,
-		HasGRPCStatus: st.hasGRPC, GRPCStatus: st.grpcCode, GRPCMessage: st.grpcMsg,
+		HasGRPCStatus: st.hasGRPC, GRPCStatus: st.grpcCode, GRPCMessage: st.grpcMsg, Partial: st.partial,
 	}
 	if st.hasReq {
 		p.req = httpstream.Request{Method: st.method, URI: st.path, Proto: "HTTP/2.0", Host: st.host,

@@ -152,7 +152,10 @@ func record(r *httpstream.Response) event {
 // n bytes (n <= 0: whole), and returns the events in order.
 func feed(chunks []chunk, n int) ([]event, *Parser, *httpstream.Stats) {
 	st := new(httpstream.Stats)
-	p := New(st)
+	return feedTo(New(st), st, chunks, n)
+}
+
+func feedTo(p *Parser, st *httpstream.Stats, chunks []chunk, n int) ([]event, *Parser, *httpstream.Stats) {
 	var evs []event
 	emit := func(r *httpstream.Response) { evs = append(evs, record(r)) }
 	for _, c := range chunks {
