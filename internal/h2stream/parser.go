@@ -46,8 +46,8 @@ type Parser struct {
 	client  httpstream.Direction
 	dirs    [2]direction
 	streams map[uint32]*stream
-	size    int // bytes held by tracked streams
-	opened  int // streams ever tracked
+	size    int  // bytes held by tracked streams
+	opened  int  // streams ever tracked
 	joined  bool // NewMidway: streams without a request were opened before the join
 
 	// Reused for each event; valid only during emit.
