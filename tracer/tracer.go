@@ -143,13 +143,16 @@ type Tracer struct {
 	stopped chan struct{} // closed when Run returns
 
 	// Owned by Run.
-	conns    map[uint64]*conn
-	stats    httpstream.Stats
-	clock    clock
-	exe      exeCache
-	ev       output.Event
-	req      output.Request
-	h2       output.HTTP2 // HTTP/2 args of the event being written
+	conns map[uint64]*conn
+	stats httpstream.Stats
+	clock clock
+	exe   exeCache
+	ev    output.Event
+	req   output.Request
+	h2    output.HTTP2 // HTTP/2 args of the event being written
+	// emitFn is t.emit made once: a method value passed to Feed escapes (the
+	// HTTP/2 parser is called through an interface) and would allocate per call.
+	emitFn   func(*httpstream.Response)
 	hdrs     []output.Header
 	reqHdrs  []output.Header
 	current  *conn
@@ -186,6 +189,7 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 		orphans: orphans{m: make(map[connKey][]orphan)},
 	}
 	t.clock.sync()
+	t.emitFn = t.emit
 	return t
 }
 
@@ -463,7 +467,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 			seg := httpstream.Segment{Dir: httpstream.Ingress, Seq: o.seq, Len: o.segLen, Data: o.data,
 				Info: httpstream.PacketInfo{TimestampNs: o.ts, PacketLen: o.pktLen}}
 			t.current = c
-			c.hs.Feed(&seg, t.emit)
+			c.hs.Feed(&seg, t.emitFn)
 			t.current = nil
 		}
 	}
@@ -497,7 +501,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		},
 	}
 	t.current = c
-	c.hs.Feed(&seg, t.emit)
+	c.hs.Feed(&seg, t.emitFn)
 	t.current = nil
 	if c.hs.Done() {
 		c.hs.Close()
