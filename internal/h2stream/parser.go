@@ -3,6 +3,7 @@ package h2stream
 import (
 	"bytes"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -232,8 +233,21 @@ func (p *Parser) Finish(dir httpstream.Direction, emit func(*httpstream.Response
 	if dir&1 == p.client {
 		return
 	}
-	for id, st := range p.streams {
-		p.settle(st, emit)
+	p.settleWhere(func(uint32) bool { return true }, emit)
+}
+
+// settleWhere settles the streams whose id matches, in id order so that
+// events come out in the same order every time.
+func (p *Parser) settleWhere(match func(id uint32) bool, emit func(*httpstream.Response)) {
+	var ids []uint32
+	for id := range p.streams {
+		if match(id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		p.settle(p.streams[id], emit)
 		p.drop(id)
 	}
 }
@@ -416,12 +430,7 @@ func (p *Parser) settings(d *direction, f *http2.SettingsFrame) {
 // goAway settles the streams the sender will not process: those above
 // LastStreamID that the receiver of the GOAWAY opened.
 func (p *Parser) goAway(d *direction, last uint32, emit func(*httpstream.Response)) {
-	for id, st := range p.streams {
-		if id > last && (id%2 == 1) == (d.dir != p.client) {
-			p.settle(st, emit)
-			p.drop(id)
-		}
-	}
+	p.settleWhere(func(id uint32) bool { return id > last && (id%2 == 1) == (d.dir != p.client) }, emit)
 }
 
 func (p *Parser) beginBlock(d *direction, id, promised uint32, end bool) {
@@ -494,8 +503,8 @@ func (p *Parser) decode(d *direction, frag []byte, ended bool) bool {
 // requestBlock starts tracking the stream a request header block opens
 // (or a PUSH_PROMISE promises). Request trailers are ignored.
 func (p *Parser) requestBlock(d *direction) {
-	if p.streams[d.blockID] != nil {
-		return
+	if p.streams[d.blockID] != nil || !hasPseudo(d.fields) && !d.blockPartial {
+		return // trailers of a request (they carry no pseudo-header)
 	}
 	p.stats.Requests++
 	if len(p.streams) >= maxStreams {
@@ -604,6 +613,15 @@ func (p *Parser) grpcStatus(st *stream, fields []hpack.HeaderField) {
 			st.grpcMsg = f.Value
 		}
 	}
+}
+
+func hasPseudo(fs []hpack.HeaderField) bool {
+	for _, f := range fs {
+		if strings.HasPrefix(f.Name, ":") {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Parser) track(st *stream) {

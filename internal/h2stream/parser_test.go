@@ -278,3 +278,38 @@ func TestConnSwitchesToHTTP2(t *testing.T) {
 		}
 	})
 }
+
+// Request trailers (a HEADERS block without pseudo-headers after the
+// request's DATA) open no stream, even after the response ended.
+func TestRequestTrailersOpenNoStream(t *testing.T) {
+	w := newWire(t)
+	w.headers(w.cli, 1, false, 0, ":method", "POST", ":scheme", "http", ":path", "/up", ":authority", "a")
+	w.data(w.cli, 1, false, 0, []byte("x"))
+	w.headers(w.srv, 1, true, 0, ":status", "413")
+	w.headers(w.cli, 1, true, 0, "x-checksum", "abc")
+	evs, p, st := feed(w.chunks, 0)
+	if len(evs) != 1 || st.Requests != 1 || len(p.streams) != 0 || st.CutStreams != 0 {
+		t.Fatalf("events %v, stats %+v, %d streams open", evs, *st, len(p.streams))
+	}
+}
+
+// Streams settled together (a GOAWAY, the connection's end) give their
+// events in stream order, every time.
+func TestSettledStreamsComeOutInStreamOrder(t *testing.T) {
+	w := newWire(t)
+	for id := uint32(1); id <= 41; id += 2 {
+		w.get(id, "/s")
+		w.headers(w.srv, id, false, 0, ":status", "200")
+	}
+	w.must(w.srv.fr.WriteGoAway(0, http2.ErrCodeNo, nil)) // below every stream: all settled now
+	w.flush(w.srv)
+	evs, _, _ := feed(w.chunks, 0)
+	if len(evs) != 21 {
+		t.Fatalf("%d events, want 21", len(evs))
+	}
+	for i, e := range evs {
+		if e.Stream != uint32(2*i+1) {
+			t.Fatalf("event %d is stream %d", i, e.Stream)
+		}
+	}
+}
