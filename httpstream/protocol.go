@@ -72,3 +72,12 @@ func isH2cUpgrade(h []HeaderField) bool {
 	}
 	return false
 }
+
+// ProtocolFootprint is the memory held by the parser the connection was
+// handed to (0 while it is HTTP/1), for memory budgets.
+func (c *Conn) ProtocolFootprint() int {
+	if c.proto == nil {
+		return 0
+	}
+	return c.proto.Footprint()
+}
