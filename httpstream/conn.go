@@ -75,8 +75,9 @@ type Conn struct {
 	free        []*pendingRequest
 	resp        Response
 	respHeaders []HeaderField
-	ended       bool     // 101 or CONNECT tunnel: HTTP is over on this connection
-	proto       Protocol // set once the connection switched to HTTP/2: it gets every byte
+	ended       bool      // 101 or CONNECT tunnel: HTTP is over on this connection
+	proto       Protocol  // set once the connection switched to HTTP/2: it gets every byte
+	h2hold      [2][]byte // a direction's first bytes, too few to tell HTTP/2 (protocol.go)
 	reset       bool
 	closed      bool
 }
@@ -329,13 +330,9 @@ func (s *stream) beginMessage(info *PacketInfo) {
 // consume runs the framer over in-order captured bytes.
 func (c *Conn) consume(s *stream, data []byte, info *PacketInfo, segStart bool, emit func(*Response)) {
 	for ; len(data) > 0 && !c.ended && !s.finished; segStart = false {
-		if c.proto == nil && s.st == stResync && s.atStart && !s.lost {
-			if preface, ok := h2Start(data); ok {
-				client := s.dir
-				if !preface {
-					client ^= 1
-				}
-				c.switchToH2(Upgrade{Client: client})
+		if c.proto == nil && c.lim.NewHTTP2 != nil && (len(c.h2hold[s.dir]) > 0 || s.st == stResync && s.atStart && !s.lost) {
+			if data = c.h2Detect(s, data); len(data) == 0 {
+				return
 			}
 		}
 		if c.proto != nil {
@@ -462,6 +459,7 @@ func (c *Conn) bodyProgress(s *stream) {
 
 // unknown handles n uncaptured (or lost) bytes delivered in order.
 func (c *Conn) unknown(s *stream, n uint64) {
+	c.h2hold[s.dir] = nil
 	if c.proto != nil {
 		c.proto.Unknown(s.dir, n)
 		return

@@ -49,6 +49,50 @@ func h2Start(data []byte) (isPreface, ok bool) {
 	return false, false
 }
 
+// h2Detect looks at a direction's first bytes. When they start HTTP/2 it
+// hands the connection over; when they are too few to tell (a prefix of the
+// preface shorter than "PRI", or of a SETTINGS frame header) it holds them
+// until the next bytes, so that the decision never depends on segmentation.
+// It returns the bytes to go on with, the held ones first (nil: held).
+func (c *Conn) h2Detect(s *stream, data []byte) []byte {
+	if held := c.h2hold[s.dir]; len(held) > 0 {
+		data = append(held, data...) // only at a connection's start
+		c.h2hold[s.dir] = nil
+		s.atStart = true // the framer sees the held bytes as the first ones
+	}
+	if preface, ok := h2Start(data); ok {
+		client := s.dir
+		if !preface {
+			client ^= 1
+		}
+		c.switchToH2(Upgrade{Client: client})
+		return data
+	}
+	if h2Undecided(data) {
+		c.h2hold[s.dir] = append([]byte(nil), data...)
+		return nil
+	}
+	return data
+}
+
+// h2Undecided reports that data may still become the preface or a SETTINGS
+// frame header with more bytes.
+func h2Undecided(data []byte) bool {
+	if len(data) >= 9 {
+		return false
+	}
+	if len(data) < 3 && string(data) == h2Preface[:len(data)] {
+		return true
+	}
+	for i, b := range data {
+		switch {
+		case i == 3 && b != 0x4, i == 4 && b&1 != 0, i >= 5 && b != 0:
+			return false
+		}
+	}
+	return len(data) < 3 || (int(data[0])<<16|int(data[1])<<8|int(data[2]))%6 == 0
+}
+
 // switchToH2 hands the connection to an HTTP/2 parser; false when none is
 // configured.
 func (c *Conn) switchToH2(u Upgrade) bool {
