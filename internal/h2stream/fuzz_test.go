@@ -88,3 +88,47 @@ func cutChunks(cli, srv, cuts []byte) []chunk {
 	}
 	return chunks
 }
+
+// FuzzConnHandOver drives arbitrary bytes through httpstream.Conn with the
+// HTTP/2 parser configured: the hand-over (preface, server SETTINGS,
+// Upgrade: h2c) must give the same events for any segmentation.
+func FuzzConnHandOver(f *testing.F) {
+	up := "GET /up HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+	w := interleaved(f)
+	var cli, srv []byte
+	for _, c := range w.chunks {
+		if c.dir == httpstream.Ingress {
+			cli = append(cli, c.data...)
+		} else {
+			srv = append(srv, c.data...)
+		}
+	}
+	f.Add(cli, srv, []byte{5, 1, 30})
+	f.Add([]byte(up+http2Preface()), append([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n"), srv...), []byte{3})
+	f.Fuzz(func(t *testing.T, cli, srv, cuts []byte) {
+		whole := connFeed([]chunk{{httpstream.Ingress, cli}, {httpstream.Egress, srv}})
+		cut := connFeed(cutChunks(cli, srv, cuts))
+		if len(whole) != len(cut) {
+			t.Fatalf("%d events cut, %d whole", len(cut), len(whole))
+		}
+		for i := range whole {
+			if whole[i] != cut[i] {
+				t.Fatalf("event %d:\n cut   %v\n whole %v", i, cut[i], whole[i])
+			}
+		}
+	})
+}
+
+func http2Preface() string { return "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" }
+
+// connFeed feeds chunks as in-order segments of a Conn.
+func connFeed(chunks []chunk) []event {
+	c := httpstream.NewConn(httpstream.Limits{NewHTTP2: NewProtocol}, nil)
+	var seq [2]uint32
+	var evs []event
+	for _, ch := range chunks {
+		c.Feed(&httpstream.Segment{Dir: ch.dir, Seq: seq[ch.dir], Data: ch.data}, func(r *httpstream.Response) { evs = append(evs, record(r)) })
+		seq[ch.dir] += uint32(len(ch.data))
+	}
+	return evs
+}
