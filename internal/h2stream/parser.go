@@ -36,6 +36,9 @@ const (
 	// is usually 100 to 250); requests beyond it are not tracked
 	// (Stats.DroppedRequests).
 	maxStreams = 1024
+	// maxTrackedBytes caps the strings all tracked streams hold; a request
+	// beyond it is not tracked either (Stats.DroppedRequests).
+	maxTrackedBytes = 1 << 20
 	// streamOverhead is what a tracked stream costs besides its strings.
 	streamOverhead = 256
 )
@@ -507,7 +510,7 @@ func (p *Parser) requestBlock(d *direction) {
 		return // trailers of a request (they carry no pseudo-header)
 	}
 	p.stats.Requests++
-	if len(p.streams) >= maxStreams {
+	if len(p.streams) >= maxStreams || p.size >= maxTrackedBytes {
 		p.stats.DroppedRequests++
 		return
 	}

@@ -313,3 +313,21 @@ func TestSettledStreamsComeOutInStreamOrder(t *testing.T) {
 		}
 	}
 }
+
+// A client opening many streams with large header blocks and never getting
+// answers cannot make the parser hold more than maxTrackedBytes (plus one
+// stream's worth): later requests are dropped and counted.
+func TestTrackedStreamsAreBounded(t *testing.T) {
+	w := newWire(t)
+	big := strings.Repeat("h", 60000)
+	for id := uint32(1); id < 200; id += 2 {
+		w.headersSplit(w.cli, id, true, 16000, ":method", "GET", ":scheme", "http", ":path", "/"+strings.Repeat("p", int(id)), ":authority", "a", "x-big", big)
+	}
+	_, p, st := feed(w.chunks, 0)
+	if st.DroppedRequests == 0 || st.Requests != 100 {
+		t.Fatalf("stats %+v: want requests dropped", *st)
+	}
+	if p.size > maxTrackedBytes+maxBlockBytes+streamOverhead+1000 {
+		t.Errorf("streams hold %d bytes", p.size)
+	}
+}
