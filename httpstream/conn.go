@@ -107,6 +107,10 @@ func (c *Conn) Feed(seg *Segment, emit func(*Response)) {
 	}
 	s := &c.dirs[seg.Dir]
 	if seg.RST {
+		if c.proto != nil { // streams with a response head still give their event
+			c.proto.Finish(Egress, emit)
+			c.proto.Finish(Ingress, emit)
+		}
 		c.reset = true
 		c.release()
 		return

@@ -331,3 +331,24 @@ func TestTrackedStreamsAreBounded(t *testing.T) {
 		t.Errorf("streams hold %d bytes", p.size)
 	}
 }
+
+// A connection reset settles its streams like a FIN of the server's side.
+func TestConnectionResetSettlesStreams(t *testing.T) {
+	w := newWire(t)
+	w.get(1, "/a")
+	w.get(3, "/b")
+	w.headers(w.srv, 1, false, 0, ":status", "200")
+	st := new(httpstream.Stats)
+	c := httpstream.NewConn(httpstream.Limits{NewHTTP2: NewProtocol}, st)
+	var seq [2]uint32
+	var evs []event
+	emit := func(r *httpstream.Response) { evs = append(evs, record(r)) }
+	for _, ch := range w.chunks {
+		c.Feed(&httpstream.Segment{Dir: ch.dir, Seq: seq[ch.dir], Data: ch.data}, emit)
+		seq[ch.dir] += uint32(len(ch.data))
+	}
+	c.Feed(&httpstream.Segment{Dir: httpstream.Ingress, Seq: seq[httpstream.Ingress], RST: true}, emit)
+	if len(evs) != 1 || evs[0].Stream != 1 || st.CutStreams != 1 {
+		t.Fatalf("events %v, cut %d", evs, st.CutStreams)
+	}
+}
