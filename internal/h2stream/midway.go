@@ -230,6 +230,7 @@ func (d *direction) takeOver() error {
 	s := d.shadow
 	dec := hpack.NewDecoder(uint32(s.max), func(hpack.HeaderField) {})
 	dec.SetMaxStringLength(maxStringLen)
+	dec.SetAllowedMaxDynamicTableSize(maxTableSize) // the peer's size is unknown: accept what we accept anyway
 	var blk []byte
 	for _, e := range s.entries {
 		blk = append(blk, 0x40)
