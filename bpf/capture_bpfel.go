@@ -39,7 +39,7 @@ type captureConn struct {
 			Hmatch  uint8
 			Verdict uint8
 			N       uint16
-			Pad     uint16
+			Flen    uint16
 		}
 		Ifindex uint32
 		Iface   [16]int8
@@ -137,7 +137,7 @@ type captureScanBuf struct {
 		Hmatch  uint8
 		Verdict uint8
 		N       uint16
-		Pad     uint16
+		Flen    uint16
 	}
 	B [512]uint8
 }

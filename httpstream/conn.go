@@ -81,7 +81,9 @@ type Conn struct {
 	unanswered  int
 	resp        Response
 	respHeaders []HeaderField
-	ended       bool // 101 or CONNECT tunnel: HTTP is over on this connection
+	ended       bool      // 101 or CONNECT tunnel: HTTP is over on this connection
+	proto       Protocol  // set once the connection switched to HTTP/2: it gets every byte
+	h2hold      [2][]byte // a direction's first bytes, too few to tell HTTP/2 (protocol.go)
 	reset       bool
 	closed      bool
 }
@@ -111,6 +113,10 @@ func (c *Conn) Feed(seg *Segment, emit func(*Response)) {
 	}
 	s := &c.dirs[seg.Dir]
 	if seg.RST {
+		if c.proto != nil { // streams with a response head still give their event
+			c.proto.Finish(Egress, emit)
+			c.proto.Finish(Ingress, emit)
+		}
 		c.reset = true
 		c.release()
 		return
@@ -168,6 +174,7 @@ func (c *Conn) release() {
 	c.pending, c.free, c.respHeaders = nil, nil, nil
 	c.pendingBytes, c.unanswered = 0, 0
 	c.resp = Response{}
+	c.proto = nil
 }
 
 func (c *Conn) accept(s *stream, p piece, emit func(*Response)) {
@@ -226,6 +233,9 @@ func (c *Conn) deliver(s *stream, p *piece, emit func(*Response)) {
 	s.next = p.seq + p.n
 	if p.fin && !c.ended && !s.finished {
 		c.finish(s)
+		if c.proto != nil {
+			c.proto.Finish(s.dir, emit)
+		}
 	}
 }
 
@@ -331,6 +341,15 @@ func (s *stream) beginMessage(info *PacketInfo) {
 // consume runs the framer over in-order captured bytes.
 func (c *Conn) consume(s *stream, data []byte, info *PacketInfo, segStart bool, emit func(*Response)) {
 	for ; len(data) > 0 && !c.ended && !s.finished; segStart = false {
+		if c.proto == nil && c.lim.NewHTTP2 != nil && (len(c.h2hold[s.dir]) > 0 || s.st == stResync && s.atStart && !s.lost) {
+			if data = c.h2Detect(s, data); len(data) == 0 {
+				return
+			}
+		}
+		if c.proto != nil {
+			c.proto.Consume(s.dir, data, *info, emit)
+			return
+		}
 		switch s.st {
 		case stResync:
 			if s.atStart && !s.lost && (data[0] == '\r' || data[0] == '\n') {
@@ -457,6 +476,11 @@ func (c *Conn) bodyProgress(s *stream) {
 
 // unknown handles n uncaptured (or lost) bytes delivered in order.
 func (c *Conn) unknown(s *stream, n uint64) {
+	c.h2hold[s.dir] = nil
+	if c.proto != nil {
+		c.proto.Unknown(s.dir, n)
+		return
+	}
 	for n > 0 && !c.ended && !s.finished {
 		switch s.st {
 		case stResync:
@@ -586,6 +610,9 @@ func (c *Conn) endResponse(s *stream, emit func(*Response)) {
 		c.shiftPending()
 	}
 	switch {
+	case code == 101 && req != nil && isH2cUpgrade(h.build(h.buf[:h.storedEnd], aliasString(h.buf[:h.storedEnd]), nil)) &&
+		c.switchToH2(Upgrade{Client: s.dir ^ 1, Request: req}):
+		s.st = stIdle // the framer sees no more bytes: c.proto takes them
 	case code == 101 || req != nil && req.Method == "CONNECT" && code/100 == 2:
 		c.endHTTP()
 	case code < 200 || code == 204 || code == 304 || req != nil && req.Method == "HEAD":

@@ -21,7 +21,10 @@
 // have a chunked, Content-Length or empty body. Responses have no body after HEAD,
 // for 1xx, 204 and 304; otherwise chunked, Content-Length, or close-delimited (until
 // FIN). 101 Switching Protocols and a 2xx to CONNECT end HTTP on the connection;
-// later bytes are ignored both ways. The event is emitted as soon as the header
+// later bytes are ignored both ways, unless the 101 switches to h2c and
+// Limits.NewHTTP2 is set: then, as when a direction's first bytes are the
+// HTTP/2 client preface or a server's SETTINGS frame, the Conn hands every
+// later byte of both directions to that Protocol (see protocol.go). The event is emitted as soon as the header
 // block is complete. Unknown bytes inside a body of known extent (Content-Length
 // body, chunk data, close-delimited body, the CRLF after chunk data) are simply
 // consumed; anywhere else the framer needed to read them, so the direction loses

@@ -5,9 +5,10 @@ import "unsafe"
 // Footprint estimates the heap bytes c keeps: its own structure, header and
 // line buffers, buffered out-of-order bytes and queued requests. It is an
 // estimate for a memory budget (slice capacities, not allocator classes),
-// and costs a walk over the pending queue.
+// and costs a walk over the pending queue. It includes the parser the
+// connection was handed to (HTTP/2), if any.
 func (c *Conn) Footprint() int {
-	n := int(unsafe.Sizeof(*c))
+	n := int(unsafe.Sizeof(*c)) + c.ProtocolFootprint()
 	for i := range c.dirs {
 		s := &c.dirs[i]
 		n += s.oooBytes + cap(s.ooo)*int(unsafe.Sizeof(piece{})) + cap(s.line)

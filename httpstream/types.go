@@ -90,6 +90,16 @@ type Response struct {
 	Info          PacketInfo
 	Request       *Request // paired request, nil when unknown
 	LatencyNs     int64    // Info.TimestampNs - Request.Info.TimestampNs, 0 without a request
+
+	// HTTP/2 only (zero for HTTP/1): the stream the response came on, and for
+	// gRPC the grpc-status and grpc-message of its trailers (HasGRPCStatus).
+	StreamID      uint32
+	HasGRPCStatus bool
+	GRPCStatus    int
+	GRPCMessage   string
+	// Partial marks an event decoded without the full HPACK state (connection
+	// joined midway): fields that could not be decoded are left empty.
+	Partial bool
 }
 
 // Limits bound the memory one Conn uses. Zero (or negative) fields mean the defaults.
@@ -102,6 +112,10 @@ type Limits struct {
 	// MaxOutOfOrderBytes bounds, per direction, the captured bytes buffered while waiting
 	// for a hole to fill (each buffered segment also counts a 64-byte overhead).
 	MaxOutOfOrderBytes int // default 256 KiB
+	// NewHTTP2, when set, makes the parser that takes over a connection once it
+	// switches to HTTP/2 (prior-knowledge preface, or Upgrade: h2c and 101).
+	// Without it such a connection is not parsed after the switch.
+	NewHTTP2 func(stats *Stats) Protocol
 }
 
 // Default limits.
@@ -144,4 +158,7 @@ type Stats struct {
 	// lost to a resync. The responses to requests dropped from a full queue are
 	// emitted without a request.
 	DroppedRequests uint64
+	// CutStreams counts HTTP/2 streams ended (RST_STREAM, GOAWAY, connection end)
+	// before any response: they give no event.
+	CutStreams uint64
 }

@@ -108,6 +108,7 @@ func (e *Event) AppendJSONWith(dst []byte, r *Redactor) []byte {
 		dst = strconv.AppendUint(dst, e.Evicted, 10)
 		dst = append(dst, '}')
 	}
+	dst = e.HTTP2.appendArgs(dst)
 	return append(dst, `]}`...)
 }
 

@@ -164,6 +164,9 @@ type Event struct {
 	// container boxtap dropped to stay within its memory budget; the
 	// "evicted" arg is written only once it is non-zero.
 	Evicted uint64
+	// HTTP2, when non-nil, adds the args of an HTTP/2 response stream
+	// (stream_id, gRPC status, partial).
+	HTTP2 *HTTP2
 
 	// Identity, when non-nil and encoded, supplies the pre-encoded bytes of
 	// the identity fields (processId ... kubernetes, eventId, eventName,
@@ -199,7 +202,7 @@ func (e *Event) ArgsNum() int {
 	if e.Evicted > 0 {
 		n++
 	}
-	return n
+	return n + e.HTTP2.argsNum()
 }
 
 // entityTimeRound is the granularity start times are rounded down to before

@@ -58,6 +58,8 @@ TEST_PACKAGES=(
   "wrk:wrk"
   "nginx:nginx"
   "tcpdump:tcpdump"
+  "curl:curl"
+  "nghttp2-client:h2load"
   "iproute2:ip"
   "libcap2-bin:setcap"
   "util-linux:nsenter"

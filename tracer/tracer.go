@@ -127,6 +127,8 @@ type Summary struct {
 	// Uncaptured are the kernel's counts of what it let pass without
 	// capturing (see uncaptured.go).
 	Uncaptured
+	// CutStreams are HTTP/2 streams ended before any response (no event).
+	CutStreams uint64
 }
 
 func (s Summary) String() string {
@@ -142,8 +144,12 @@ func (s Summary) String() string {
 	if s.Filtered > 0 {
 		filtered = fmt.Sprintf(", %d filtered out", s.Filtered)
 	}
-	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s, %d evicted (memory budget), %d requests dropped unpaired, %d gap bytes, %s%s",
-		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed, s.Evicted, s.DroppedRequests, s.GapBytes, s.Uncaptured, filtered)
+	cut := ""
+	if s.CutStreams > 0 {
+		cut = fmt.Sprintf(", %d HTTP/2 streams cut before a response", s.CutStreams)
+	}
+	return fmt.Sprintf("%d events%s, %d lost records, %d truncated header blocks, %d resyncs, %d retransmits dropped, %d body bytes skipped in the kernel%s, %d evicted (memory budget), %d requests dropped unpaired, %d gap bytes, %s%s%s",
+		s.Events, unwritten, s.LostRecords, s.Truncated, s.Desyncs, s.DupSegments, s.SkippedBytes, malformed, s.Evicted, s.DroppedRequests, s.GapBytes, s.Uncaptured, filtered, cut)
 }
 
 // Tracer is the capture engine.
@@ -160,12 +166,16 @@ type Tracer struct {
 	stopped chan struct{} // closed when Run returns
 
 	// Owned by Run.
-	conns    map[uint64]*conn
-	stats    httpstream.Stats
-	clock    clock
-	exe      exeCache
-	ev       output.Event
-	req      output.Request
+	conns map[uint64]*conn
+	stats httpstream.Stats
+	clock clock
+	exe   exeCache
+	ev    output.Event
+	req   output.Request
+	h2    output.HTTP2 // HTTP/2 args of the event being written
+	// emitFn is t.emit made once: a method value passed to Feed escapes (the
+	// HTTP/2 parser is called through an interface) and would allocate per call.
+	emitFn   func(*httpstream.Response)
 	hdrs     []output.Header
 	reqHdrs  []output.Header
 	current  *conn
@@ -210,6 +220,7 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 		stateBudget: opts.StateBudget,
 	}
 	t.clock.sync()
+	t.emitFn = t.emit
 	return t
 }
 
@@ -317,6 +328,7 @@ func (s *Summary) add(o Summary) {
 	s.DroppedRequests += o.DroppedRequests
 	s.GapBytes += o.GapBytes
 	s.Uncaptured.add(o.Uncaptured)
+	s.CutStreams += o.CutStreams
 }
 
 // ParserStats returns the stream parsers' counters. Call it only after Run
@@ -488,7 +500,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 	c := t.conns[rec.Cookie]
 	if c == nil || c.target != tg {
 		old := c
-		c = &conn{hs: httpstream.NewConn(t.opts.Limits, &t.stats), target: tg}
+		c = &conn{hs: httpstream.NewConn(t.limits(), &t.stats), target: tg}
 		if old != nil {
 			// The container was traced again (removed and added): the
 			// kernel sends the owner only when it changes, so keep it.
@@ -502,7 +514,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 			seg := httpstream.Segment{Dir: httpstream.Ingress, Seq: o.seq, Len: o.segLen, Data: o.data,
 				Info: httpstream.PacketInfo{TimestampNs: o.ts, PacketLen: o.pktLen}}
 			t.current = c
-			c.hs.Feed(&seg, t.emit)
+			c.hs.Feed(&seg, t.emitFn)
 			t.current = nil
 		}
 	}
@@ -536,7 +548,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		},
 	}
 	t.current = c
-	c.hs.Feed(&seg, t.emit)
+	c.hs.Feed(&seg, t.emitFn)
 	if c.hs.Done() {
 		t.current = nil
 		t.dropConn(rec.Cookie, c)
@@ -670,6 +682,11 @@ func (t *Tracer) fillExchange(e *output.Event, c *conn, r *httpstream.Response) 
 	// A cut request block makes the event incomplete as much as a cut
 	// response block.
 	e.Truncated = r.Truncated || r.Request != nil && r.Request.Truncated
+	if r.StreamID != 0 {
+		t.h2 = output.HTTP2{StreamID: r.StreamID, GRPC: r.HasGRPCStatus, GRPCStatus: int64(r.GRPCStatus),
+			GRPCMessage: r.GRPCMessage, Partial: r.Partial}
+		e.HTTP2 = &t.h2
+	}
 }
 
 func convertHeaders(dst []output.Header, src []httpstream.HeaderField) []output.Header {

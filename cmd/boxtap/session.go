@@ -240,7 +240,7 @@ func (s *session) run() error {
 	}
 	sum := s.tr.Summary()
 	ps := s.tr.ParserStats()
-	sum.Truncated, sum.Desyncs = ps.Truncated, ps.Desyncs
+	sum.Truncated, sum.Desyncs, sum.CutStreams = ps.Truncated, ps.Desyncs, ps.CutStreams
 	sum.DroppedRequests, sum.GapBytes = ps.DroppedRequests, ps.GapBytes
 	if err := s.coll.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("releasing eBPF objects: %w", err))

@@ -8,6 +8,8 @@
 //	get           -url URL [-n N] [-keepalive] [-interval D] [-wait-signal]
 //	script-serve  -addr :PORT -script JSON [-loop]  raw TCP server running a script per connection
 //	script-client -addr HOST:PORT -script JSON [-dump]
+//	serve-h2c     -addr :PORT                       net/http + h2c server (routes: see h2c.go)
+//	grpc-serve    -addr :PORT                       grpc-go server with the health service
 //	sleep                                           block until SIGTERM or SIGINT
 //
 // Every long-running subcommand stops cleanly on SIGTERM/SIGINT, which matters because it
@@ -32,6 +34,8 @@ commands:
   get            HTTP client (-url, -n, -keepalive, -interval, -wait-signal)
   script-serve   raw TCP server running a JSON script per connection (-addr, -script, -loop)
   script-client  raw TCP client running a JSON script (-addr, -script, -dump)
+  serve-h2c      HTTP/2 cleartext server, prior knowledge and Upgrade: h2c (-addr)
+  grpc-serve     gRPC server with the health service (-addr)
   sleep          sleep until SIGTERM
 `
 
@@ -63,6 +67,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return scriptServeCmd(ctx, rest, stdout, stderr)
 	case "script-client":
 		return scriptClientCmd(ctx, rest, stdout, stderr)
+	case "serve-h2c":
+		return serveH2CCmd(ctx, rest, stdout, stderr)
+	case "grpc-serve":
+		return grpcServeCmd(ctx, rest, stdout, stderr)
 	case "sleep":
 		fmt.Fprintln(stdout, "sleeping")
 		<-ctx.Done()

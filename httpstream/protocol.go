@@ -1,0 +1,127 @@
+package httpstream
+
+// Protocol is a parser that takes over a connection from the HTTP/1 framer once
+// the connection switches protocols (HTTP/2). The Conn keeps doing reassembly
+// and hands it each direction's bytes in order; emit has the same contract as
+// for Conn.Feed. A Protocol is not safe for concurrent use.
+type Protocol interface {
+	// Consume takes in-order captured bytes of one direction.
+	Consume(dir Direction, data []byte, info PacketInfo, emit func(*Response))
+	// Unknown reports n in-order bytes of dir that were not captured.
+	Unknown(dir Direction, n uint64)
+	// Finish reports that dir ended (FIN); emit receives what the end completes.
+	Finish(dir Direction, emit func(*Response))
+	// Footprint is the parser's buffered memory in bytes.
+	Footprint() int
+}
+
+// Upgrade describes how a connection switched to HTTP/2.
+type Upgrade struct {
+	// Client is the direction of the client's bytes (the one sending requests).
+	Client Direction
+	// Request, for the h2c upgrade route, is the HTTP/1.1 request that asked for
+	// it: HTTP/2 stream 1 answers it. Only valid during Start.
+	Request *Request
+}
+
+// Starter is implemented by a Protocol that must know how the switch happened
+// before its first bytes.
+type Starter interface {
+	Start(u Upgrade)
+}
+
+// h2Preface is the HTTP/2 client connection preface (RFC 9113 section 3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// h2Start reports whether the very first bytes of a direction start HTTP/2:
+// the client preface (at least "PRI" of it), or a server's first frame, a
+// SETTINGS frame on stream 0 without ACK (the server may send it before the
+// client's preface is seen). client is the direction that sent the preface.
+func h2Start(data []byte) (isPreface, ok bool) {
+	n := min(len(data), len(h2Preface))
+	if n >= 3 && string(data[:n]) == h2Preface[:n] {
+		return true, true
+	}
+	if len(data) >= 9 && data[3] == 0x4 && data[4]&1 == 0 &&
+		data[5]|data[6]|data[7]|data[8] == 0 && (int(data[0])<<16|int(data[1])<<8|int(data[2]))%6 == 0 {
+		return false, true
+	}
+	return false, false
+}
+
+// h2Detect looks at a direction's first bytes. When they start HTTP/2 it
+// hands the connection over; when they are too few to tell (a prefix of the
+// preface shorter than "PRI", or of a SETTINGS frame header) it holds them
+// until the next bytes, so that the decision never depends on segmentation.
+// It returns the bytes to go on with, the held ones first (nil: held).
+func (c *Conn) h2Detect(s *stream, data []byte) []byte {
+	if held := c.h2hold[s.dir]; len(held) > 0 {
+		data = append(held, data...) // only at a connection's start
+		c.h2hold[s.dir] = nil
+		s.atStart = true // the framer sees the held bytes as the first ones
+	}
+	if preface, ok := h2Start(data); ok {
+		client := s.dir
+		if !preface {
+			client ^= 1
+		}
+		c.switchToH2(Upgrade{Client: client})
+		return data
+	}
+	if h2Undecided(data) {
+		c.h2hold[s.dir] = append([]byte(nil), data...)
+		return nil
+	}
+	return data
+}
+
+// h2Undecided reports that data may still become the preface or a SETTINGS
+// frame header with more bytes.
+func h2Undecided(data []byte) bool {
+	if len(data) >= 9 {
+		return false
+	}
+	if len(data) < 3 && string(data) == h2Preface[:len(data)] {
+		return true
+	}
+	for i, b := range data {
+		switch {
+		case i == 3 && b != 0x4, i == 4 && b&1 != 0, i >= 5 && b != 0:
+			return false
+		}
+	}
+	return len(data) < 3 || (int(data[0])<<16|int(data[1])<<8|int(data[2]))%6 == 0
+}
+
+// switchToH2 hands the connection to an HTTP/2 parser; false when none is
+// configured.
+func (c *Conn) switchToH2(u Upgrade) bool {
+	if c.lim.NewHTTP2 == nil {
+		return false
+	}
+	p := c.lim.NewHTTP2(c.stats)
+	if st, ok := p.(Starter); ok {
+		st.Start(u)
+	}
+	c.proto = p
+	return true
+}
+
+// isH2cUpgrade reports whether a 101 response switches to h2c.
+func isH2cUpgrade(h []HeaderField) bool {
+	for _, f := range h {
+		if f.Name == "Upgrade" && equalFoldASCII([]byte(f.Value), "h2c") {
+			return true
+		}
+	}
+	return false
+}
+
+// ProtocolFootprint is the memory held by the parser the connection was
+// handed to (0 while it is HTTP/1), for memory budgets.
+func (c *Conn) ProtocolFootprint() int {
+	if c.proto == nil {
+		return 0
+	}
+	return c.proto.Footprint()
+}
