@@ -103,6 +103,9 @@ func (e *Event) AppendJSONWith(dst []byte, r *Redactor) []byte {
 		dst = strconv.AppendUint(dst, e.LostRecords, 10)
 		dst = append(dst, '}')
 	}
+	if e.TLS {
+		dst = append(dst, `,{"name":"tls","type":"`+ArgTypeBool+`","value":true}`...)
+	}
 	return append(dst, `]}`...)
 }
 

@@ -160,6 +160,9 @@ type Event struct {
 	// arg is written only once it is non-zero, so a consumer sees on every
 	// later event that earlier responses may be missing.
 	LostRecords uint64
+	// TLS reports that the exchange was read as plaintext from a TLS
+	// library, not from packets; the "tls" arg is written only when true.
+	TLS bool
 
 	// Identity, when non-nil and encoded, supplies the pre-encoded bytes of
 	// the identity fields (processId ... kubernetes, eventId, eventName,
@@ -190,6 +193,9 @@ func (e *Event) ArgsNum() int {
 		n++
 	}
 	if e.LostRecords > 0 {
+		n++
+	}
+	if e.TLS {
 		n++
 	}
 	return n
