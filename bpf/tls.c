@@ -301,7 +301,9 @@ static __always_inline int leave(struct pt_regs *ctx)
 	struct tls_call call = *p;
 	bpf_map_delete_elem(&tls_calls, &id);
 
-	long rc = PT_REGS_RC(ctx);
+	/* All four return int: the upper half of the register is not theirs
+	 * (a -1 read as long would be 4 GiB of "plaintext"). */
+	int rc = (int)PT_REGS_RC(ctx);
 	__u64 n = 0;
 	if (call.ex) {
 		if (rc != 1 || !call.out_len)

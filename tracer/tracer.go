@@ -55,6 +55,9 @@ type Options struct {
 	// Filter, if set, decides which exchanges are written; the others are
 	// counted (Summary.Filtered) and cost no encoding and no write.
 	Filter *output.Filter
+	// TLS, if set, is the TLS plaintext source (see tls.go); the caller
+	// owns it.
+	TLS tlsOption
 }
 
 // Target is one traced container.
@@ -153,6 +156,8 @@ type Tracer struct {
 	lastLossCheck int64
 	malformed     atomic.Uint64 // records skipped because they did not decode
 	malformedNext int64         // no new malformed-record warning before this time
+	tlsConns      map[tlsKey]*conn
+	lastTLSReap   int64
 }
 
 // New returns a Tracer over a loaded collection. The caller keeps
@@ -202,6 +207,7 @@ func (t *Tracer) Add(info container.Info, cgroupDir string, cgroupID uint64, sin
 		return nil, err
 	}
 	tg.att = att
+	t.addTLS(tg, cgroupDir, cgroupID)
 	return tg, nil
 }
 
@@ -209,7 +215,7 @@ func (t *Tracer) Add(info container.Info, cgroupDir string, cgroupID uint64, sin
 // kernel produced for it (when Run is running), then flushes and closes its
 // sink.
 func (t *Tracer) Remove(ctx context.Context, tg *Target) error {
-	detachErr := tg.att.Close()
+	detachErr := errors.Join(tg.att.Close(), t.removeTLS(tg.att.CgroupID()))
 	t.drain(ctx)
 	t.mu.Lock()
 	delete(t.targets, tg.att.CgroupID())
@@ -318,6 +324,7 @@ func (t *Tracer) Run(ctx context.Context) error {
 		case err == nil:
 			t.handle(&rec)
 			if n%barrierEvery == 0 {
+				t.pollTLS()
 				t.serveBarrier(rd, &rec)
 			}
 			continue
@@ -332,6 +339,7 @@ func (t *Tracer) Run(ctx context.Context) error {
 			return fmt.Errorf("reading capture records: %w", err)
 		}
 		// Idle: nothing waited for a poll interval, or interrupted.
+		t.pollTLS()
 		t.flush()
 		t.clock.sync()
 		t.reap()
@@ -382,6 +390,7 @@ func (t *Tracer) drainUpTo(rd *bpf.Reader, rec *bpf.Record, until uint64) {
 		}
 		t.handle(rec)
 	}
+	t.pollTLS()
 	t.flush()
 }
 
@@ -412,6 +421,7 @@ type conn struct {
 	owner    bpf.Owner
 	hasOwner bool
 	comm     string // owner.Comm as a string
+	tls      bool   // fed by the TLS source
 	identity output.Identity
 	dirs     [2]dirMeta
 	cpu      uint16
@@ -614,6 +624,7 @@ func (t *Tracer) fillExchange(e *output.Event, c *conn, r *httpstream.Response) 
 		e.Direction = output.DirectionIngress
 	}
 	e.Truncated = r.Truncated
+	e.TLS = c.tls
 }
 
 func convertHeaders(dst []output.Header, src []httpstream.HeaderField) []output.Header {
