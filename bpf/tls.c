@@ -46,6 +46,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define NR_recvfrom 45
 #define NR_sendmsg 46
 #define NR_recvmsg 47
+#define NR_mmap 9
+#define PROT_EXEC 4
 
 /* One SSL call in progress on a thread. */
 struct tls_call {
@@ -121,8 +123,25 @@ struct {
 	__uint(max_entries, 16 << 20);
 } tls_events SEC(".maps");
 
-/* bpf2go -type tls_record needs the type referenced. */
+/* Processes of traced cgroups that mapped executable code (a library, or
+ * the program at exec): user space looks for TLS libraries in them. Rare,
+ * so every record wakes the reader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 << 10);
+} tls_mapped_events SEC(".maps");
+
+/* bpf2go -type needs the types referenced. */
 const struct tls_record *unused_tls_record __attribute__((unused));
+const struct tls_mapped *unused_tls_mapped __attribute__((unused));
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&tls_lost, &zero);
+	if (n)
+		(*n)++;
+}
 
 static __always_inline int enter(struct pt_regs *ctx, __u8 dir, __u8 ex)
 {
@@ -160,6 +179,28 @@ int BPF_PROG(tls_sys_enter, struct pt_regs *regs, long nr)
 	/* The kernel's pt_regs has the user-space layout; rdi is argument 1. */
 	bpf_probe_read_kernel(&fd, sizeof(fd), &regs->rdi);
 	call->fd = (__s32)fd;
+	return 0;
+}
+
+/* sys_exit reports a successful mmap with PROT_EXEC in a traced cgroup (a
+ * library loaded, by ld.so or dlopen). Any other syscall on the host costs
+ * one read of the syscall number. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(tls_sys_exit, struct pt_regs *regs, long ret)
+{
+	unsigned long nr = 0, prot = 0;
+	bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_rax);
+	if (nr != NR_mmap || (ret < 0 && ret > -4096))
+		return 0;
+	bpf_probe_read_kernel(&prot, sizeof(prot), &regs->rdx);
+	if (!(prot & PROT_EXEC))
+		return 0;
+	__u64 cg = bpf_get_current_cgroup_id();
+	if (!bpf_map_lookup_elem(&tls_cgroups, &cg))
+		return 0;
+	struct tls_mapped m = {.tgid = bpf_get_current_pid_tgid() >> 32, .cgroup_id = cg, .ts_tai = bpf_ktime_get_tai_ns()};
+	if (bpf_ringbuf_output(&tls_mapped_events, &m, sizeof(m), 0))
+		count_lost();
 	return 0;
 }
 
@@ -232,14 +273,6 @@ static __always_inline void fill_task(struct tls_record *h)
 	bpf_probe_read_kernel(&up, sizeof(up), &lp->numbers[level & 31]);
 	h->ns_tgid = up.nr;
 	h->mntns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
-}
-
-static __always_inline void count_lost(void)
-{
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&tls_lost, &zero);
-	if (n)
-		(*n)++;
 }
 
 /* emit sends n plaintext bytes at buf as records of at most TLS_CHUNK

@@ -26,8 +26,10 @@ const tlsHeaderSize = int(unsafe.Sizeof(tlsTlsRecord{}))
 type TLSCollection struct {
 	objs     tlsObjects
 	sysEnter link.Link
+	sysExit  link.Link
 	reader   *ringbuf.Reader
 	raw      ringbuf.Record
+	mapped   *ringbuf.Reader
 }
 
 // LoadTLS loads the TLS programs and attaches the sys_enter tracepoint.
@@ -46,9 +48,17 @@ func LoadTLS() (*TLSCollection, error) {
 		return nil, fmt.Errorf("attaching to raw_syscalls:sys_enter (tp_btf): %w; TLS capture needs BTF tracepoints", err)
 	}
 	c.sysEnter = l
+	if c.sysExit, err = link.AttachTracing(link.TracingOptions{Program: c.objs.TlsSysExit}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("attaching to raw_syscalls:sys_exit (tp_btf): %w; TLS capture needs BTF tracepoints", err)
+	}
 	if c.reader, err = ringbuf.NewReader(c.objs.TlsEvents); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("opening the TLS ring buffer: %w", err)
+	}
+	if c.mapped, err = ringbuf.NewReader(c.objs.TlsMappedEvents); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("opening the TLS mapping ring buffer: %w", err)
 	}
 	return c, nil
 }
@@ -60,8 +70,13 @@ func (c *TLSCollection) Close() error {
 	if c.reader != nil {
 		errs = append(errs, c.reader.Close())
 	}
-	if c.sysEnter != nil {
-		errs = append(errs, c.sysEnter.Close())
+	if c.mapped != nil {
+		errs = append(errs, c.mapped.Close())
+	}
+	for _, l := range []link.Link{c.sysEnter, c.sysExit} {
+		if l != nil {
+			errs = append(errs, l.Close())
+		}
 	}
 	errs = append(errs, c.objs.Close())
 	return errors.Join(errs...)
@@ -193,3 +208,25 @@ func DecodeTLSRecord(raw []byte, rec *TLSRecord) error {
 	rec.Data = raw[tlsHeaderSize : tlsHeaderSize+n]
 	return nil
 }
+
+// TLSMapped is a process of a traced cgroup that mapped executable code
+// (struct tls_mapped): a library loaded at start or by dlopen.
+type TLSMapped = tlsTlsMapped
+
+// NextMapped waits for the next TLSMapped notice. It returns ErrClosed once
+// CloseMapped or Close was called.
+func (c *TLSCollection) NextMapped() (TLSMapped, error) {
+	rec, err := c.mapped.Read()
+	if err != nil {
+		return TLSMapped{}, err
+	}
+	var m TLSMapped
+	if len(rec.RawSample) < int(unsafe.Sizeof(m)) {
+		return m, fmt.Errorf("%w: mapping notice of %d bytes", ErrMalformedRecord, len(rec.RawSample))
+	}
+	m = *(*tlsTlsMapped)(unsafe.Pointer(&rec.RawSample[0]))
+	return m, nil
+}
+
+// CloseMapped makes a waiting NextMapped return ErrClosed.
+func (c *TLSCollection) CloseMapped() error { return c.mapped.Close() }

@@ -48,3 +48,12 @@ func (c *TLSCollection) UntraceCgroup(uint64) error                { return nil 
 func (c *TLSCollection) AttachOpenSSL(string) ([]link.Link, error) { return nil, errTLSArch }
 func (c *TLSCollection) Lost() (uint64, error)                     { return 0, nil }
 func (c *TLSCollection) NextTLS(*TLSRecord) error                  { return ErrIdle }
+
+// TLSMapped mirrors struct tls_mapped.
+type TLSMapped struct {
+	TsTai, CgroupId uint64
+	Tgid, Pad       uint32
+}
+
+func (c *TLSCollection) NextMapped() (TLSMapped, error) { return TLSMapped{}, ErrClosed }
+func (c *TLSCollection) CloseMapped() error             { return nil }

@@ -44,6 +44,14 @@ type tlsTlsConnKey struct {
 	Pad  uint32
 }
 
+type tlsTlsMapped struct {
+	_        structs.HostLayout
+	TsTai    uint64
+	CgroupId uint64
+	Tgid     uint32
+	Pad      uint32
+}
+
 type tlsTlsRecord struct {
 	_             structs.HostLayout
 	TsTai         uint64
@@ -89,14 +97,17 @@ const (
 	tlsMapTlsConns         = "tls_conns"
 	tlsMapTlsEvents        = "tls_events"
 	tlsMapTlsLost          = "tls_lost"
+	tlsMapTlsMappedEvents  = "tls_mapped_events"
 	tlsMapTlsScratch       = "tls_scratch"
 	tlsProgTlsFree         = "tls_free"
 	tlsProgTlsLeave        = "tls_leave"
 	tlsProgTlsReadEnter    = "tls_read_enter"
 	tlsProgTlsReadExEnter  = "tls_read_ex_enter"
 	tlsProgTlsSysEnter     = "tls_sys_enter"
+	tlsProgTlsSysExit      = "tls_sys_exit"
 	tlsProgTlsWriteEnter   = "tls_write_enter"
 	tlsProgTlsWriteExEnter = "tls_write_ex_enter"
+	tlsVarUnusedTlsMapped  = "unused_tls_mapped"
 	tlsVarUnusedTlsRecord  = "unused_tls_record"
 )
 
@@ -147,6 +158,7 @@ type tlsProgramSpecs struct {
 	TlsReadEnter    *ebpf.ProgramSpec `ebpf:"tls_read_enter"`
 	TlsReadExEnter  *ebpf.ProgramSpec `ebpf:"tls_read_ex_enter"`
 	TlsSysEnter     *ebpf.ProgramSpec `ebpf:"tls_sys_enter"`
+	TlsSysExit      *ebpf.ProgramSpec `ebpf:"tls_sys_exit"`
 	TlsWriteEnter   *ebpf.ProgramSpec `ebpf:"tls_write_enter"`
 	TlsWriteExEnter *ebpf.ProgramSpec `ebpf:"tls_write_ex_enter"`
 }
@@ -155,18 +167,20 @@ type tlsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tlsMapSpecs struct {
-	TlsCalls   *ebpf.MapSpec `ebpf:"tls_calls"`
-	TlsCgroups *ebpf.MapSpec `ebpf:"tls_cgroups"`
-	TlsConns   *ebpf.MapSpec `ebpf:"tls_conns"`
-	TlsEvents  *ebpf.MapSpec `ebpf:"tls_events"`
-	TlsLost    *ebpf.MapSpec `ebpf:"tls_lost"`
-	TlsScratch *ebpf.MapSpec `ebpf:"tls_scratch"`
+	TlsCalls        *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsCgroups      *ebpf.MapSpec `ebpf:"tls_cgroups"`
+	TlsConns        *ebpf.MapSpec `ebpf:"tls_conns"`
+	TlsEvents       *ebpf.MapSpec `ebpf:"tls_events"`
+	TlsLost         *ebpf.MapSpec `ebpf:"tls_lost"`
+	TlsMappedEvents *ebpf.MapSpec `ebpf:"tls_mapped_events"`
+	TlsScratch      *ebpf.MapSpec `ebpf:"tls_scratch"`
 }
 
 // tlsVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tlsVariableSpecs struct {
+	UnusedTlsMapped *ebpf.VariableSpec `ebpf:"unused_tls_mapped"`
 	UnusedTlsRecord *ebpf.VariableSpec `ebpf:"unused_tls_record"`
 }
 
@@ -190,12 +204,13 @@ func (o *tlsObjects) Close() error {
 //
 // It can be passed to loadTlsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tlsMaps struct {
-	TlsCalls   *ebpf.Map `ebpf:"tls_calls"`
-	TlsCgroups *ebpf.Map `ebpf:"tls_cgroups"`
-	TlsConns   *ebpf.Map `ebpf:"tls_conns"`
-	TlsEvents  *ebpf.Map `ebpf:"tls_events"`
-	TlsLost    *ebpf.Map `ebpf:"tls_lost"`
-	TlsScratch *ebpf.Map `ebpf:"tls_scratch"`
+	TlsCalls        *ebpf.Map `ebpf:"tls_calls"`
+	TlsCgroups      *ebpf.Map `ebpf:"tls_cgroups"`
+	TlsConns        *ebpf.Map `ebpf:"tls_conns"`
+	TlsEvents       *ebpf.Map `ebpf:"tls_events"`
+	TlsLost         *ebpf.Map `ebpf:"tls_lost"`
+	TlsMappedEvents *ebpf.Map `ebpf:"tls_mapped_events"`
+	TlsScratch      *ebpf.Map `ebpf:"tls_scratch"`
 }
 
 func (m *tlsMaps) Close() error {
@@ -205,6 +220,7 @@ func (m *tlsMaps) Close() error {
 		m.TlsConns,
 		m.TlsEvents,
 		m.TlsLost,
+		m.TlsMappedEvents,
 		m.TlsScratch,
 	)
 }
@@ -213,6 +229,7 @@ func (m *tlsMaps) Close() error {
 //
 // It can be passed to loadTlsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tlsVariables struct {
+	UnusedTlsMapped *ebpf.Variable `ebpf:"unused_tls_mapped"`
 	UnusedTlsRecord *ebpf.Variable `ebpf:"unused_tls_record"`
 }
 
@@ -225,6 +242,7 @@ type tlsPrograms struct {
 	TlsReadEnter    *ebpf.Program `ebpf:"tls_read_enter"`
 	TlsReadExEnter  *ebpf.Program `ebpf:"tls_read_ex_enter"`
 	TlsSysEnter     *ebpf.Program `ebpf:"tls_sys_enter"`
+	TlsSysExit      *ebpf.Program `ebpf:"tls_sys_exit"`
 	TlsWriteEnter   *ebpf.Program `ebpf:"tls_write_enter"`
 	TlsWriteExEnter *ebpf.Program `ebpf:"tls_write_ex_enter"`
 }
@@ -236,6 +254,7 @@ func (p *tlsPrograms) Close() error {
 		p.TlsReadEnter,
 		p.TlsReadExEnter,
 		p.TlsSysEnter,
+		p.TlsSysExit,
 		p.TlsWriteEnter,
 		p.TlsWriteExEnter,
 	)

@@ -330,3 +330,115 @@ func TestIntegrationTLSNginxResponsesFromTracedCgroupOnly(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestIntegrationTLSClientStartedAfterAttachIsInstrumented traces an empty
+// cgroup, then starts a Python ssl client in it (against nginx in an
+// untraced cgroup): the library it loads is instrumented from the kernel's
+// mapping notice, and each response it reads (SSL_read_ex) is one ingress
+// event of python3 with tls=true.
+func TestIntegrationTLSClientStartedAfterAttachIsInstrumented(t *testing.T) {
+	mount := itest.RequireBPF(t)
+	tracedDir, tracedFD := testCgroup(t, mount, "client-traced")
+	_, untracedFD := testCgroup(t, mount, "server-untraced")
+	port, _ := startNginxTLS(t, untracedFD)
+
+	coll, err := bpf.Load(bpf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coll.Close()
+	src, err := tlssource.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var mu sync.Mutex
+	var warnings []error
+	warn := func(err error) { mu.Lock(); warnings = append(warnings, err); mu.Unlock() }
+	go src.Watch(warn)
+	tr := New(coll, Options{TLS: src, OnError: warn})
+	id, err := cgroup.ID(tracedDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &tlsRecordingSink{}
+	tg, err := tr.Add(container.Info{ID: "tlsclient", Name: "boxtap-tls-client"}, tracedDir, id, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Files() != 0 {
+		t.Fatalf("%d files instrumented in an empty cgroup", src.Files())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- tr.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-runDone; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	// The client loads ssl, then waits for a line on stdin before its
+	// first connection: the test sends it once the library is instrumented.
+	cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer ccancel()
+	const n = 50
+	cmd := exec.CommandContext(cctx, "/usr/bin/python3", "-c", `
+import http.client, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+sys.stdin.readline()
+c = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
+c.connect()
+print(c.sock.getsockname()[1], flush=True)
+for i in range(int(sys.argv[2])):
+    c.request("GET", "/c%d" % i); r = c.getresponse(); r.read()
+    if r.status != 200: sys.exit("status %d" % r.status)
+`, strconv.Itoa(port), strconv.Itoa(n))
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(tracedFD.Fd())}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for src.Files() == 0 {
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("the client's libssl was not instrumented after it started; warnings: %v", warnings)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := stdin.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("python client: %v", err)
+	}
+	lport, err := strconv.Atoi(strings.TrimSpace(out.String()))
+	if err != nil {
+		t.Fatalf("client printed %q", out.String())
+	}
+	tr.drain(context.Background())
+	sink.mu.Lock()
+	seen := append([]tlsSeen(nil), sink.seen...)
+	sink.mu.Unlock()
+	if len(seen) != n {
+		t.Fatalf("got %d events, want %d", len(seen), n)
+	}
+	for i, v := range seen {
+		want := tlsSeen{dir: output.DirectionIngress, status: 200, uri: "/c" + strconv.Itoa(i), header: "small", contentLength: 15,
+			sport: uint16(port), dport: uint16(lport), comm: "python3", tls: true, hostPID: uint32(cmd.Process.Pid),
+			src: "127.0.0.1", dst: "127.0.0.1"}
+		if v != want {
+			t.Fatalf("event %d:\n got %+v\nwant %+v", i, v, want)
+		}
+	}
+	if err := tr.Remove(context.Background(), tg); err != nil {
+		t.Error(err)
+	}
+}

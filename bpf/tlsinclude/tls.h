@@ -35,3 +35,11 @@ struct tls_record {
 	__u8 pad;
 	char comm[16];
 };
+
+/* A process of a traced cgroup mapped executable code (struct in tls_mapped). */
+struct tls_mapped {
+	__u64 ts_tai;
+	__u64 cgroup_id;
+	__u32 tgid;
+	__u32 pad;
+};

@@ -111,6 +111,9 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 			coll.Close()
 			return nil, fmt.Errorf("--tls: %w", err)
 		}
+		// Processes started later in a traced container: instrumented
+		// when they map their libraries. Ends in closeTLS.
+		go s.tls.Watch(func(err error) { fmt.Fprintf(s.stderr, "boxtap: warning: TLS capture: %v\n", err) })
 	}
 	if err := batchScheduling(); err != nil {
 		fmt.Fprintf(s.stderr, "boxtap: note: %v; tracing goes on, but boxtap's wakeups may preempt the traced service\n", err)

@@ -32,6 +32,8 @@ type Source struct {
 
 	mu    sync.Mutex
 	files map[fileID][]link.Link
+
+	watching chan struct{} // closed when Watch returns; nil if never started
 }
 
 // fileID names a library file by device and inode: the uprobe's identity.
@@ -46,8 +48,41 @@ func Open() (*Source, error) {
 	return &Source{coll: coll, files: make(map[fileID][]link.Link)}, nil
 }
 
-// Close detaches every uprobe and releases the programs.
+// Watch instruments, as soon as the kernel reports it, each process of a
+// traced cgroup that maps executable code (a program started or exec'd
+// after Add, a library loaded by dlopen). It returns when Close is called;
+// onErr reports what could not be instrumented. Call it at most once, on a
+// goroutine of its own.
+func (s *Source) Watch(onErr func(error)) {
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.watching = done
+	s.mu.Unlock()
+	defer close(done)
+	for {
+		m, err := s.coll.NextMapped()
+		if errors.Is(err, bpf.ErrClosed) {
+			return
+		}
+		if err != nil {
+			onErr(fmt.Errorf("reading TLS library notices: %w", err))
+			continue
+		}
+		if err := s.ScanPID(int(m.Tgid)); err != nil {
+			onErr(err)
+		}
+	}
+}
+
+// Close stops Watch, detaches every uprobe and releases the programs.
 func (s *Source) Close() error {
+	_ = s.coll.CloseMapped()
+	s.mu.Lock()
+	done := s.watching
+	s.mu.Unlock()
+	if done != nil {
+		<-done
+	}
 	s.mu.Lock()
 	var errs []error
 	for id, links := range s.files {
