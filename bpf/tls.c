@@ -204,6 +204,25 @@ int BPF_PROG(tls_sys_exit, struct pt_regs *regs, long ret)
 	return 0;
 }
 
+/* sched_process_fork reports a new process (not a thread) forked in a
+ * traced cgroup: uprobes are set per process, and a forked child (an nginx
+ * worker, say) maps nothing new. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(tls_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u64 cg = bpf_get_current_cgroup_id();
+	if (!bpf_map_lookup_elem(&tls_cgroups, &cg))
+		return 0;
+	int pid = BPF_CORE_READ(child, pid);
+	int tgid = BPF_CORE_READ(child, tgid);
+	if (pid != tgid)
+		return 0;
+	struct tls_mapped m = {.tgid = tgid, .cgroup_id = cg, .ts_tai = bpf_ktime_get_tai_ns()};
+	if (bpf_ringbuf_output(&tls_mapped_events, &m, sizeof(m), 0))
+		count_lost();
+	return 0;
+}
+
 /* sock_of returns the TCP socket behind fd of the current task, or NULL. */
 static __always_inline struct sock *sock_of(__s32 fd)
 {

@@ -27,6 +27,7 @@ type TLSCollection struct {
 	objs     tlsObjects
 	sysEnter link.Link
 	sysExit  link.Link
+	fork     link.Link
 	reader   *ringbuf.Reader
 	raw      ringbuf.Record
 	mapped   *ringbuf.Reader
@@ -52,6 +53,10 @@ func LoadTLS() (*TLSCollection, error) {
 		c.Close()
 		return nil, fmt.Errorf("attaching to raw_syscalls:sys_exit (tp_btf): %w; TLS capture needs BTF tracepoints", err)
 	}
+	if c.fork, err = link.AttachTracing(link.TracingOptions{Program: c.objs.TlsFork}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("attaching to sched:sched_process_fork (tp_btf): %w; TLS capture needs BTF tracepoints", err)
+	}
 	if c.reader, err = ringbuf.NewReader(c.objs.TlsEvents); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("opening the TLS ring buffer: %w", err)
@@ -73,7 +78,7 @@ func (c *TLSCollection) Close() error {
 	if c.mapped != nil {
 		errs = append(errs, c.mapped.Close())
 	}
-	for _, l := range []link.Link{c.sysEnter, c.sysExit} {
+	for _, l := range []link.Link{c.sysEnter, c.sysExit, c.fork} {
 		if l != nil {
 			errs = append(errs, l.Close())
 		}
@@ -105,8 +110,11 @@ var OpenSSLSymbols = []string{"SSL_write", "SSL_write_ex", "SSL_read", "SSL_read
 // AttachOpenSSL attaches the probes to the OpenSSL library at path (a path
 // that names the container's own file, such as /proc/PID/root/...). It
 // fails when SSL_read or SSL_write is missing; the _ex forms and SSL_free
-// are attached where present.
-func (c *TLSCollection) AttachOpenSSL(path string) ([]link.Link, error) {
+// are attached where present. With pid not 0 the breakpoints are set in
+// that process only: no other process that maps the file traps into the
+// kernel (a uprobe hit costs microseconds even when the program returns at
+// once).
+func (c *TLSCollection) AttachOpenSSL(path string, pid int) ([]link.Link, error) {
 	ex, err := link.OpenExecutable(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s for uprobes: %w", path, err)
@@ -130,7 +138,8 @@ func (c *TLSCollection) AttachOpenSSL(path string) ([]link.Link, error) {
 		{"SSL_read_ex", c.objs.TlsReadExEnter, true, false},
 		{"SSL_free", c.objs.TlsFree, false, false},
 	} {
-		l, err := ex.Uprobe(p.sym, p.enter, nil)
+		opts := &link.UprobeOptions{PID: pid}
+		l, err := ex.Uprobe(p.sym, p.enter, opts)
 		if err != nil {
 			if !p.required && errors.Is(err, link.ErrNoSymbol) {
 				continue
@@ -141,7 +150,7 @@ func (c *TLSCollection) AttachOpenSSL(path string) ([]link.Link, error) {
 		if !p.ret {
 			continue
 		}
-		l, err = ex.Uretprobe(p.sym, c.objs.TlsLeave, nil)
+		l, err = ex.Uretprobe(p.sym, c.objs.TlsLeave, opts)
 		if err != nil {
 			return fail(fmt.Errorf("uretprobe on %s in %s: %w", p.sym, path, err))
 		}
@@ -209,8 +218,8 @@ func DecodeTLSRecord(raw []byte, rec *TLSRecord) error {
 	return nil
 }
 
-// TLSMapped is a process of a traced cgroup that mapped executable code
-// (struct tls_mapped): a library loaded at start or by dlopen.
+// TLSMapped is a process of a traced cgroup that mapped executable code (a
+// library loaded at start or by dlopen) or was forked (struct tls_mapped).
 type TLSMapped = tlsTlsMapped
 
 // NextMapped waits for the next TLSMapped notice. It returns ErrClosed once

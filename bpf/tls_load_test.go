@@ -22,7 +22,7 @@ func TestIntegrationTLSProgramsLoadAndAttachToLibssl(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	links, err := c.AttachOpenSSL(lib)
+	links, err := c.AttachOpenSSL(lib, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

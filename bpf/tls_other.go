@@ -45,7 +45,7 @@ func LoadTLS() (*TLSCollection, error) { return nil, errTLSArch }
 func (c *TLSCollection) Close() error                              { return nil }
 func (c *TLSCollection) TraceCgroup(uint64) error                  { return errTLSArch }
 func (c *TLSCollection) UntraceCgroup(uint64) error                { return nil }
-func (c *TLSCollection) AttachOpenSSL(string) ([]link.Link, error) { return nil, errTLSArch }
+func (c *TLSCollection) AttachOpenSSL(string, int) ([]link.Link, error) { return nil, errTLSArch }
 func (c *TLSCollection) Lost() (uint64, error)                     { return 0, nil }
 func (c *TLSCollection) NextTLS(*TLSRecord) error                  { return ErrIdle }
 

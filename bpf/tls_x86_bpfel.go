@@ -99,6 +99,7 @@ const (
 	tlsMapTlsLost          = "tls_lost"
 	tlsMapTlsMappedEvents  = "tls_mapped_events"
 	tlsMapTlsScratch       = "tls_scratch"
+	tlsProgTlsFork         = "tls_fork"
 	tlsProgTlsFree         = "tls_free"
 	tlsProgTlsLeave        = "tls_leave"
 	tlsProgTlsReadEnter    = "tls_read_enter"
@@ -153,6 +154,7 @@ type tlsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tlsProgramSpecs struct {
+	TlsFork         *ebpf.ProgramSpec `ebpf:"tls_fork"`
 	TlsFree         *ebpf.ProgramSpec `ebpf:"tls_free"`
 	TlsLeave        *ebpf.ProgramSpec `ebpf:"tls_leave"`
 	TlsReadEnter    *ebpf.ProgramSpec `ebpf:"tls_read_enter"`
@@ -237,6 +239,7 @@ type tlsVariables struct {
 //
 // It can be passed to loadTlsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tlsPrograms struct {
+	TlsFork         *ebpf.Program `ebpf:"tls_fork"`
 	TlsFree         *ebpf.Program `ebpf:"tls_free"`
 	TlsLeave        *ebpf.Program `ebpf:"tls_leave"`
 	TlsReadEnter    *ebpf.Program `ebpf:"tls_read_enter"`
@@ -249,6 +252,7 @@ type tlsPrograms struct {
 
 func (p *tlsPrograms) Close() error {
 	return _TlsClose(
+		p.TlsFork,
 		p.TlsFree,
 		p.TlsLeave,
 		p.TlsReadEnter,

@@ -129,6 +129,13 @@ func testCgroup(t *testing.T, mount, name string) (string, *os.File) {
 // loopback port in the cgroup cg, and waits until it accepts.
 func startNginxTLS(t *testing.T, cg *os.File) (port int, pid int) {
 	t.Helper()
+	return startNginxTLSMode(t, cg, "off")
+}
+
+// startNginxTLSMode is startNginxTLS with master_process set to master:
+// "on" makes nginx fork a worker that serves the requests.
+func startNginxTLSMode(t *testing.T, cg *os.File, master string) (port int, pid int) {
+	t.Helper()
 	nginx, err := exec.LookPath("nginx")
 	if err != nil {
 		nginx = "/usr/sbin/nginx"
@@ -146,7 +153,7 @@ func startNginxTLS(t *testing.T, cg *os.File) (port int, pid int) {
 	}
 	port = itest.FreePort(t)
 	conf := fmt.Sprintf(`daemon off;
-master_process off;
+master_process %[5]s;
 worker_processes 1;
 error_log stderr warn;
 pid %[1]s/nginx.pid;
@@ -167,7 +174,7 @@ http {
 		location / { add_header X-Boxtap-Tls small always; return 200 "hello over tls\n"; }
 	}
 }
-`, dir, port, cert, key)
+`, dir, port, cert, key, master)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -275,8 +282,8 @@ func TestIntegrationTLSNginxResponsesFromTracedCgroupOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if src.Files() != 1 {
-		t.Fatalf("instrumented %d library files for nginx, want 1 (libssl.so.3); warnings: %v", src.Files(), warnings)
+	if src.Instrumented() != 1 {
+		t.Fatalf("instrumented %d (process, library) pairs for nginx, want 1 (libssl.so.3); warnings: %v", src.Instrumented(), warnings)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan error, 1)
@@ -366,8 +373,8 @@ func TestIntegrationTLSClientStartedAfterAttachIsInstrumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if src.Files() != 0 {
-		t.Fatalf("%d files instrumented in an empty cgroup", src.Files())
+	if src.Instrumented() != 0 {
+		t.Fatalf("%d (process, library) pairs instrumented in an empty cgroup", src.Instrumented())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan error, 1)
@@ -406,7 +413,7 @@ for i in range(int(sys.argv[2])):
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for src.Files() == 0 {
+	for src.Instrumented() == 0 {
 		if time.Now().After(deadline) {
 			mu.Lock()
 			t.Fatalf("the client's libssl was not instrumented after it started; warnings: %v", warnings)
@@ -434,6 +441,82 @@ for i in range(int(sys.argv[2])):
 		want := tlsSeen{dir: output.DirectionIngress, status: 200, uri: "/c" + strconv.Itoa(i), header: "small", contentLength: 15,
 			sport: uint16(port), dport: uint16(lport), comm: "python3", tls: true, hostPID: uint32(cmd.Process.Pid),
 			src: "127.0.0.1", dst: "127.0.0.1"}
+		if v != want {
+			t.Fatalf("event %d:\n got %+v\nwant %+v", i, v, want)
+		}
+	}
+	if err := tr.Remove(context.Background(), tg); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestIntegrationTLSForkedWorkerStartedAfterAttachIsInstrumented starts
+// nginx with a master process in a cgroup already traced: the master is
+// instrumented when it maps libssl, the worker it forks when the kernel
+// reports the fork, and each response the worker sends is one event.
+func TestIntegrationTLSForkedWorkerStartedAfterAttachIsInstrumented(t *testing.T) {
+	mount := itest.RequireBPF(t)
+	tracedDir, tracedFD := testCgroup(t, mount, "fork-traced")
+	_, untracedFD := testCgroup(t, mount, "fork-untraced")
+	coll, err := bpf.Load(bpf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coll.Close()
+	src, err := tlssource.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var mu sync.Mutex
+	var warnings []error
+	warn := func(err error) { mu.Lock(); warnings = append(warnings, err); mu.Unlock() }
+	go src.Watch(warn)
+	tr := New(coll, Options{TLS: src, OnError: warn})
+	id, err := cgroup.ID(tracedDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &tlsRecordingSink{}
+	tg, err := tr.Add(container.Info{ID: "tlsfork", Name: "boxtap-tls-fork"}, tracedDir, id, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- tr.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-runDone; err != nil {
+			t.Error(err)
+		}
+	}()
+	port, masterPID := startNginxTLSMode(t, tracedFD, "on")
+	// The master and its worker: two processes mapping libssl.so.3.
+	deadline := time.Now().Add(30 * time.Second)
+	for src.Instrumented() < 2 {
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("%d (process, library) pairs instrumented, want 2 (nginx master and worker); warnings: %v", src.Instrumented(), warnings)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	const n = 30
+	lport := pythonTLSClient(t, untracedFD, port, n, "/w")
+	tr.drain(context.Background())
+	sink.mu.Lock()
+	seen := append([]tlsSeen(nil), sink.seen...)
+	sink.mu.Unlock()
+	if len(seen) != n {
+		t.Fatalf("got %d events, want %d", len(seen), n)
+	}
+	for i, v := range seen {
+		if v.hostPID == uint32(masterPID) {
+			t.Fatalf("event %d names the master (pid %d), not the worker", i, masterPID)
+		}
+		v.hostPID = 0
+		want := tlsSeen{dir: output.DirectionEgress, status: 200, uri: "/w" + strconv.Itoa(i), header: "small", contentLength: 15,
+			sport: uint16(port), dport: uint16(lport), comm: "nginx", tls: true, src: "127.0.0.1", dst: "127.0.0.1"}
 		if v != want {
 			t.Fatalf("event %d:\n got %+v\nwant %+v", i, v, want)
 		}
