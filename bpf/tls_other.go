@@ -42,12 +42,12 @@ var errTLSArch = errors.New("TLS plaintext capture is built for amd64 only")
 // LoadTLS fails: TLS capture is built for amd64 only.
 func LoadTLS() (*TLSCollection, error) { return nil, errTLSArch }
 
-func (c *TLSCollection) Close() error                              { return nil }
-func (c *TLSCollection) TraceCgroup(uint64) error                  { return errTLSArch }
-func (c *TLSCollection) UntraceCgroup(uint64) error                { return nil }
+func (c *TLSCollection) Close() error                                   { return nil }
+func (c *TLSCollection) TraceCgroup(uint64) error                       { return errTLSArch }
+func (c *TLSCollection) UntraceCgroup(uint64) error                     { return nil }
 func (c *TLSCollection) AttachOpenSSL(string, int) ([]link.Link, error) { return nil, errTLSArch }
-func (c *TLSCollection) Lost() (uint64, error)                     { return 0, nil }
-func (c *TLSCollection) NextTLS(*TLSRecord) error                  { return ErrIdle }
+func (c *TLSCollection) Lost() (uint64, error)                          { return 0, nil }
+func (c *TLSCollection) NextTLS(*TLSRecord) error                       { return ErrIdle }
 
 // TLSMapped mirrors struct tls_mapped.
 type TLSMapped struct {

@@ -271,8 +271,9 @@ func TestIntegrationTLSNginxResponsesFromTracedCgroupOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
+	var mu sync.Mutex
 	var warnings []error
-	tr := New(coll, Options{TLS: src, OnError: func(err error) { warnings = append(warnings, err) }})
+	tr := New(coll, Options{TLS: src, OnError: func(err error) { mu.Lock(); warnings = append(warnings, err); mu.Unlock() }})
 	id, err := cgroup.ID(tracedDir)
 	if err != nil {
 		t.Fatal(err)
@@ -283,6 +284,7 @@ func TestIntegrationTLSNginxResponsesFromTracedCgroupOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	if src.Instrumented() != 1 {
+		mu.Lock()
 		t.Fatalf("instrumented %d (process, library) pairs for nginx, want 1 (libssl.so.3); warnings: %v", src.Instrumented(), warnings)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -314,6 +316,8 @@ func TestIntegrationTLSNginxResponsesFromTracedCgroupOnly(t *testing.T) {
 			seen := append([]tlsSeen(nil), sink.seen...)
 			sink.mu.Unlock()
 			if len(seen) != tc.n {
+				mu.Lock()
+				defer mu.Unlock()
 				t.Fatalf("got %d events, want %d (one per response, from nginx only); warnings: %v", len(seen), tc.n, warnings)
 			}
 			for i, v := range seen {
