@@ -216,6 +216,9 @@ func (s *Source) attach(pid int, cgroupID uint64, lib string) error {
 		delete(s.procs, k)
 	}
 	links, err := s.coll.AttachOpenSSL(path, pid)
+	if errors.Is(err, unix.ESRCH) {
+		return nil // the process exited while being instrumented
+	}
 	if err != nil {
 		return fmt.Errorf("pid %d: %w", pid, err)
 	}
