@@ -51,9 +51,6 @@ func (t *Tracer) pollTLS() {
 	if src == nil {
 		return
 	}
-	if t.tlsConns == nil {
-		t.tlsConns = make(map[tlsKey]*conn)
-	}
 	var rec bpf.TLSRecord
 	for range maxTLSPerPoll {
 		err := src.Next(&rec)
@@ -67,12 +64,32 @@ func (t *Tracer) pollTLS() {
 		t.handleTLS(&rec)
 	}
 	t.reapTLS()
+	t.checkTLSLoss()
+}
+
+// checkTLSLoss warns, at most every ten seconds, when the kernel dropped
+// TLS records since the last warning: some HTTPS responses are missing.
+func (t *Tracer) checkTLSLoss() {
+	now := time.Now().UnixNano()
+	if now < t.tlsLossNextNs {
+		return
+	}
+	t.tlsLossNextNs = now + int64(10*time.Second)
+	lost, err := t.opts.TLS.Lost()
+	if err != nil || lost <= t.tlsLostWarned {
+		return
+	}
+	t.tlsLostWarned = lost
+	t.opts.OnError(fmt.Errorf("warning: the kernel dropped %d TLS plaintext records so far (TLS ring buffer full); HTTPS responses may be missing", lost))
 }
 
 func (t *Tracer) handleTLS(rec *bpf.TLSRecord) {
 	t.mu.RLock()
 	tg := t.targets[rec.CgroupId]
 	t.mu.RUnlock()
+	if t.tlsConns == nil {
+		t.tlsConns = make(map[tlsKey]*conn)
+	}
 	k := tlsKey{tgid: rec.Tgid, ssl: rec.Conn}
 	c := t.tlsConns[k]
 	if rec.Flags&bpf.TLSFlagClose != 0 {
@@ -132,6 +149,14 @@ func (c *conn) setTLSTuple(rec *bpf.TLSRecord) {
 	remote := addrOf(rec.Family, rec.Remote)
 	c.dirs[httpstream.Egress] = dirMeta{src: local, dst: remote, sport: rec.Lport, dport: rec.Rport}
 	c.dirs[httpstream.Ingress] = dirMeta{src: remote, dst: local, sport: rec.Rport, dport: rec.Lport}
+}
+
+// tlsState is the TLS source's part of a Tracer, owned by Run.
+type tlsState struct {
+	tlsConns      map[tlsKey]*conn
+	lastTLSReap   int64
+	tlsLossNextNs int64
+	tlsLostWarned uint64
 }
 
 // reapTLS drops idle TLS connections, at most every ten seconds.

@@ -156,8 +156,7 @@ type Tracer struct {
 	lastLossCheck int64
 	malformed     atomic.Uint64 // records skipped because they did not decode
 	malformedNext int64         // no new malformed-record warning before this time
-	tlsConns      map[tlsKey]*conn
-	lastTLSReap   int64
+	tlsState
 }
 
 // New returns a Tracer over a loaded collection. The caller keeps
