@@ -57,6 +57,8 @@ TEST_PACKAGES=(
   "nftables:nft"
   "wrk:wrk"
   "nginx:nginx"
+  "python3:/usr/bin/python3"
+  "libssl3:/usr/lib/x86_64-linux-gnu/libssl.so.3"
   "tcpdump:tcpdump"
   "iproute2:ip"
   "libcap2-bin:setcap"
