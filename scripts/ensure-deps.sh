@@ -58,7 +58,7 @@ TEST_PACKAGES=(
   "wrk:wrk"
   "nginx:nginx"
   "python3:/usr/bin/python3"
-  "libssl3:/usr/lib/x86_64-linux-gnu/libssl.so.3"
+  "libssl3:/usr/share/doc/libssl3/copyright"
   "tcpdump:tcpdump"
   "iproute2:ip"
   "libcap2-bin:setcap"
