@@ -1,3 +1,7 @@
+//go:build amd64
+
+// TLS capture is built for amd64 only (see bpf/tls_other.go).
+
 package main
 
 import (
