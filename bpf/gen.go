@@ -14,3 +14,8 @@ package bpf
 // classify_probe.c is a test harness for the classifier (classify_probe_test.go);
 // only its object is generated, into testdata, so boxtap never embeds it.
 //go:generate clang -O2 -g -fdebug-compilation-dir=. -Wall -Werror -target bpfel -I include -I uapi-asm -c classify_probe.c -o testdata/classify_probe.o
+
+// tls.c holds the uprobes on TLS libraries; they read registers (pt_regs), so its object is
+// generated per architecture (amd64 only so far: tls_other.go reports the rest), with the
+// build host's x86 <asm/ptrace.h>.
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -target amd64 -type tls_record -type tls_mapped tls tls.c -- -O2 -g -Wall -Werror -I tlsinclude -I /usr/include/x86_64-linux-gnu

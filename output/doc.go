@@ -63,6 +63,11 @@
 //	evicted            int64                    Event.Evicted: connection states or buffered
 //	                                            segments of this container dropped for the
 //	                                            memory budget so far; omitted while zero
+//	tls                bool                     Event.TLS: read as plaintext from a TLS
+//	                                            library (always true; omitted otherwise).
+//	                                            packet_len is then the plaintext bytes of
+//	                                            the SSL_read/SSL_write call that carried
+//	                                            the message's first byte
 //
 // The first two are exactly Tracee's. The extra arguments use type strings
 // that Tracee's trace.Argument.UnmarshalJSON decodes into plain Go values:

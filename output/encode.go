@@ -109,6 +109,9 @@ func (e *Event) AppendJSONWith(dst []byte, r *Redactor) []byte {
 		dst = append(dst, '}')
 	}
 	dst = e.HTTP2.appendArgs(dst)
+	if e.TLS {
+		dst = append(dst, `,{"name":"tls","type":"`+ArgTypeBool+`","value":true}`...)
+	}
 	return append(dst, `]}`...)
 }
 

@@ -165,6 +165,9 @@ func reference(e *Event) refEvent {
 	if e.Evicted > 0 {
 		r.Args = append(r.Args, refArg{"evicted", "int64", int64(e.Evicted)})
 	}
+	if e.TLS {
+		r.Args = append(r.Args, refArg{"tls", "bool", true})
+	}
 	r.ArgsNum = len(r.Args)
 	return r
 }
@@ -221,6 +224,7 @@ func TestAppendJSONEquivalentToEncodingJSON(t *testing.T) {
 			e.Direction = Direction(i % 3)
 			e.LatencyKnown = i%2 == 1
 			e.Truncated = i%2 == 0
+			e.TLS = i%3 == 1
 			if i%4 == 3 {
 				e.Request = nil
 			}

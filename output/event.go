@@ -167,6 +167,9 @@ type Event struct {
 	// HTTP2, when non-nil, adds the args of an HTTP/2 response stream
 	// (stream_id, gRPC status, partial).
 	HTTP2 *HTTP2
+	// TLS reports that the exchange was read as plaintext from a TLS
+	// library, not from packets; the "tls" arg is written only when true.
+	TLS bool
 
 	// Identity, when non-nil and encoded, supplies the pre-encoded bytes of
 	// the identity fields (processId ... kubernetes, eventId, eventName,
@@ -200,6 +203,9 @@ func (e *Event) ArgsNum() int {
 		n++
 	}
 	if e.Evicted > 0 {
+		n++
+	}
+	if e.TLS {
 		n++
 	}
 	return n + e.HTTP2.argsNum()

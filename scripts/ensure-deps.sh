@@ -57,6 +57,8 @@ TEST_PACKAGES=(
   "nftables:nft"
   "wrk:wrk"
   "nginx:nginx"
+  "python3:/usr/bin/python3"
+  "libssl3:/usr/share/doc/libssl3/copyright"
   "tcpdump:tcpdump"
   "curl:curl"
   "nghttp2-client:h2load"

@@ -59,6 +59,9 @@ type Options struct {
 	// it the largest state is dropped and counted (Target.Evicted). Zero
 	// means DefaultStateBudget.
 	StateBudget int64
+	// TLS, if set, is the TLS plaintext source (see tls.go); the caller
+	// owns it.
+	TLS tlsOption
 }
 
 // Target is one traced container.
@@ -190,6 +193,7 @@ type Tracer struct {
 	lastLossCheck int64
 	malformed     atomic.Uint64 // records skipped because they did not decode
 	malformedNext int64         // no new malformed-record warning before this time
+	tlsState
 }
 
 // New returns a Tracer over a loaded collection. The caller keeps
@@ -242,6 +246,7 @@ func (t *Tracer) Add(info container.Info, cgroupDir string, cgroupID uint64, sin
 	}
 	tg.att = att
 	t.targets[cgroupID] = tg
+	t.addTLS(tg, cgroupDir, cgroupID)
 	return tg, nil
 }
 
@@ -249,7 +254,7 @@ func (t *Tracer) Add(info container.Info, cgroupDir string, cgroupID uint64, sin
 // kernel produced for it (when Run is running), then flushes and closes its
 // sink.
 func (t *Tracer) Remove(ctx context.Context, tg *Target) error {
-	detachErr := tg.att.Close()
+	detachErr := errors.Join(tg.att.Close(), t.removeTLS(tg.att.CgroupID()))
 	t.drain(ctx)
 	t.mu.Lock()
 	delete(t.targets, tg.att.CgroupID())
@@ -368,6 +373,7 @@ func (t *Tracer) Run(ctx context.Context) error {
 		case err == nil:
 			t.handle(&rec)
 			if n%barrierEvery == 0 {
+				t.pollTLS()
 				t.serveBarrier(rd, &rec)
 			}
 			if n%reapEvery == 0 {
@@ -387,6 +393,7 @@ func (t *Tracer) Run(ctx context.Context) error {
 			return fmt.Errorf("reading capture records: %w", err)
 		}
 		// Idle: nothing waited for a poll interval, or interrupted.
+		t.pollTLS()
 		t.flush()
 		t.clock.sync()
 		t.reap()
@@ -437,6 +444,7 @@ func (t *Tracer) drainUpTo(rd *bpf.Reader, rec *bpf.Record, until uint64) {
 		}
 		t.handle(rec)
 	}
+	t.pollTLS()
 	t.flush()
 }
 
@@ -467,6 +475,7 @@ type conn struct {
 	owner    bpf.Owner
 	hasOwner bool
 	comm     string // owner.Comm as a string
+	tls      bool   // fed by the TLS source
 	identity output.Identity
 	dirs     [2]dirMeta
 	cpu      uint16
@@ -682,6 +691,7 @@ func (t *Tracer) fillExchange(e *output.Event, c *conn, r *httpstream.Response) 
 	// A cut request block makes the event incomplete as much as a cut
 	// response block.
 	e.Truncated = r.Truncated || r.Request != nil && r.Request.Truncated
+	e.TLS = c.tls
 	if r.StreamID != 0 {
 		t.h2 = output.HTTP2{StreamID: r.StreamID, GRPC: r.HasGRPCStatus, GRPCStatus: int64(r.GRPCStatus),
 			GRPCMessage: r.GRPCMessage, Partial: r.Partial}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/internal/display"
+	"github.com/boxtap/boxtap/internal/tlssource"
 	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/runtime/cgroup"
 	"github.com/boxtap/boxtap/runtime/container"
@@ -29,6 +30,7 @@ type captureFlags struct {
 	NoRedact     bool          `name:"no-redact" help:"Print secret header values as they are (a warning is printed)."`
 	RingSize     string        `name:"ring-size" default:"4MiB" help:"Kernel ring buffer size: a power of two from 16KiB, e.g. 4MiB, 64KiB." placeholder:"SIZE"`
 	MaxHeader    int           `name:"max-header-bytes" default:"16384" help:"Header blocks longer than this are cut; the event then has the arg truncated=true."`
+	TLS          bool          `name:"tls" help:"Also read HTTPS as plaintext from the OpenSSL (libssl.so) the traced processes have mapped, through uprobes; events carry tls=true (amd64; see README)."`
 	viewFlags
 	MemoryBudget string `name:"memory-budget" default:"192MiB" help:"Most memory boxtap may use, e.g. 192MiB or 1GiB. Connection state and buffered bytes are held to a third of it; beyond that the largest (then oldest) state is dropped, counted and reported (arg evicted)." placeholder:"SIZE"`
 }
@@ -58,6 +60,7 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	coll   *bpf.Collection
+	tls    *tlssource.Source // nil without --tls
 	tr     *tracer.Tracer
 	stderr io.Writer
 	mount  string
@@ -111,6 +114,15 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 		return nil, err
 	}
 	s := &session{coll: coll, stderr: os.Stderr, mount: mount, view: &f.viewFlags}
+	if f.TLS {
+		if s.tls, err = tlssource.Open(); err != nil {
+			coll.Close()
+			return nil, fmt.Errorf("--tls: %w", err)
+		}
+		// Processes started later in a traced container: instrumented
+		// when they map their libraries. Ends in closeTLS.
+		go s.tls.Watch(func(err error) { fmt.Fprintf(s.stderr, "boxtap: warning: TLS capture: %v\n", err) })
+	}
 	if err := batchScheduling(); err != nil {
 		fmt.Fprintf(s.stderr, "boxtap: note: %v; tracing goes on, but boxtap's wakeups may preempt the traced service\n", err)
 	}
@@ -124,6 +136,7 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 		MaxEvents:   f.Count,
 		Filter:      f.filter,
 		StateBudget: applyMemoryBudget(budget),
+		TLS:         s.tls,
 		OnEvent: func(*tracer.Target) {
 			if n := s.total.Add(1); f.Count > 0 && n >= f.Count {
 				s.cancel()
@@ -242,6 +255,9 @@ func (s *session) run() error {
 	ps := s.tr.ParserStats()
 	sum.Truncated, sum.Desyncs, sum.CutStreams = ps.Truncated, ps.Desyncs, ps.CutStreams
 	sum.DroppedRequests, sum.GapBytes = ps.DroppedRequests, ps.GapBytes
+	if err := s.closeTLS(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.coll.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("releasing eBPF objects: %w", err))
 	}
@@ -260,7 +276,19 @@ func (s *session) abort() {
 	for _, tg := range s.tr.Targets() {
 		_ = s.tr.Remove(context.Background(), tg)
 	}
+	_ = s.closeTLS()
 	_ = s.coll.Close()
+}
+
+// closeTLS detaches the TLS uprobes, if any.
+func (s *session) closeTLS() error {
+	if s.tls == nil {
+		return nil
+	}
+	if err := s.tls.Close(); err != nil {
+		return fmt.Errorf("releasing the TLS probes: %w", err)
+	}
+	return nil
 }
 
 // markStopped makes later add calls fail with errSessionEnded.

@@ -1,0 +1,434 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * TLS plaintext of the traced cgroups, from OpenSSL's SSL_read/SSL_write
+ * (and their _ex forms) through uprobes, without kprobes.
+ *
+ * A uprobe fires for every process that maps the library file, in every
+ * container sharing it and on the host: each probe first looks the calling
+ * task's cgroup up in tls_cgroups and returns when it is not traced.
+ *
+ * The socket behind an SSL call is found on the same thread: while a traced
+ * thread is inside SSL_read/SSL_write (an entry in tls_calls), the
+ * raw_syscalls:sys_enter tracepoint notes the fd of the read/write-family
+ * syscall OpenSSL makes. On return the fd is turned into its struct sock
+ * (task->files->fdt->fd[fd]->private_data->sk) and the 4-tuple is kept per
+ * SSL*, so that a read OpenSSL serves from its own buffer (no syscall) is
+ * still attributed. sys_enter runs for every syscall on the host: for any
+ * thread outside an SSL call of a traced cgroup it costs one hash lookup.
+ *
+ * Offsets per direction are counted here, per SSL*, so that user space sees
+ * a lost record as a hole in a stream, as it does for TCP.
+ */
+#include <linux/bpf.h>
+#include <linux/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
+
+#include "tls_kernel.h"
+#include "tls.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+/* x86-64 syscall numbers of the calls OpenSSL's socket BIO makes. */
+#define NR_read 0
+#define NR_write 1
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_mmap 9
+#define PROT_EXEC 4
+
+/* One SSL call in progress on a thread. */
+struct tls_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 out_len; /* size_t * of the _ex forms, 0 otherwise */
+	__s32 fd;      /* fd of the syscall made inside the call, -1 if none */
+	__u8 dir;
+	__u8 ex;
+};
+
+/* What is kept per TLS connection (per process and SSL*). */
+struct tls_conn_key {
+	__u64 ssl;
+	__u32 tgid;
+	__u32 pad;
+};
+
+struct tls_conn {
+	__u32 off[2];
+	__u8 lost[2];
+	__u8 has_sock;
+	__u8 family;
+	__s32 fd;
+	__u16 lport, rport;
+	__u8 local[16];
+	__u8 remote[16];
+};
+
+struct tls_scratch {
+	struct tls_record h;
+	__u8 data[TLS_CHUNK];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);  /* cgroup id */
+	__type(value, __u8);
+} tls_cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct tls_call);
+} tls_calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tls_conn_key);
+	__type(value, struct tls_conn);
+} tls_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tls_scratch);
+} tls_scratch SEC(".maps");
+
+/* Records the ring buffer had no room for, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} tls_lost SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} tls_events SEC(".maps");
+
+/* Processes of traced cgroups that mapped executable code (a library, or
+ * the program at exec): user space looks for TLS libraries in them. Rare,
+ * so every record wakes the reader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 << 10);
+} tls_mapped_events SEC(".maps");
+
+/* bpf2go -type needs the types referenced. */
+const struct tls_record *unused_tls_record __attribute__((unused));
+const struct tls_mapped *unused_tls_mapped __attribute__((unused));
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&tls_lost, &zero);
+	if (n)
+		(*n)++;
+}
+
+static __always_inline int enter(struct pt_regs *ctx, __u8 dir, __u8 ex)
+{
+	__u64 cg = bpf_get_current_cgroup_id();
+	if (!bpf_map_lookup_elem(&tls_cgroups, &cg))
+		return 0;
+	struct tls_call call = {
+		.ssl = PT_REGS_PARM1(ctx),
+		.buf = PT_REGS_PARM2(ctx),
+		.out_len = ex ? PT_REGS_PARM4(ctx) : 0,
+		.fd = -1,
+		.dir = dir,
+		.ex = ex,
+	};
+	__u64 id = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&tls_calls, &id, &call, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(tls_sys_enter, struct pt_regs *regs, long nr)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &id);
+	if (!call)
+		return 0;
+	switch (nr) {
+	case NR_read: case NR_write: case NR_readv: case NR_writev:
+	case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg:
+		break;
+	default:
+		return 0;
+	}
+	unsigned long fd = 0;
+	/* The kernel's pt_regs has the user-space layout; rdi is argument 1. */
+	bpf_probe_read_kernel(&fd, sizeof(fd), &regs->rdi);
+	call->fd = (__s32)fd;
+	return 0;
+}
+
+/* sys_exit reports a successful mmap with PROT_EXEC in a traced cgroup (a
+ * library loaded, by ld.so or dlopen). Any other syscall on the host costs
+ * one read of the syscall number. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(tls_sys_exit, struct pt_regs *regs, long ret)
+{
+	unsigned long nr = 0, prot = 0;
+	bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_rax);
+	if (nr != NR_mmap || (ret < 0 && ret > -4096))
+		return 0;
+	bpf_probe_read_kernel(&prot, sizeof(prot), &regs->rdx);
+	if (!(prot & PROT_EXEC))
+		return 0;
+	__u64 cg = bpf_get_current_cgroup_id();
+	if (!bpf_map_lookup_elem(&tls_cgroups, &cg))
+		return 0;
+	struct tls_mapped m = {.tgid = bpf_get_current_pid_tgid() >> 32, .cgroup_id = cg, .ts_tai = bpf_ktime_get_tai_ns()};
+	if (bpf_ringbuf_output(&tls_mapped_events, &m, sizeof(m), 0))
+		count_lost();
+	return 0;
+}
+
+/* sched_process_fork reports a new process (not a thread) forked in a
+ * traced cgroup: uprobes are set per process, and a forked child (an nginx
+ * worker, say) maps nothing new. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(tls_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u64 cg = bpf_get_current_cgroup_id();
+	if (!bpf_map_lookup_elem(&tls_cgroups, &cg))
+		return 0;
+	int pid = BPF_CORE_READ(child, pid);
+	int tgid = BPF_CORE_READ(child, tgid);
+	if (pid != tgid)
+		return 0;
+	struct tls_mapped m = {.tgid = tgid, .cgroup_id = cg, .ts_tai = bpf_ktime_get_tai_ns()};
+	if (bpf_ringbuf_output(&tls_mapped_events, &m, sizeof(m), 0))
+		count_lost();
+	return 0;
+}
+
+/* sock_of returns the TCP socket behind fd of the current task, or NULL. */
+static __always_inline struct sock *sock_of(__s32 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	/* The stride is a pointer's size, the same here and in the kernel. */
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	if (!f)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	/* Only a socket's file has a private_data whose file points back. */
+	if (!sock || BPF_CORE_READ(sock, file) != f)
+		return NULL;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return NULL;
+	return sk;
+}
+
+static __always_inline void fill_tuple(struct tls_conn *c, struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_INET) {
+		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memset(c->local, 0, 16);
+		__builtin_memset(c->remote, 0, 16);
+		__builtin_memcpy(c->local, &l, 4);
+		__builtin_memcpy(c->remote, &r, 4);
+		c->family = 4;
+	} else if (family == AF_INET6) {
+		BPF_CORE_READ_INTO(&c->local, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&c->remote, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		c->family = 6;
+	} else {
+		return;
+	}
+	c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	c->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	c->has_sock = 1;
+}
+
+static __always_inline void fill_task(struct tls_record *h)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	h->tgid = id >> 32;
+	h->tid = (__u32)id;
+	h->uid = (__u32)bpf_get_current_uid_gid();
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	h->start_ns = BPF_CORE_READ(t, start_time);
+	h->leader_start_ns = BPF_CORE_READ(t, group_leader, start_time);
+	struct pid *tp = BPF_CORE_READ(t, thread_pid);
+	unsigned int level = BPF_CORE_READ(tp, level);
+	struct upid up = {};
+	/* numbers[] is indexed with the local struct upid size: int + pointer,
+	 * 16 bytes here as in the kernel. */
+	bpf_probe_read_kernel(&up, sizeof(up), &tp->numbers[level & 31]);
+	h->ns_tid = up.nr;
+	h->pidns = BPF_CORE_READ(up.ns, ns.inum);
+	struct pid *lp = BPF_CORE_READ(t, group_leader, thread_pid);
+	bpf_probe_read_kernel(&up, sizeof(up), &lp->numbers[level & 31]);
+	h->ns_tgid = up.nr;
+	h->mntns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
+}
+
+/* emit sends n plaintext bytes at buf as records of at most TLS_CHUNK
+ * bytes; past TLS_MAX_CHUNKS the last record stands for the rest uncopied. */
+static __always_inline void emit(struct tls_call *call, struct tls_conn *c, __u64 n)
+{
+	__u32 zero = 0;
+	struct tls_scratch *s = bpf_map_lookup_elem(&tls_scratch, &zero);
+	if (!s)
+		return;
+	struct tls_record *h = &s->h;
+	__builtin_memset(h, 0, sizeof(*h));
+	fill_task(h);
+	h->ts_tai = bpf_ktime_get_tai_ns();
+	h->conn = call->ssl;
+	h->dir = call->dir & 1;
+	h->call_len = n > 0xffffffff ? 0xffffffff : (__u32)n;
+	if (c->has_sock) {
+		h->flags |= TLS_FLAG_SOCK;
+		h->family = c->family;
+		h->lport = c->lport;
+		h->rport = c->rport;
+		__builtin_memcpy(h->local, c->local, 16);
+		__builtin_memcpy(h->remote, c->remote, 16);
+	}
+	__u8 dir = call->dir & 1;
+	for (int i = 0; i < TLS_MAX_CHUNKS; i++) {
+		__u64 off = (__u64)i * TLS_CHUNK;
+		if (off >= n)
+			break;
+		__u64 left = n - off;
+		__u32 cl = left > TLS_CHUNK ? TLS_CHUNK : (__u32)left;
+		h->seq = c->off[dir];
+		h->len = i == TLS_MAX_CHUNKS - 1 ? (__u32)left : cl;
+		h->data_len = cl;
+		h->flags &= ~TLS_FLAG_GAP;
+		if (c->lost[dir])
+			h->flags |= TLS_FLAG_GAP;
+		if (bpf_probe_read_user(s->data, cl, (void *)(call->buf + off)) < 0) {
+			h->data_len = 0;
+			cl = 0;
+		}
+		if (bpf_ringbuf_output(&tls_events, s, sizeof(*h) + cl, BPF_RB_NO_WAKEUP) == 0) {
+			c->lost[dir] = 0;
+		} else {
+			c->lost[dir] = 1;
+			count_lost();
+		}
+		c->off[dir] += h->len;
+	}
+}
+
+static __always_inline int leave(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_call *p = bpf_map_lookup_elem(&tls_calls, &id);
+	if (!p)
+		return 0;
+	struct tls_call call = *p;
+	bpf_map_delete_elem(&tls_calls, &id);
+
+	/* All four return int: the upper half of the register is not theirs
+	 * (a -1 read as long would be 4 GiB of "plaintext"). */
+	int rc = (int)PT_REGS_RC(ctx);
+	__u64 n = 0;
+	if (call.ex) {
+		if (rc != 1 || !call.out_len)
+			return 0;
+		bpf_probe_read_user(&n, sizeof(n), (void *)call.out_len);
+	} else {
+		if (rc <= 0)
+			return 0;
+		n = rc;
+	}
+	if (!n)
+		return 0;
+
+	struct tls_conn_key k = {.ssl = call.ssl, .tgid = id >> 32};
+	struct tls_conn *c = bpf_map_lookup_elem(&tls_conns, &k);
+	if (!c) {
+		struct tls_conn fresh = {.fd = -1};
+		bpf_map_update_elem(&tls_conns, &k, &fresh, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&tls_conns, &k);
+		if (!c)
+			return 0;
+	}
+	if (call.fd >= 0 && (call.fd != c->fd || !c->has_sock)) {
+		struct sock *sk = sock_of(call.fd);
+		if (sk) {
+			fill_tuple(c, sk);
+			c->fd = call.fd;
+		}
+	}
+	emit(&call, c, n);
+	return 0;
+}
+
+SEC("uprobe")
+int tls_write_enter(struct pt_regs *ctx) { return enter(ctx, 0, 0); }
+
+SEC("uprobe")
+int tls_write_ex_enter(struct pt_regs *ctx) { return enter(ctx, 0, 1); }
+
+SEC("uprobe")
+int tls_read_enter(struct pt_regs *ctx) { return enter(ctx, 1, 0); }
+
+SEC("uprobe")
+int tls_read_ex_enter(struct pt_regs *ctx) { return enter(ctx, 1, 1); }
+
+SEC("uretprobe")
+int tls_leave(struct pt_regs *ctx) { return leave(ctx); }
+
+/* SSL_free: the SSL* may be reused for another connection. */
+SEC("uprobe")
+int tls_free(struct pt_regs *ctx)
+{
+	__u64 cg = bpf_get_current_cgroup_id();
+	if (!bpf_map_lookup_elem(&tls_cgroups, &cg))
+		return 0;
+	struct tls_conn_key k = {.ssl = PT_REGS_PARM1(ctx), .tgid = bpf_get_current_pid_tgid() >> 32};
+	struct tls_conn *c = bpf_map_lookup_elem(&tls_conns, &k);
+	if (!c)
+		return 0;
+	/* Tell user space the stream ended, so a later SSL* at the same
+	 * address starts a new connection. */
+	__u32 zero = 0;
+	struct tls_scratch *s = bpf_map_lookup_elem(&tls_scratch, &zero);
+	if (s) {
+		struct tls_record *h = &s->h;
+		__builtin_memset(h, 0, sizeof(*h));
+		fill_task(h);
+		h->ts_tai = bpf_ktime_get_tai_ns();
+		h->conn = k.ssl;
+		h->flags = TLS_FLAG_CLOSE;
+		if (bpf_ringbuf_output(&tls_events, h, sizeof(*h), BPF_RB_NO_WAKEUP))
+			count_lost();
+	}
+	bpf_map_delete_elem(&tls_conns, &k);
+	return 0;
+}
