@@ -48,10 +48,17 @@ type Segment struct {
 	// Gap reports that bytes of this direction before Seq were lost for good
 	// (the kernel had no room for them): holes before Seq are given up at once
 	// instead of waiting for data that will never come.
-	Gap  bool
-	FIN  bool // sender finished after Seq+Len
-	RST  bool // connection reset: the whole connection is finished at once
-	Info PacketInfo
+	Gap bool
+	// Filtered is a kernel promise that exactly one response, which a filter
+	// left out, fills [Seq, Seq+Len) and, with HasSkip, [Seq+Len, SkipTo): it
+	// starts at a message boundary, so it answers the oldest queued request.
+	// The Conn pairs it and passes its bytes without parsing or emitting it.
+	// FilteredStatus is its status code.
+	Filtered       bool
+	FilteredStatus int
+	FIN            bool // sender finished after Seq+Len
+	RST            bool // connection reset: the whole connection is finished at once
+	Info           PacketInfo
 }
 
 // HeaderField is one header line. Name is in canonical MIME form
@@ -144,4 +151,7 @@ type Stats struct {
 	// lost to a resync. The responses to requests dropped from a full queue are
 	// emitted without a request.
 	DroppedRequests uint64
+	// Filtered counts responses the kernel left out (Segment.Filtered) that
+	// were paired and passed; one that did not fit the framing is a Desync.
+	Filtered uint64
 }

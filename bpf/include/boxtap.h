@@ -31,6 +31,9 @@ enum record_flags {
 	REC_F_LISTENER = 1 << 5,  /* seen on a listening socket: cookie is the listener's */
 	REC_F_NOT_HTTP = 1 << 6,  /* records were sent before classification, which found
 				   * the connection is not HTTP after all: forget it */
+	REC_F_FILTERED = 1 << 7,  /* exactly one response, whose status the filter leaves out,
+				   * fills [seq, seq+seg_len), and [seq+seg_len, skip_to) too
+				   * with REC_F_SKIP; nothing of it is captured */
 };
 
 /* The task that owns a socket: the last thread that sent on it. */
@@ -73,7 +76,8 @@ struct record {
 	__u8 tcp_flags;
 	__u8 rflags;       /* enum record_flags */
 	__u16 cpu;
-	__u32 pad;
+	__u16 status;      /* with REC_F_FILTERED: the response's status code */
+	__u16 pad;
 	__u8 saddr[16];    /* IPv4 in the first 4 bytes */
 	__u8 daddr[16];
 	char iface[IFNAMSIZ];
@@ -88,6 +92,7 @@ struct counters {
 	__u64 not_http;      /* connections classified as not HTTP */
 	__u64 no_storage;    /* packets passed uncaptured: no socket storage could be allocated */
 	__u64 nest_overflow; /* packets passed uncaptured: programs nested deeper than MAX_NEST */
+	__u64 filtered;      /* responses left out in the kernel by the status filter */
 };
 
 /* Value of the traced-cgroup map. */
