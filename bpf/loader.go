@@ -42,9 +42,9 @@ const (
 	// FlagNotHTTP: records of this connection were sent before it was
 	// classified, and it turned out not to be HTTP: forget it.
 	FlagNotHTTP = 1 << 6
-	// FlagFiltered: exactly one response, which Options.KeepStatus left
-	// out, fills the record's span (and the skipped span after it, with
-	// FlagSkip); none of it is captured.
+	// FlagFiltered: a response that Options.KeepStatus left out starts at
+	// the record's Seq and ends at its SkipTo (which is no skip here);
+	// nothing of the record's span is captured.
 	FlagFiltered = 1 << 7
 )
 

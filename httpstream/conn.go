@@ -34,6 +34,7 @@ type piece struct {
 	// filtered: the whole span is one response the kernel left out (Segment.Filtered)
 	filtered bool
 	status   int
+	bodyLeft uint32 // filtered: bytes of the response after the span
 	info     PacketInfo
 }
 
@@ -155,11 +156,14 @@ func (c *Conn) Feed(seg *Segment, emit func(*Response)) {
 // acceptFiltered takes a response the kernel left out as one piece spanning
 // it, body included, so that it is paired in stream order.
 func (c *Conn) acceptFiltered(s *stream, seg *Segment, n uint32, emit func(*Response)) {
-	if seg.HasSkip && !seg.FIN && seqLT(seg.Seq+n, seg.SkipTo) {
-		n = seg.SkipTo - seg.Seq
+	p := piece{seq: seg.Seq, n: n, fin: seg.FIN, segStart: true, filtered: true, status: seg.FilteredStatus, info: seg.Info}
+	if end := seg.Seq + n; seqLT(end, seg.FilteredEnd) {
+		p.bodyLeft = seg.FilteredEnd - end
 	}
-	c.accept(s, piece{seq: seg.Seq, n: n, fin: seg.FIN, segStart: true, filtered: true,
-		status: seg.FilteredStatus, info: seg.Info}, emit)
+	c.accept(s, p, emit)
+	if seg.HasSkip && !seg.FIN && seqLT(seg.Seq+n, seg.SkipTo) && !c.ended && !s.finished {
+		c.accept(s, piece{seq: seg.Seq + n, n: seg.SkipTo - seg.Seq - n, info: seg.Info}, emit)
+	}
 }
 
 // Close releases the buffers; later Feeds are ignored.
@@ -536,13 +540,15 @@ func (c *Conn) passFiltered(s *stream, p *piece) {
 		defer c.recycle(pr)
 	}
 	switch {
-	case req == nil:
-	case req.Method == "CONNECT" && p.status/100 == 2:
+	case req != nil && req.Method == "CONNECT" && p.status/100 == 2:
 		c.endHTTP()
-	case req.Method == "HEAD":
-		// The kernel took a body that an answer to HEAD does not have:
-		// the next response may be in what it covered.
+	case req != nil && req.Method == "HEAD":
+		// The kernel counted a body that an answer to HEAD does not
+		// have: resynchronise at the next response that starts a
+		// segment (where the kernel, too, gives up its count).
 		c.desync(s)
+	case p.bodyLeft > 0:
+		s.st, s.remaining = stBody, uint64(p.bodyLeft)
 	}
 }
 

@@ -8,14 +8,9 @@ import (
 
 // kernelFiltered is the record the kernel sends for a response its status
 // filter leaves out: no bytes, covering the n bytes of the response that
-// are in its first segment, and with a skip to its end when its body runs
-// past that segment (total > n).
+// are in its first segment, and saying it is total bytes long.
 func kernelFiltered(off, n, total uint32, status int) step {
-	st := step{dir: Ingress, off: off, uncaptured: n, filtered: true, status: status}
-	if total > n {
-		st.hasSkip, st.skipTo = true, off+total
-	}
-	return st
+	return step{dir: Ingress, off: off, uncaptured: n, filtered: true, status: status, filteredEnd: off + total}
 }
 
 // A response the kernel left out answers the oldest queued request; the
@@ -50,8 +45,16 @@ func TestKernelFilteredResponsesArePairedInOrder(t *testing.T) {
 		},
 		{
 			name: "a filtered response whose body the kernel skips",
-			steps: cat(seq(eg, getA+getB), []step{kernelFiltered(0, uint32(bigHead)+100, n(big), 200)},
+			steps: cat(seq(eg, getA+getB), []step{kernelFiltered(0, uint32(bigHead)+100, n(big), 200),
+				{dir: in, off: uint32(bigHead) + 100, data: strings.Repeat("b", 256), uncaptured: 1744, hasSkip: true, skipTo: n(big)}},
 				[]step{at(in, len(big), err500)}),
+			want:     []string{`ingress HTTP/1.1 "500 Internal Server Error" cl=4 <- GET /b`},
+			filtered: 1,
+		},
+		{
+			name: "a filtered response whose body segments the kernel copies",
+			steps: cat(seq(eg, getA+getB), []step{kernelFiltered(0, uint32(bigHead)+100, n(big), 200)},
+				seq(in, big[bigHead+100:3000], big[3000:], err500)),
 			want:     []string{`ingress HTTP/1.1 "500 Internal Server Error" cl=4 <- GET /b`},
 			filtered: 1,
 		},

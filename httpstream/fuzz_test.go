@@ -407,13 +407,11 @@ func arbitrarySegments(in []byte) []Segment {
 		case 6:
 			seg.Len = 0 // inconsistent: Len < len(Data)
 		case 7:
-			// a response the kernel left out, maybe with its body skipped
+			// a response the kernel left out, maybe with a body to come
 			// (the kernel sends no Data with it; the Conn must not need any)
 			seg.Filtered, seg.FilteredStatus = true, 100+int(s.byte())*2
 			seg.Len += uint32(s.byte())
-			if b := s.byte(); b&1 == 1 {
-				seg.HasSkip, seg.SkipTo = true, seg.Seq+seg.Len+uint32(b)*32
-			}
+			seg.FilteredEnd = seg.Seq + seg.Len + uint32(s.byte())*32
 		}
 		if op&0x1e == 0x1e {
 			seg.RST = true

@@ -49,13 +49,14 @@ type Segment struct {
 	// (the kernel had no room for them): holes before Seq are given up at once
 	// instead of waiting for data that will never come.
 	Gap bool
-	// Filtered is a kernel promise that exactly one response, which a filter
-	// left out, fills [Seq, Seq+Len) and, with HasSkip, [Seq+Len, SkipTo): it
-	// starts at a message boundary, so it answers the oldest queued request.
-	// The Conn pairs it and passes its bytes without parsing or emitting it.
-	// FilteredStatus is its status code.
+	// Filtered is a kernel promise that a response which a filter left out
+	// starts at Seq, at a message boundary (so it answers the oldest queued
+	// request), and ends at FilteredEnd; none of [Seq, Seq+Len) is captured.
+	// The Conn pairs it and passes its bytes, the body bytes that follow
+	// included, without parsing or emitting it. FilteredStatus is its code.
 	Filtered       bool
 	FilteredStatus int
+	FilteredEnd    uint32
 	FIN            bool // sender finished after Seq+Len
 	RST            bool // connection reset: the whole connection is finished at once
 	Info           PacketInfo

@@ -543,6 +543,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		// --status, given to bpf.Load): paired, never parsed.
 		Filtered:       rec.Rflags&bpf.FlagFiltered != 0,
 		FilteredStatus: int(rec.Status),
+		FilteredEnd:    rec.SkipTo,
 		Info: httpstream.PacketInfo{
 			TimestampNs: uint64(now),
 			PacketLen:   rec.PktLen,

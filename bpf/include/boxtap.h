@@ -31,9 +31,9 @@ enum record_flags {
 	REC_F_LISTENER = 1 << 5,  /* seen on a listening socket: cookie is the listener's */
 	REC_F_NOT_HTTP = 1 << 6,  /* records were sent before classification, which found
 				   * the connection is not HTTP after all: forget it */
-	REC_F_FILTERED = 1 << 7,  /* exactly one response, whose status the filter leaves out,
-				   * fills [seq, seq+seg_len), and [seq+seg_len, skip_to) too
-				   * with REC_F_SKIP; nothing of it is captured */
+	REC_F_FILTERED = 1 << 7,  /* a response whose status the filter leaves out starts at
+				   * seq and ends at skip_to (not a skip); nothing of
+				   * [seq, seq+seg_len) is captured */
 };
 
 /* The task that owns a socket: the last thread that sent on it. */
@@ -66,7 +66,8 @@ struct record {
 	__u64 sk_cgroup;   /* cgroup id of the socket itself */
 	__u32 seq;         /* TCP sequence number of the first byte covered */
 	__u32 seg_len;     /* payload bytes covered from seq (>= data_len) */
-	__u32 skip_to;     /* with REC_F_SKIP: next sequence number the kernel sends */
+	__u32 skip_to;     /* with REC_F_SKIP: next sequence number the kernel sends;
+			    * with REC_F_FILTERED: the end of the response */
 	__u32 pkt_len;     /* skb->len of the packet */
 	__u16 data_len;    /* bytes in data[] */
 	__u16 sport;       /* host byte order */

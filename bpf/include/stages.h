@@ -255,10 +255,13 @@ static __always_inline int trim_retransmit(struct conn *c, struct dir_state *ds,
 /*
  * A response the status filter leaves out, of mlen bytes from this segment's
  * start (at a known boundary, so its request is the oldest one user space
- * has queued): send one record of no payload that covers it, its body
- * included, so that user space pairs and passes it without parsing. The
- * body segments after this one are skipped like any skipped body. Returns
- * the bytes to capture: none.
+ * has queued): send one record of no payload that covers the segment and
+ * says where the response ends (skip_to), so that user space pairs and
+ * passes it without parsing. A body that runs past the segment is pending
+ * like any other: skipped from its next large segment on, unless that
+ * segment starts a response (an answer to a HEAD the kernel did not see;
+ * user space, which knows the request, resynchronises there). Returns the
+ * bytes to capture: none.
  */
 static __always_inline __u32 filter_response(struct conn *c, struct dir_state *ds, struct pkt *p, __u32 mlen)
 {
@@ -267,15 +270,11 @@ static __always_inline __u32 filter_response(struct conn *c, struct dir_state *d
 	if (ctr)
 		ctr->filtered++;
 	p->rflags |= REC_F_FILTERED;
-	if (mlen > p->len) {
-		p->skip_to = end;
-		p->rflags |= REC_F_SKIP;
-		ds->next = end;
-		if (ctr)
-			ctr->skipped_bytes += mlen - p->len;
-	}
+	p->skip_to = end;
 	ds->boundary = end;
-	ds->pend = 0;
+	ds->pend = mlen > p->len;
+	ds->pend_at = p->seq + p->len;
+	ds->pend_end = end;
 	return 0;
 }
 
@@ -337,8 +336,7 @@ static __always_inline __u32 track_body(struct __sk_buff *skb, struct conn *c, s
 		if (!mlen || mlen < plen) {
 			ds->bvalid = 0; /* unknown length or pipelined: stop guessing */
 			ds->pend = 0;
-		} else if (filter && (mlen == plen || (skip_bodies && !(p->tcp_flags & (TCP_F_FIN | TCP_F_RST)))) &&
-			   (p->status = status_filtered_out(p->lvl))) {
+		} else if (filter && (p->status = status_filtered_out(p->lvl))) {
 			capture = filter_response(c, ds, p, mlen);
 		} else {
 			ds->boundary = seq + mlen;
