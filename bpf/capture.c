@@ -199,6 +199,12 @@ volatile const __u64 wakeup_bytes = 256 * 1024;
 volatile const __u64 owner_refresh_ns = 60ULL * 1000 * 1000 * 1000;
 /* Set to 0 to send every body byte to user space (for tests). */
 volatile const __u8 skip_bodies = 1;
+/* With filter_status set, a response whose status code has its bit clear in
+ * keep_status (bit code%64 of word code/64, codes 100-599) is left out in the
+ * kernel wherever the kernel knows where it starts and ends (see
+ * track_body); user space filters every other one itself. */
+volatile const __u8 filter_status = 0;
+volatile const __u64 keep_status[16] = {}; /* 1024 bits: a mask bounds the index */
 
 /* Ring-buffer records have no map value type, so name struct record here to
  * put it into the object's BTF, where bpf2go finds it. */

@@ -65,6 +65,7 @@ type captureCounters struct {
 	NotHttp      uint64
 	NoStorage    uint64
 	NestOverflow uint64
+	Filtered     uint64
 }
 
 type captureOutBuf struct {
@@ -110,7 +111,8 @@ type captureRecord struct {
 	TcpFlags uint8
 	Rflags   uint8
 	Cpu      uint16
-	Pad      uint32
+	Status   uint16
+	Pad      uint16
 	Saddr    [16]uint8
 	Daddr    [16]uint8
 	Iface    [16]int8
@@ -161,6 +163,8 @@ const (
 	captureProgCaptureEgress  = "capture_egress"
 	captureProgCaptureIngress = "capture_ingress"
 	captureVarBtfRecord       = "btf_record"
+	captureVarFilterStatus    = "filter_status"
+	captureVarKeepStatus      = "keep_status"
 	captureVarOwnerRefreshNs  = "owner_refresh_ns"
 	captureVarSkipBodies      = "skip_bodies"
 	captureVarWakeupBytes     = "wakeup_bytes"
@@ -230,6 +234,8 @@ type captureMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type captureVariableSpecs struct {
 	BtfRecord      *ebpf.VariableSpec `ebpf:"btf_record"`
+	FilterStatus   *ebpf.VariableSpec `ebpf:"filter_status"`
+	KeepStatus     *ebpf.VariableSpec `ebpf:"keep_status"`
 	OwnerRefreshNs *ebpf.VariableSpec `ebpf:"owner_refresh_ns"`
 	SkipBodies     *ebpf.VariableSpec `ebpf:"skip_bodies"`
 	WakeupBytes    *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -281,6 +287,8 @@ func (m *captureMaps) Close() error {
 // It can be passed to loadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type captureVariables struct {
 	BtfRecord      *ebpf.Variable `ebpf:"btf_record"`
+	FilterStatus   *ebpf.Variable `ebpf:"filter_status"`
+	KeepStatus     *ebpf.Variable `ebpf:"keep_status"`
 	OwnerRefreshNs *ebpf.Variable `ebpf:"owner_refresh_ns"`
 	SkipBodies     *ebpf.Variable `ebpf:"skip_bodies"`
 	WakeupBytes    *ebpf.Variable `ebpf:"wakeup_bytes"`

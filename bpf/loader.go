@@ -42,6 +42,10 @@ const (
 	// FlagNotHTTP: records of this connection were sent before it was
 	// classified, and it turned out not to be HTTP: forget it.
 	FlagNotHTTP = 1 << 6
+	// FlagFiltered: a response that Options.KeepStatus left out starts at
+	// the record's Seq and ends at its SkipTo (which is no skip here);
+	// nothing of the record's span is captured.
+	FlagFiltered = 1 << 7
 )
 
 // Directions (enum direction).
@@ -76,6 +80,11 @@ type Options struct {
 	// CaptureBodies sends every body byte to user space instead of
 	// skipping Content-Length bodies in the kernel.
 	CaptureBodies bool
+	// KeepStatus, when set, says which response status codes (100-599)
+	// can match the filter. The kernel leaves out the others wherever it
+	// knows where such a response starts and ends, and sends one small
+	// FlagFiltered record for each instead of its bytes.
+	KeepStatus func(code int) bool
 }
 
 // Collection is the loaded eBPF programs and maps.
@@ -123,6 +132,9 @@ func Load(opts Options) (*Collection, error) {
 	}
 	if err := spec.Variables["skip_bodies"].Set(skip); err != nil {
 		return nil, fmt.Errorf("setting skip_bodies: %w", err)
+	}
+	if err := setStatusFilter(spec, opts.KeepStatus); err != nil {
+		return nil, err
 	}
 
 	c := &Collection{attached: make(map[uint64]*Attachment)}
@@ -240,6 +252,7 @@ func (a *Attachment) Counters() (Counters, error) {
 		sum.NotHTTP += v.NotHttp
 		sum.NoStorage += v.NoStorage
 		sum.NestOverflow += v.NestOverflow
+		sum.Filtered += v.Filtered
 	}
 	return sum, nil
 }
@@ -253,6 +266,7 @@ type Counters struct {
 	NotHTTP      uint64 // connections classified as not HTTP
 	NoStorage    uint64 // packets passed uncaptured: no socket storage could be allocated
 	NestOverflow uint64 // packets passed uncaptured: programs nested deeper than the per-CPU buffers
+	Filtered     uint64 // responses the status filter left out in the kernel
 }
 
 // Close detaches the programs from the cgroup. It is safe to call twice.
@@ -387,3 +401,24 @@ func DecodeRecord(raw []byte, rec *Record) error {
 
 // Interrupt makes a blocked Next return ErrIdle at once (for shutdown).
 func (r *Reader) Interrupt() error { return r.rb.Flush() }
+
+// setStatusFilter turns keep into the kernel's status bitmap; nil keeps
+// every status and leaves the kernel's filter off.
+func setStatusFilter(spec *ebpf.CollectionSpec, keep func(int) bool) error {
+	if keep == nil {
+		return nil
+	}
+	var bits [16]uint64
+	for code := 100; code < 600; code++ {
+		if keep(code) {
+			bits[code/64] |= 1 << (code % 64)
+		}
+	}
+	if err := spec.Variables["keep_status"].Set(bits); err != nil {
+		return fmt.Errorf("setting keep_status: %w", err)
+	}
+	if err := spec.Variables["filter_status"].Set(uint8(1)); err != nil {
+		return fmt.Errorf("setting filter_status: %w", err)
+	}
+	return nil
+}

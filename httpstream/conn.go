@@ -31,6 +31,10 @@ type piece struct {
 	data     []byte // captured prefix of the span; the rest is uncaptured
 	fin      bool
 	segStart bool // data[0] is the first byte of a kernel segment
+	// filtered: the whole span is one response the kernel left out (Segment.Filtered)
+	filtered bool
+	status   int
+	bodyLeft uint32 // filtered: bytes of the response after the span
 	info     PacketInfo
 }
 
@@ -142,12 +146,29 @@ func (c *Conn) Feed(seg *Segment, emit func(*Response)) {
 	if seg.Gap && s.started && seqLT(s.next, seg.Seq) {
 		c.giveUpBefore(s, seg.Seq, emit)
 	}
+	if seg.Filtered {
+		c.acceptFiltered(s, seg, n, emit)
+		return
+	}
 	c.accept(s, piece{seq: seg.Seq, n: n, data: data, fin: seg.FIN, segStart: true, info: seg.Info}, emit)
 	if seg.HasSkip && !seg.FIN {
 		end := seg.Seq + n
 		if seqLT(end, seg.SkipTo) && !c.ended && !s.finished {
 			c.accept(s, piece{seq: end, n: seg.SkipTo - end, info: seg.Info}, emit)
 		}
+	}
+}
+
+// acceptFiltered takes a response the kernel left out as one piece spanning
+// it, body included, so that it is paired in stream order.
+func (c *Conn) acceptFiltered(s *stream, seg *Segment, n uint32, emit func(*Response)) {
+	p := piece{seq: seg.Seq, n: n, fin: seg.FIN, segStart: true, filtered: true, status: seg.FilteredStatus, info: seg.Info}
+	if end := seg.Seq + n; seqLT(end, seg.FilteredEnd) {
+		p.bodyLeft = seg.FilteredEnd - end
+	}
+	c.accept(s, p, emit)
+	if seg.HasSkip && !seg.FIN && seqLT(seg.Seq+n, seg.SkipTo) && !c.ended && !s.finished {
+		c.accept(s, piece{seq: seg.Seq + n, n: seg.SkipTo - seg.Seq - n, info: seg.Info}, emit)
 	}
 }
 
@@ -217,16 +238,20 @@ func (c *Conn) trim(s *stream, p *piece) bool {
 		c.stats.DuplicateBytes += uint64(k)
 		p.data = p.data[k:]
 	}
-	p.seq, p.n, p.segStart = s.next, p.n-k, false
+	// What is left of a filtered response that was partly delivered
+	// already is only uncaptured bytes.
+	p.seq, p.n, p.segStart, p.filtered = s.next, p.n-k, false, false
 	return true
 }
 
 // deliver hands an in-order piece (p.seq == s.next) to the framer.
 func (c *Conn) deliver(s *stream, p *piece, emit func(*Response)) {
-	if len(p.data) > 0 {
+	if p.filtered {
+		c.passFiltered(s, p)
+	} else if len(p.data) > 0 {
 		c.consume(s, p.data, &p.info, p.segStart, emit)
 	}
-	if unc := uint64(p.n) - uint64(len(p.data)); unc > 0 && !c.ended && !s.finished {
+	if unc := uint64(p.n) - uint64(len(p.data)); unc > 0 && !p.filtered && !c.ended && !s.finished {
 		c.unknown(s, unc)
 	}
 	s.atStart = false
@@ -368,7 +393,7 @@ func (c *Conn) consume(s *stream, data []byte, info *PacketInfo, segStart bool, 
 				s.lost = true
 				return
 			}
-			c.resynced(s, data)
+			c.resynced(s, data[0] == 'H')
 			s.beginMessage(info)
 		case stIdle:
 			i := 0
@@ -514,11 +539,48 @@ func (c *Conn) unknown(s *stream, n uint64) {
 	}
 }
 
+// passFiltered pairs a response the kernel left out, in order, with the
+// request it answers, as endResponse would, and passes its bytes. The kernel
+// only leaves out final responses it found at a message boundary; when the
+// framing here disagrees (bytes of another message pending, a request
+// stream), the bytes are uncaptured ones and the direction resynchronises.
+func (c *Conn) passFiltered(s *stream, p *piece) {
+	if s.role == kindRequest || (s.st != stIdle && s.st != stResync) {
+		c.unknown(s, uint64(p.n))
+		return
+	}
+	if s.st == stResync {
+		c.resynced(s, true)
+	}
+	s.role, s.st, s.atStart = kindResponse, stIdle, false
+	c.stats.Filtered++
+	var req *Request
+	switch {
+	case c.unanswered > 0:
+		c.unanswered--
+	case len(c.pending) > 0:
+		pr := c.shiftPending()
+		req = &pr.req
+		defer c.recycle(pr)
+	}
+	switch {
+	case req != nil && req.Method == "CONNECT" && p.status/100 == 2:
+		c.endHTTP()
+	case req != nil && req.Method == "HEAD":
+		// The kernel counted a body that an answer to HEAD does not
+		// have: resynchronise at the next response that starts a
+		// segment (where the kernel, too, gives up its count).
+		c.desync(s)
+	case p.bodyLeft > 0:
+		s.st, s.remaining = stBody, uint64(p.bodyLeft)
+	}
+}
+
 // resynced is called when a direction (re)starts framing at a start line.
 // After lost responses, queued requests can no longer be matched one by one; the
 // next response most likely answers the newest request, so older ones are dropped.
-func (c *Conn) resynced(s *stream, data []byte) {
-	if s.lost && data[0] == 'H' {
+func (c *Conn) resynced(s *stream, response bool) {
+	if s.lost && response {
 		// How many lost responses answered dropped requests is unknown too.
 		c.unanswered = 0
 		if drop := len(c.pending) - 1; drop > 0 {

@@ -406,6 +406,12 @@ func arbitrarySegments(in []byte) []Segment {
 			seg.FIN = true
 		case 6:
 			seg.Len = 0 // inconsistent: Len < len(Data)
+		case 7:
+			// a response the kernel left out, maybe with a body to come
+			// (the kernel sends no Data with it; the Conn must not need any)
+			seg.Filtered, seg.FilteredStatus = true, 100+int(s.byte())*2
+			seg.Len += uint32(s.byte())
+			seg.FilteredEnd = seg.Seq + seg.Len + uint32(s.byte())*32
 		}
 		if op&0x1e == 0x1e {
 			seg.RST = true
@@ -426,6 +432,8 @@ func FuzzArbitrary(f *testing.F) {
 	f.Add([]byte("\x01\x14HTTP/1.1 200 OK\r\nA: b\x21\x05\x01\x20\x02\r\n\x41\x03\x0a\x0d\x0a"))
 	f.Add([]byte("\x61\x20HTTP/1.1 200 OK\r\nContent-Length:\x81\x05 100\r\n\x01\x02\r\n"))
 	f.Add([]byte("\x01\x2bHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\x01\x0a5\r\nabcde\r\n\x01\x05" + "0\r\n\r\n"))
+	f.Add([]byte("\x00\x4eGET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\n\r\n" +
+		"\xe1\x00\x32\x26\x00\xe1\x00\x32\x10\x41\x01\x26HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		segs := arbitrarySegments(in)
 		lim := Limits{MaxHeaderBytes: 128, MaxPendingRequests: 4, MaxOutOfOrderBytes: 1024}

@@ -11,13 +11,16 @@ const cont = ^uint32(0)
 
 // step is one segment of a scripted exchange. off is relative to the direction's ISN.
 type step struct {
-	dir        Direction
-	off        uint32
-	data       string
-	uncaptured uint32 // Len - len(data)
-	skipTo     uint32 // offset; used when hasSkip
-	hasSkip    bool
-	fin, rst   bool
+	dir         Direction
+	off         uint32
+	data        string
+	uncaptured  uint32 // Len - len(data)
+	skipTo      uint32 // offset; used when hasSkip
+	hasSkip     bool
+	fin, rst    bool
+	filtered    bool   // a response the kernel left out (Segment.Filtered)
+	status      int    // its status code
+	filteredEnd uint32 // offset of its end
 }
 
 // recorded is a comparable deep copy of a Response: the Response's strings alias
@@ -115,13 +118,16 @@ func (r *runner) feed(st step) {
 		r.end[st.dir] = st.skipTo
 	}
 	seg := Segment{
-		Dir:  st.dir,
-		Seq:  r.isn[st.dir] + st.off,
-		Len:  uint32(len(st.data)) + st.uncaptured,
-		Data: []byte(st.data),
-		FIN:  st.fin,
-		RST:  st.rst,
-		Info: PacketInfo{TimestampNs: uint64(r.n) * 1000, PacketLen: uint32(len(st.data)) + 52, Ifindex: 1},
+		Dir:            st.dir,
+		Seq:            r.isn[st.dir] + st.off,
+		Len:            uint32(len(st.data)) + st.uncaptured,
+		Data:           []byte(st.data),
+		FIN:            st.fin,
+		RST:            st.rst,
+		Filtered:       st.filtered,
+		FilteredStatus: st.status,
+		FilteredEnd:    r.isn[st.dir] + st.filteredEnd,
+		Info:           PacketInfo{TimestampNs: uint64(r.n) * 1000, PacketLen: uint32(len(st.data)) + 52, Ifindex: 1},
 	}
 	if st.hasSkip {
 		seg.HasSkip, seg.SkipTo = true, r.isn[st.dir]+st.skipTo

@@ -48,10 +48,18 @@ type Segment struct {
 	// Gap reports that bytes of this direction before Seq were lost for good
 	// (the kernel had no room for them): holes before Seq are given up at once
 	// instead of waiting for data that will never come.
-	Gap  bool
-	FIN  bool // sender finished after Seq+Len
-	RST  bool // connection reset: the whole connection is finished at once
-	Info PacketInfo
+	Gap bool
+	// Filtered is a kernel promise that a response which a filter left out
+	// starts at Seq, at a message boundary (so it answers the oldest queued
+	// request), and ends at FilteredEnd; none of [Seq, Seq+Len) is captured.
+	// The Conn pairs it and passes its bytes, the body bytes that follow
+	// included, without parsing or emitting it. FilteredStatus is its code.
+	Filtered       bool
+	FilteredStatus int
+	FilteredEnd    uint32
+	FIN            bool // sender finished after Seq+Len
+	RST            bool // connection reset: the whole connection is finished at once
+	Info           PacketInfo
 }
 
 // HeaderField is one header line. Name is in canonical MIME form
@@ -161,4 +169,7 @@ type Stats struct {
 	// CutStreams counts HTTP/2 streams ended (RST_STREAM, GOAWAY, connection end)
 	// before any response: they give no event.
 	CutStreams uint64
+	// Filtered counts responses the kernel left out (Segment.Filtered) that
+	// were paired and passed; one that did not fit the framing is a Desync.
+	Filtered uint64
 }

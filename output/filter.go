@@ -207,6 +207,16 @@ func (f *Filter) Match(e *Event) bool {
 	return len(f.hosts) == 0 || matchHost(f.hosts, rq.Host)
 }
 
+// StatusFilter returns what --status keeps, for the kernel to leave out
+// the other responses before they cost anything; nil without --status.
+// Since filters combine with AND, a status it rejects never matches.
+func (f *Filter) StatusFilter() func(code int) bool {
+	if f == nil || len(f.statuses) == 0 {
+		return nil
+	}
+	return f.matchStatus
+}
+
 func (f *Filter) matchStatus(code int) bool {
 	for _, r := range f.statuses {
 		if code >= r.lo && code <= r.hi {

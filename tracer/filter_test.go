@@ -88,6 +88,17 @@ func TestExitLineEndsWithTheFilteredCount(t *testing.T) {
 	}
 }
 
+// The kernel's share of what was filtered out is named after the total.
+func TestExitLineNamesTheKernelsShareOfTheFilteredCount(t *testing.T) {
+	a := Summary{Events: 1, Filtered: 7, FilteredKernel: 5}
+	var s Summary
+	s.add(a)
+	s.add(Summary{Filtered: 2, FilteredKernel: 1})
+	if got := s.String(); !strings.HasSuffix(got, ", 9 filtered out (6 of them in the kernel)") {
+		t.Errorf("%q", got)
+	}
+}
+
 func TestFilteredExchangeDoesNotCountTowardsMaxEvents(t *testing.T) {
 	f, _ := output.NewFilter(output.FilterSpec{Status: []string{"2xx"}})
 	sink := &countingSink{}

@@ -117,8 +117,11 @@ type Summary struct {
 	// Malformed are ring-buffer records that did not decode and were
 	// skipped (a boxtap bug).
 	Malformed uint64
-	// Filtered are exchanges the filter left out (not in Events).
-	Filtered uint64
+	// Filtered are exchanges the filter left out (not in Events);
+	// FilteredKernel are those of them the kernel left out by status
+	// before they cost ring bytes or parsing.
+	Filtered       uint64
+	FilteredKernel uint64
 	// Evicted are connection states and listener segments dropped to stay
 	// within the memory budget.
 	Evicted uint64
@@ -146,6 +149,9 @@ func (s Summary) String() string {
 	filtered := ""
 	if s.Filtered > 0 {
 		filtered = fmt.Sprintf(", %d filtered out", s.Filtered)
+	}
+	if s.FilteredKernel > 0 {
+		filtered += fmt.Sprintf(" (%d of them in the kernel)", s.FilteredKernel)
 	}
 	cut := ""
 	if s.CutStreams > 0 {
@@ -314,6 +320,8 @@ func (t *Tracer) summaryOf(tg *Target) Summary {
 		s.DupSegments = c.DupSegments
 		s.SkippedBytes = c.SkippedBytes
 		s.Uncaptured = uncapturedOf(c)
+		s.Filtered += c.Filtered
+		s.FilteredKernel = c.Filtered
 	}
 	return s
 }
@@ -329,6 +337,7 @@ func (s *Summary) add(o Summary) {
 	s.Unwritten += o.Unwritten
 	s.Malformed += o.Malformed
 	s.Filtered += o.Filtered
+	s.FilteredKernel += o.FilteredKernel
 	s.Evicted += o.Evicted
 	s.DroppedRequests += o.DroppedRequests
 	s.GapBytes += o.GapBytes
@@ -551,6 +560,11 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		Gap:     rec.Rflags&bpf.FlagGap != 0,
 		FIN:     rec.Rflags&bpf.FlagFIN != 0,
 		RST:     rec.Rflags&(bpf.FlagRST|bpf.FlagNotHTTP) != 0, // not HTTP after all: forget it
+		// A response the kernel's status filter left out (Options.Filter's
+		// --status, given to bpf.Load): paired, never parsed.
+		Filtered:       rec.Rflags&bpf.FlagFiltered != 0,
+		FilteredStatus: int(rec.Status),
+		FilteredEnd:    rec.SkipTo,
 		Info: httpstream.PacketInfo{
 			TimestampNs: uint64(now),
 			PacketLen:   rec.PktLen,

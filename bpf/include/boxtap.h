@@ -31,6 +31,9 @@ enum record_flags {
 	REC_F_LISTENER = 1 << 5,  /* seen on a listening socket: cookie is the listener's */
 	REC_F_NOT_HTTP = 1 << 6,  /* records were sent before classification, which found
 				   * the connection is not HTTP after all: forget it */
+	REC_F_FILTERED = 1 << 7,  /* a response whose status the filter leaves out starts at
+				   * seq and ends at skip_to (not a skip); nothing of
+				   * [seq, seq+seg_len) is captured */
 };
 
 /* The task that owns a socket: the last thread that sent on it. */
@@ -63,7 +66,8 @@ struct record {
 	__u64 sk_cgroup;   /* cgroup id of the socket itself */
 	__u32 seq;         /* TCP sequence number of the first byte covered */
 	__u32 seg_len;     /* payload bytes covered from seq (>= data_len) */
-	__u32 skip_to;     /* with REC_F_SKIP: next sequence number the kernel sends */
+	__u32 skip_to;     /* with REC_F_SKIP: next sequence number the kernel sends;
+			    * with REC_F_FILTERED: the end of the response */
 	__u32 pkt_len;     /* skb->len of the packet */
 	__u16 data_len;    /* bytes in data[] */
 	__u16 sport;       /* host byte order */
@@ -73,7 +77,8 @@ struct record {
 	__u8 tcp_flags;
 	__u8 rflags;       /* enum record_flags */
 	__u16 cpu;
-	__u32 pad;
+	__u16 status;      /* with REC_F_FILTERED: the response's status code */
+	__u16 pad;
 	__u8 saddr[16];    /* IPv4 in the first 4 bytes */
 	__u8 daddr[16];
 	char iface[IFNAMSIZ];
@@ -88,6 +93,7 @@ struct counters {
 	__u64 not_http;      /* connections classified as not HTTP */
 	__u64 no_storage;    /* packets passed uncaptured: no socket storage could be allocated */
 	__u64 nest_overflow; /* packets passed uncaptured: programs nested deeper than MAX_NEST */
+	__u64 filtered;      /* responses left out in the kernel by the status filter */
 };
 
 /* Value of the traced-cgroup map. */

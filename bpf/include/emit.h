@@ -15,6 +15,7 @@ struct pkt {
 	__u32 off;     /* offset of the first payload byte to send */
 	__u32 len;     /* payload bytes to send from off */
 	__u32 skip_to;
+	__u16 status;  /* with REC_F_FILTERED */
 	__u16 sport, dport;
 	__u8 family, tcp_flags, rflags, dir;
 	__u8 saddr[16], daddr[16];
@@ -41,6 +42,7 @@ static __always_inline void fill_record(struct record *r, struct __sk_buff *skb,
 	r->tcp_flags = p->tcp_flags;
 	r->rflags = p->rflags;
 	r->cpu = bpf_get_smp_processor_id();
+	r->status = p->status;
 	r->pad = 0;
 	__builtin_memcpy(r->saddr, p->saddr, 16);
 	__builtin_memcpy(r->daddr, p->daddr, 16);

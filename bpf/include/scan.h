@@ -114,6 +114,24 @@ static __always_inline __u32 response_len(struct __sk_buff *skb, __u32 off, __u3
 	return scan_response(s, n, lvl);
 }
 
+/* The status code of the response response_len just scanned (its start is
+ * still in scratch) when the status filter leaves it out, else 0. Interim responses (1xx) are
+ * never left out: user space pairs requests with final responses only. */
+static __always_inline __u32 status_filtered_out(__u32 lvl)
+{
+	if (!filter_status)
+		return 0;
+	struct scan_buf *s = bpf_map_lookup_elem(&scratch, &lvl);
+	if (!s)
+		return 0;
+	__u32 code = status_code(s->b);
+	if (code < 200)
+		return 0;
+	/* The mask, not a comparison, bounds the index for the verifier. */
+	__u32 w = (code >> 6) & 15;
+	return ((keep_status[w] >> (code & 63)) & 1) ? 0 : code;
+}
+
 /*
  * How much of the first segment of a response to copy when its body runs
  * past the segment: only the header block (the scan just found its end),

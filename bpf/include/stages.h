@@ -253,6 +253,32 @@ static __always_inline int trim_retransmit(struct conn *c, struct dir_state *ds,
 }
 
 /*
+ * A response the status filter leaves out, of mlen bytes from this segment's
+ * start (at a known boundary, so its request is the oldest one user space
+ * has queued): send one record of no payload that covers the segment and
+ * says where the response ends (skip_to), so that user space pairs and
+ * passes it without parsing. A body that runs past the segment is pending
+ * like any other: skipped from its next large segment on, unless that
+ * segment starts a response (an answer to a HEAD the kernel did not see;
+ * user space, which knows the request, resynchronises there). Returns the
+ * bytes to capture: none.
+ */
+static __always_inline __u32 filter_response(struct conn *c, struct dir_state *ds, struct pkt *p, __u32 mlen)
+{
+	__u32 end = p->seq + mlen;
+	struct counters *ctr = counters_of(c->ckey);
+	if (ctr)
+		ctr->filtered++;
+	p->rflags |= REC_F_FILTERED;
+	p->skip_to = end;
+	ds->boundary = end;
+	ds->pend = mlen > p->len;
+	ds->pend_at = p->seq + p->len;
+	ds->pend_end = end;
+	return 0;
+}
+
+/*
  * Stage 6, body skipping: how many bytes of the segment to capture. The
  * kernel follows message boundaries as long as each response starts a
  * segment and declares its length. A response whose body runs past its
@@ -302,13 +328,16 @@ static __always_inline __u32 track_body(struct __sk_buff *skb, struct conn *c, s
 		 * stops following boundaries on this connection; user space
 		 * frames everything anyway. */
 		__u8 tail[4] = {};
-		int worth = plen >= SKIP_MIN ||
+		int filter = filter_status && c->class == CLASS_HTTP;
+		int worth = filter || plen >= SKIP_MIN ||
 			    (plen >= 4 && !bpf_skb_load_bytes(skb, off + plen - 4, tail, sizeof(tail)) &&
 			     tail[0] == '\r' && tail[1] == '\n' && tail[2] == '\r' && tail[3] == '\n');
 		__u32 mlen = (!worth || (c->flags & CONN_F_NO_SKIP)) ? 0 : response_len(skb, off, plen, p->lvl);
 		if (!mlen || mlen < plen) {
 			ds->bvalid = 0; /* unknown length or pipelined: stop guessing */
 			ds->pend = 0;
+		} else if (filter && (p->status = status_filtered_out(p->lvl))) {
+			capture = filter_response(c, ds, p, mlen);
 		} else {
 			ds->boundary = seq + mlen;
 			ds->pend = mlen > plen;

@@ -376,7 +376,11 @@ func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	coll, err := bpf.Load(bpf.Options{RingBytes: ring})
+	filter, err := c.hookFilterFlags.filter()
+	if err != nil {
+		return nil, err
+	}
+	coll, err := bpf.Load(bpf.Options{RingBytes: ring, KeepStatus: filter.StatusFilter()})
 	if err != nil {
 		return nil, err
 	}
@@ -387,10 +391,6 @@ func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
 		}
 	}()
 	if t.dir, t.sink, err = c.openSink(info); err != nil {
-		return t, err
-	}
-	filter, err := c.hookFilterFlags.filter()
-	if err != nil {
 		return t, err
 	}
 	t.tr = tracer.New(coll, tracer.Options{Filter: filter, StateBudget: applyMemoryBudget(budget)})

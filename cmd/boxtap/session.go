@@ -105,6 +105,7 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 		return nil, fmt.Errorf("--max-header-bytes %d: give a positive number of bytes, e.g. 16384 (the default)", f.MaxHeader)
 	}
 	opts.RingBytes = ring
+	opts.KeepStatus = f.filter.StatusFilter()
 	budget, err := parseMemoryBudget(f.MemoryBudget)
 	if err != nil {
 		return nil, err
