@@ -389,7 +389,7 @@ func TestHookHostTracerAttachesWithAllCPUsBusy(t *testing.T) {
 		e.delete(t, id)
 	}
 	waitHostTracers(t, e.run, 0, 30*time.Second)
-	if log := e.hookLog(); strings.Contains(log, "error") {
+	if log := e.hookLog(); strings.Contains(log, ": error: ") {
 		t.Fatalf("the hook reported errors under load:\n%s", log)
 	}
 	for i, id := range ids {
@@ -397,5 +397,53 @@ func TestHookHostTracerAttachesWithAllCPUsBusy(t *testing.T) {
 		if !hostHasEvent(evs, id, fmt.Sprintf("/status/%d", 221+i), 221+i) {
 			t.Errorf("%s: its first response is not in its file (not attached in time?): %+v\nhook log:\n%s", id, evs, e.hookLog())
 		}
+	}
+}
+
+// Eight hooked containers start at once on an idle host: their hooks race
+// to start the host tracer, the lock lets one win, and every container is
+// traced by that one host tracer into its own file.
+func TestHookHostTracerConcurrentFirstStartsShareOneTracer(t *testing.T) {
+	e := newHookEnv(t)
+	killHostTracersOnCleanup(t, e)
+	hooks := e.hostHooks(t, "")
+	const n = 8
+	ids, ports := make([]string, n), make([]int, n)
+	errs := make(chan error, n)
+	for i := range ids {
+		ids[i], ports[i] = fmt.Sprintf("%sconc%d", e.prefix, i), itest.FreePort(t)
+		b := e.bundle(t, ids[i], hooks, "serve", "-addr", fmt.Sprintf("127.0.0.1:%d", ports[i]))
+		go func(id, b string) { errs <- e.start(t, id, b) }(ids[i], b)
+	}
+	for range ids {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitHostTracers(t, e.run, 1, 10*time.Second)
+	for i, id := range ids {
+		if p := tracerPIDs(id); len(p) != 0 {
+			t.Fatalf("%s has a per-container tracer %v\nhook log:\n%s", id, p, e.hookLog())
+		}
+		firstResponse(t, fmt.Sprintf("http://127.0.0.1:%d/status/%d", ports[i], 230+i), time.Now())
+	}
+	for _, id := range ids {
+		e.kill(t, id)
+		e.delete(t, id)
+	}
+	waitHostTracers(t, e.run, 0, 10*time.Second)
+	for i, id := range ids {
+		evs, _ := fileLines(t, filepath.Join(e.out, id+".json"))
+		if !hostHasEvent(evs, id, fmt.Sprintf("/status/%d", 230+i), 230+i) {
+			t.Errorf("%s: its call is not in its file: %+v", id, evs)
+		}
+		for _, ev := range evs {
+			if ev.ContainerID != id {
+				t.Errorf("%s: event of another container: %+v", id, ev)
+			}
+		}
+	}
+	if log := e.hookLog(); strings.Contains(log, ": error: ") {
+		t.Errorf("hook errors:\n%s", log)
 	}
 }
