@@ -91,7 +91,10 @@ its process starts and leaves a tracer running in a cgroup of its own; the
 tracer writes <output-dir>/<container-id>.json (<namespace>@<id>.json for a
 containerd namespace other than Docker's) through the same hardened sink as
 "trace --output-dir", and exits when the container ends (poststop, or its
-cgroup empties).
+cgroup empties). With --tracer=host one host tracer, started by the first
+hook and ending with the last container, traces every container instead
+(each still into its own file); a start then costs a hand-over on
+<run-dir>/host.sock rather than loading the eBPF programs.
 
 The whole hook, from reading stdin on, ends within --timeout; SIGTERM ends it
 at once. Errors, bad flags and internal errors go to stderr and to syslog (or
