@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -151,7 +152,7 @@ func (c *hookCmd) startShared(ctx context.Context, mount string, tc *hookTracerC
 		var other errHostBuild
 		switch {
 		case err == nil && rep.OK:
-			lg.Infof("tracing %s through the host tracer", tc.ID)
+			lg.Infof("tracing %s through the host tracer (hook took %s)", tc.ID, time.Since(lg.born).Round(time.Microsecond))
 			return nil
 		case err == nil:
 			return fmt.Errorf("the host tracer could not trace the container: %s", rep.Error)
@@ -383,17 +384,25 @@ func (c *hookHostCmd) setup() (h *hostTracer, err error) {
 	return h, nil
 }
 
-// removeStaleHostCgroups removes the empty cgroups of host tracers that were
-// killed (a live one's is not empty, and stays).
+// removeStaleHostCgroups removes the cgroups of host tracers that were
+// killed: empty ones (a live tracer's is not) whose hook, named in them as
+// host-<pid>-..., has ended too (a hook that is starting a host tracer
+// makes the cgroup before the process).
 func removeStaleHostCgroups(parent, ours string) {
 	if parent == "" || parent == "." {
 		return
 	}
 	matches, _ := filepath.Glob(filepath.Join(parent, "host-*"))
 	for _, m := range matches {
-		if filepath.Base(m) != ours {
-			_ = os.Remove(m)
+		name := filepath.Base(m)
+		if name == ours {
+			continue
 		}
+		pidText, _, _ := strings.Cut(strings.TrimPrefix(name, "host-"), "-")
+		if pid, err := strconv.Atoi(pidText); err == nil && unix.Kill(pid, 0) == nil {
+			continue
+		}
+		_ = os.Remove(m)
 	}
 }
 
