@@ -447,3 +447,41 @@ func TestHookHostTracerConcurrentFirstStartsShareOneTracer(t *testing.T) {
 		t.Errorf("hook errors:\n%s", log)
 	}
 }
+
+// Per-container settings stay per container in the host tracer: a
+// container whose annotation filters on status=404 gets only its 404s,
+// while its neighbour, traced by the same host tracer, gets everything.
+func TestHookHostTracerKeepsEachContainersAnnotationFilter(t *testing.T) {
+	e := newHookEnv(t)
+	killHostTracersOnCleanup(t, e)
+	hooks := e.hostHooks(t, "")
+	filtered, plain := e.prefix+"flt", e.prefix+"all"
+	ports := map[string]int{filtered: itest.FreePort(t), plain: itest.FreePort(t)}
+	for _, id := range []string{filtered, plain} {
+		b := e.bundle(t, id, hooks, "serve", "-addr", fmt.Sprintf("127.0.0.1:%d", ports[id]))
+		if id == filtered {
+			setAnnotations(t, b, map[string]string{"io.boxtap.trace": "status=404"})
+		}
+		if err := e.start(t, id, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitHostTracers(t, e.run, 1, 10*time.Second)
+	for _, id := range []string{filtered, plain} {
+		firstResponse(t, fmt.Sprintf("http://127.0.0.1:%d/status/200", ports[id]), time.Now())
+		callOnce(t, fmt.Sprintf("http://127.0.0.1:%d/status/404", ports[id]), 404)
+	}
+	for _, id := range []string{filtered, plain} {
+		e.kill(t, id)
+		e.delete(t, id)
+	}
+	waitHostTracers(t, e.run, 0, 10*time.Second)
+	evF, _ := fileLines(t, filepath.Join(e.out, filtered+".json"))
+	evP, _ := fileLines(t, filepath.Join(e.out, plain+".json"))
+	if len(evF) != 1 || !hostHasEvent(evF, filtered, "/status/404", 404) {
+		t.Errorf("%s (status=404): events %+v, want the 404 alone", filtered, evF)
+	}
+	if !hostHasEvent(evP, plain, "/status/200", 200) || !hostHasEvent(evP, plain, "/status/404", 404) {
+		t.Errorf("%s (no filter): events %+v, want the 200 and the 404", plain, evP)
+	}
+}
