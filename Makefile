@@ -75,8 +75,8 @@ bench:
 	$(GO) run ./internal/benchrun
 	@echo "== user-space hot path (Go benchmarks)"
 	$(GO) test -run '^$$' -bench 'HandleSmallResponses|SmallResponses|AppendJSON$$|AppendText$$' -benchmem ./tracer/ ./httpstream/ ./output/
-	@echo "== what the OCI hook adds to a container's start (20 starts each, alternating)"
-	$(GO) test -run '^$$' -bench HookStartCost -benchtime 1x ./cmd/boxtap/
+	@echo "== what the OCI hook adds to a container's start (20 starts each, alternating), and the host tracer's memory for 100 containers"
+	$(GO) test -run '^$$' -bench 'HookStartCost|HookHostMemory' -benchtime 1x ./cmd/boxtap/
 
 clean:
 	rm -rf bin
