@@ -485,3 +485,31 @@ func TestHookHostTracerKeepsEachContainersAnnotationFilter(t *testing.T) {
 		t.Errorf("%s (no filter): events %+v, want the 200 and the 404", plain, evP)
 	}
 }
+
+// A host tracer that a hook started but that was given no container (its
+// attach failed: here the output directory is world-writable, which the
+// sink refuses) exits on its own after --timeout. --fail-closed makes runc
+// show the hook's error, which proves the host tracer was asked.
+func TestHookHostTracerWithNoContainerExits(t *testing.T) {
+	e := newHookEnv(t)
+	killHostTracersOnCleanup(t, e)
+	if err := os.Chmod(e.out, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	hooks := e.hostHooks(t, "", "--timeout=3s", "--fail-closed")
+	id := e.prefix + "idle"
+	err := e.start(t, id, e.bundle(t, id, hooks, "sleep"))
+	if err == nil || !strings.Contains(err.Error(), "the host tracer could not trace the container") {
+		t.Fatalf("want the start to fail with the host tracer's refusal, have %v", err)
+	}
+	waitHostTracers(t, e.run, 0, 30*time.Second)
+	if _, err := os.Stat(filepath.Join(e.out, id+".json")); !os.IsNotExist(err) {
+		t.Errorf("a file was written into the refused directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.run, hostStateDir, id+".json")); !os.IsNotExist(err) {
+		t.Errorf("the refused container's host state is left: %v", err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(e.mount, "boxtap", "host-*")); len(m) != 0 {
+		t.Errorf("host tracer cgroups left behind: %v", m)
+	}
+}
