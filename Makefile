@@ -91,8 +91,8 @@ bench:
 	$(GO) run ./internal/benchrun
 	@echo "== user-space hot path (Go benchmarks)"
 	$(GO) test -run '^$$' -bench 'HandleSmallResponses|SmallResponses|AppendJSON$$|AppendText$$' -benchmem ./tracer/ ./httpstream/ ./output/
-	@echo "== what the OCI hook adds to a container's start (20 starts each, alternating)"
-	$(GO) test -run '^$$' -bench HookStartCost -benchtime 1x ./cmd/boxtap/
+	@echo "== what the OCI hook adds to a container's start (20 starts each, alternating), and the host tracer's memory for 100 containers"
+	$(GO) test -run '^$$' -bench 'HookStartCost|HookHostMemory' -benchtime 1x ./cmd/boxtap/
 
 # Release builds use exactly go.mod's Go version (installed if needed), so the same commit
 # gives the same bytes on any machine. VERSION defaults to `git describe --tags --always --dirty`.

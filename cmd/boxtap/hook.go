@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +43,7 @@ type hookSettings struct {
 	Runtime           string        `name:"runtime" default:"auto" enum:"auto,containerd,docker,cri-o,podman,oci" help:"The runtime that runs this hook, whose annotations alone name the container (auto: from the bundle path and what only each runtime sets; see README)." placeholder:"NAME"`
 	MaxSize           byteSize      `name:"max-size" default:"0" help:"Rotate a container's file before it grows past this size, e.g. 50M (0: never)." placeholder:"SIZE"`
 	MaxFiles          int           `name:"max-files" default:"5" help:"With --max-size: rotated files kept per container (<id>.json.1 is the newest)." placeholder:"N"`
+	Tracer            string        `name:"tracer" default:"per-container" enum:"per-container,host" help:"per-container: each container gets its own tracer process (loads the eBPF programs at each start); host: one host tracer, started by the first hook and ended with the last container, traces them all (see README)."`
 }
 
 // args renders the settings as command-line flags, for the hooks that
@@ -59,6 +61,9 @@ func (s *hookSettings) args() []string {
 	}
 	if s.MaxSize != 0 {
 		a = append(a, "--max-size="+strconv.FormatInt(int64(s.MaxSize), 10), "--max-files="+strconv.Itoa(s.MaxFiles))
+	}
+	if s.Tracer != "" && s.Tracer != tracerPerContainer {
+		a = append(a, "--tracer="+s.Tracer)
 	}
 	if s.FailClosed {
 		a = append(a, "--fail-closed")
@@ -86,7 +91,10 @@ its process starts and leaves a tracer running in a cgroup of its own; the
 tracer writes <output-dir>/<container-id>.json (<namespace>@<id>.json for a
 containerd namespace other than Docker's) through the same hardened sink as
 "trace --output-dir", and exits when the container ends (poststop, or its
-cgroup empties).
+cgroup empties). With --tracer=host one host tracer, started by the first
+hook and ending with the last container, traces every container instead
+(each still into its own file); a start then costs a hand-over on
+<run-dir>/host.sock rather than loading the eBPF programs.
 
 The whole hook, from reading stdin on, ends within --timeout; SIGTERM ends it
 at once. Errors, bad flags and internal errors go to stderr and to syslog (or
@@ -186,7 +194,43 @@ func (c *hookCmd) start(ctx context.Context, st *specs.State, lg *hookLogger) er
 		}
 		return err
 	}
-	return c.spawnTracer(ctx, mount, dir, key, req.OutputDir, info, req.RedactHeaders, req.Filter, lg)
+	perContainer := func() error {
+		return c.spawnTracer(ctx, mount, dir, key, req.OutputDir, info, req.RedactHeaders, req.Filter, lg)
+	}
+	if c.Tracer == tracerHost {
+		tc, err := c.tracerRequest(dir, key, req.OutputDir, info, req.RedactHeaders, req.Filter)
+		if err != nil {
+			return err
+		}
+		return c.startShared(ctx, mount, tc, lg, perContainer)
+	}
+	return perContainer()
+}
+
+// Values of --tracer.
+const (
+	tracerPerContainer = "per-container"
+	tracerHost         = "host"
+)
+
+// tracerRequest is what a per-container tracer would be started with, as
+// the host tracer receives it.
+func (c *hookCmd) tracerRequest(cgroupDir, key, subdir string, info container.Info, redact []string, filter output.FilterSpec) (*hookTracerCmd, error) {
+	infoJSON, err := json.Marshal(info)
+	if err != nil {
+		return nil, fmt.Errorf("encoding container info: %w", err)
+	}
+	tc := &hookTracerCmd{
+		ID: key, CgroupDir: cgroupDir, OutputDir: c.OutputDir, RunDir: c.RunDir, Info: string(infoJSON),
+		RingSize: c.RingSize, MaxSize: int64(c.MaxSize), MaxFiles: c.MaxFiles, MemoryBudget: c.MemoryBudget,
+		RedactHeader: append(append([]string{}, c.RedactHeader...), redact...),
+		hookFilterFlags: hookFilterFlags{Status: filter.Status, Method: filter.Method, Path: filter.Path,
+			Host: filter.Host, MinLatency: filter.MinLatency, Direction: filter.Direction},
+	}
+	if subdir != "" {
+		tc.OutputSubdir, tc.Tenant = subdir, hook.Tenant(info)
+	}
+	return tc, nil
 }
 
 // spawnTracer starts "boxtap hook-tracer" detached: its own session, its
@@ -237,12 +281,7 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, key, subdir
 	defer pr.Close()
 	stdio := lg.childOutput()
 	defer stdio.Close()
-	cmd := exec.Command("/proc/self/exe", args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, stdio, stdio
-	cmd.ExtraFiles = []*os.File{pw}
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, UseCgroupFD: true, CgroupFD: own.FD()}
+	cmd := detachedCommand(args, stdio, pw, own.FD())
 	if err := cmd.Start(); err != nil {
 		pw.Close()
 		own.Kill()
@@ -267,6 +306,18 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, key, subdir
 	return cmd.Process.Release()
 }
 
+// detachedCommand is boxtap itself in a session and cgroup of its own,
+// stdio on the hook log or /dev/null, and a readiness pipe on fd 3.
+func detachedCommand(args []string, stdio io.Writer, ready *os.File, cgroupFD int) *exec.Cmd {
+	cmd := exec.Command("/proc/self/exe", args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, stdio, stdio
+	cmd.ExtraFiles = []*os.File{ready}
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, UseCgroupFD: true, CgroupFD: cgroupFD}
+	return cmd
+}
+
 // stop signals the container's tracer and waits until it has flushed and
 // exited.
 func (c *hookCmd) stop(ctx context.Context, st *specs.State, lg *hookLogger) error {
@@ -274,6 +325,9 @@ func (c *hookCmd) stop(ctx context.Context, st *specs.State, lg *hookLogger) err
 	_, ns := hook.DetectRuntime(st.Bundle, b.Annotations, c.Runtime)
 	key, err := output.FileKey(ns, st.ID)
 	if err != nil {
+		return err
+	}
+	if _, err := c.stopShared(ctx, key, lg); err != nil {
 		return err
 	}
 	runDir := hook.RunDir(c.RunDir)

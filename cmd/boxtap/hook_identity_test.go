@@ -20,14 +20,23 @@ import (
 // or generic keys that a pod author can add as plain annotations (they used
 // to win when they came first in a fixed order). Its file is keyed by
 // namespace and ID, and its by-name link goes by pod namespace/pod/container.
+// Both --tracer modes hand the same identity to the events.
 func TestHookIdentityFromTheLaunchingRuntimeOnly(t *testing.T) {
+	for _, mode := range []string{tracerPerContainer, tracerHost} {
+		t.Run(mode, func(t *testing.T) { hookIdentityFromTheLaunchingRuntimeOnly(t, mode) })
+	}
+}
+
+func hookIdentityFromTheLaunchingRuntimeOnly(t *testing.T, mode string) {
 	e := newHookEnv(t)
+	killHostTracersOnCleanup(t, e)
 	port := itest.FreePort(t)
 	id := e.prefix + "ident"
 	const ns = "bxh-ns"
+	args := e.hookArgs("--tracer=" + mode)
 	hooks := &specs.Hooks{
-		CreateRuntime: []specs.Hook{{Path: e.boxtap, Args: append([]string{"boxtap", "hook", "createRuntime"}, e.hookArgs()...)}},
-		Poststop:      []specs.Hook{{Path: e.boxtap, Args: append([]string{"boxtap", "hook", "poststop"}, e.hookArgs()...)}},
+		CreateRuntime: []specs.Hook{{Path: e.boxtap, Args: append([]string{"boxtap", "hook", "createRuntime"}, args...)}},
+		Poststop:      []specs.Hook{{Path: e.boxtap, Args: append([]string{"boxtap", "hook", "poststop"}, args...)}},
 	}
 	made := e.bundle(t, id, hooks, "serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port))
 	bundle := filepath.Join(e.dir, "io.containerd.runtime.v2.task", ns, id)
@@ -56,6 +65,7 @@ func TestHookIdentityFromTheLaunchingRuntimeOnly(t *testing.T) {
 	e.kill(t, id)
 	e.delete(t, id)
 	waitNoTracer(t, id, 10*time.Second)
+	waitHostTracers(t, e.run, 0, 10*time.Second)
 
 	file := filepath.Join(e.out, ns+"@"+id+".json")
 	type ident struct {
@@ -65,6 +75,7 @@ func TestHookIdentityFromTheLaunchingRuntimeOnly(t *testing.T) {
 		Kubernetes struct {
 			PodName      string `json:"podName"`
 			PodNamespace string `json:"podNamespace"`
+			PodUID       string `json:"podUID"`
 		} `json:"kubernetes"`
 	}
 	data, err := os.ReadFile(file)
@@ -79,8 +90,8 @@ func TestHookIdentityFromTheLaunchingRuntimeOnly(t *testing.T) {
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			t.Fatal(err)
 		}
-		if ev.Container.Name != "web" || ev.Kubernetes.PodName != "front-1" || ev.Kubernetes.PodNamespace != "shop" {
-			t.Fatalf("event identity %+v, want web in pod shop/front-1 (containerd's keys)", ev)
+		if ev.Container.Name != "web" || ev.Kubernetes.PodName != "front-1" || ev.Kubernetes.PodNamespace != "shop" || ev.Kubernetes.PodUID != "uid-front-1" {
+			t.Fatalf("event identity %+v, want web in pod shop/front-1 uid uid-front-1 (containerd's keys)", ev)
 		}
 	}
 	if n == 0 {

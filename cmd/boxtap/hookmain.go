@@ -203,6 +203,7 @@ func readStateBounded(ctx context.Context, f *os.File) (*specs.State, error) {
 // stalled log daemon must not hold up a container's start. Safe for
 // concurrent use (the watchdog logs too).
 type hookLogger struct {
+	born    time.Time // when the hook began its work, for the timings it logs
 	stage   string
 	maxWait time.Duration
 	stderr  io.Writer
@@ -215,7 +216,7 @@ type hookLogger struct {
 }
 
 func newHookLogger(outDir, stage string, maxWait time.Duration) *hookLogger {
-	lg := &hookLogger{stage: stage, maxWait: max(maxWait, 10*time.Millisecond), stderr: os.Stderr}
+	lg := &hookLogger{born: time.Now(), stage: stage, maxWait: max(maxWait, 10*time.Millisecond), stderr: os.Stderr}
 	if d, err := output.OpenDir(outDir, output.DirOptions{}); err == nil {
 		lg.dir = d
 	} else {

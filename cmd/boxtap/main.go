@@ -27,6 +27,7 @@ type cli struct {
 
 	DemoApp    demoAppCmd    `cmd:"" name:"demo-app" hidden:"" help:"Internal: the demo's server and client."`
 	HookTracer hookTracerCmd `cmd:"" name:"hook-tracer" hidden:"" help:"Internal: the per-container tracer started by boxtap hook."`
+	HookHost   hookHostCmd   `cmd:"" name:"hook-host" hidden:"" help:"Internal: the host tracer started by boxtap hook --tracer=host."`
 }
 
 const description = `boxtap attaches eBPF programs to the cgroup of each container you name and

@@ -64,6 +64,10 @@ type session struct {
 	tr     *tracer.Tracer
 	stderr io.Writer
 	mount  string
+	// nsRoot is where boxtap's cgroup namespace root lies under mount ("/"
+	// on the host), found once; nsRootErr says why it could not be.
+	nsRoot    string
+	nsRootErr error
 
 	wg      sync.WaitGroup
 	mu      sync.Mutex
@@ -124,6 +128,7 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 		// when they map their libraries. Ends in closeTLS.
 		go s.tls.Watch(func(err error) { fmt.Fprintf(s.stderr, "boxtap: warning: TLS capture: %v\n", err) })
 	}
+	s.nsRoot, s.nsRootErr = cgroup.NamespaceRoot(mount)
 	if err := batchScheduling(); err != nil {
 		fmt.Fprintf(s.stderr, "boxtap: note: %v; tracing goes on, but boxtap's wakeups may preempt the traced service\n", err)
 	}
@@ -154,11 +159,26 @@ func (s *session) add(info container.Info, sink output.Sink) error {
 	if err != nil {
 		return fmt.Errorf("finding the cgroup of %s (%s): %w", display.Quote(info.Name), info.ShortID(), err)
 	}
+	if rel, err = s.resolve(rel); err != nil {
+		return fmt.Errorf("finding the cgroup of %s (%s): %w", display.Quote(info.Name), info.ShortID(), err)
+	}
 	dir, err := cgroup.Dir(s.mount, rel)
 	if err != nil {
 		return fmt.Errorf("finding the cgroup of %s (%s): %w", display.Quote(info.Name), info.ShortID(), err)
 	}
 	return s.addCgroup(info, dir, sink)
+}
+
+// resolve makes a /proc/PID/cgroup path relative to the mount: in a pod
+// with a cgroup namespace of its own, such paths are relative to it.
+func (s *session) resolve(rel string) (string, error) {
+	if s.nsRootErr != nil {
+		if strings.HasPrefix(rel, "/..") {
+			return "", s.nsRootErr
+		}
+		return rel, nil
+	}
+	return cgroup.Resolve(s.nsRoot, rel)
 }
 
 // addCgroup attaches to a cgroup directory.

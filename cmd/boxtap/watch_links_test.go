@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -63,5 +66,39 @@ func TestWatchSameIDInTwoNamespacesAndPodLinks(t *testing.T) {
 	}
 	if err := p.Wait(traceExitTimeout); err != nil {
 		t.Fatal(err)
+	}
+	// Every event carries Tracee's kubernetes fields from the CRI labels.
+	for tk, podName := range map[*ctrtest.Task]string{a: "front-1", b: "front-2", c: "front-1"} {
+		checkPodFields(t, filepath.Join(dir, tk.Namespace+"@"+tk.ID+".json"), podName, "shop", "uid-"+podName)
+	}
+}
+
+// checkPodFields checks the kubernetes object of every event in a file.
+func checkPodFields(t *testing.T, path, name, namespace, uid string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var ev struct {
+			Kubernetes struct {
+				PodName      string `json:"podName"`
+				PodNamespace string `json:"podNamespace"`
+				PodUID       string `json:"podUID"`
+			} `json:"kubernetes"`
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		k := ev.Kubernetes
+		if k.PodName != name || k.PodNamespace != namespace || k.PodUID != uid {
+			t.Errorf("%s: kubernetes %+v, want %s/%s uid %s", path, k, namespace, name, uid)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Errorf("%s: no events", path)
 	}
 }

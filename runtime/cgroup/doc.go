@@ -3,9 +3,10 @@
 // cgroupsPath expands to, the cgroup ID that eBPF helpers report, and when a
 // cgroup has emptied.
 //
-// Assumption: boxtap runs in the host's cgroup namespace. The path in the
-// "0::" line of /proc/PID/cgroup is relative to the reader's cgroup namespace
-// root, so inside a nested container it would not name a directory under the
-// mount. Dir checks that the resulting directory exists, which catches most
-// such setups with an error that says so.
+// The path in the "0::" line of /proc/PID/cgroup is relative to the
+// reader's cgroup namespace root. On the host that is the hierarchy's root;
+// in a pod with a private cgroup namespace, NamespaceRoot finds where the
+// namespace root lies (hostPID and the host's cgroupfs needed) and Resolve
+// turns such paths ("/../...") into paths under the mount. Dir checks that
+// the resulting directory exists.
 package cgroup
