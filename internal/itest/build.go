@@ -48,6 +48,14 @@ func BuildTestApp(t testing.TB) string { t.Helper(); return defaultBuilder.TestA
 // BuildBoxtap returns the path of the boxtap binary built from ./cmd/boxtap (once per process).
 func BuildBoxtap(t testing.TB) string { t.Helper(); return defaultBuilder.Boxtap(t) }
 
+// BuildBoxtapWithoutRace returns a boxtap binary built without the race detector even when
+// the tests run with it: for tests that measure boxtap's memory or keeping up, which the
+// race detector's own cost (several times the memory, a slower reader) would falsify.
+func BuildBoxtapWithoutRace(t testing.TB) string {
+	t.Helper()
+	return defaultBuilder.build(t, "./cmd/boxtap", false)
+}
+
 // TestApp returns the path of a static (CGO_ENABLED=0) internal/testapp binary, which runs
 // in an otherwise empty container image.
 func (b *Builder) TestApp(t testing.TB) string {
@@ -65,25 +73,37 @@ func (b *Builder) Boxtap(t testing.TB) string {
 // once and returns the binary's path; it fails the test if the build fails.
 func (b *Builder) Build(t testing.TB, pkg string) string {
 	t.Helper()
+	// boxtap runs on the host, never in a test image: it may link dynamically,
+	// which the race detector needs.
+	return b.build(t, pkg, raceEnabled && pkg == "./cmd/boxtap")
+}
+
+// build compiles pkg, with the race detector when race is set, once per (pkg, race).
+func (b *Builder) build(t testing.TB, pkg string, race bool) string {
+	t.Helper()
+	key := pkg
+	if race {
+		key += " -race"
+	}
 	b.mu.Lock()
 	if b.builds == nil {
 		b.builds = map[string]*build{}
 	}
-	bd, ok := b.builds[pkg]
+	bd, ok := b.builds[key]
 	if !ok {
 		bd = &build{}
-		b.builds[pkg] = bd
+		b.builds[key] = bd
 	}
 	b.mu.Unlock()
 
-	bd.once.Do(func() { bd.path, bd.err = b.compile(pkg) })
+	bd.once.Do(func() { bd.path, bd.err = b.compile(pkg, race) })
 	if bd.err != nil {
 		t.Fatalf("build %s: %v", pkg, bd.err)
 	}
 	return bd.path
 }
 
-func (b *Builder) compile(pkg string) (string, error) {
+func (b *Builder) compile(pkg string, race bool) (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
@@ -97,14 +117,15 @@ func (b *Builder) compile(pkg string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(dir, filepath.Base(pkg))
+	if race {
+		out += "-race"
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	// -trimpath makes the output depend only on the sources, so content-addressed image tags
 	// stay stable across runs.
 	args, cgo := []string{"build", "-trimpath", "-o", out}, "CGO_ENABLED=0"
-	if raceEnabled && pkg == "./cmd/boxtap" {
-		// boxtap runs on the host, never in a test image: it may link
-		// dynamically, which the race detector needs.
+	if race {
 		args, cgo = append(args, "-race"), "CGO_ENABLED=1"
 	}
 	cmd := exec.CommandContext(ctx, goBin, append(args, pkg)...)
