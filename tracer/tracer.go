@@ -59,7 +59,14 @@ type Options struct {
 	// it the largest state is dropped and counted (Target.Evicted). Zero
 	// means DefaultStateBudget.
 	StateBudget int64
+	// Observer, if set, sees every exchange that passed the filter, filled
+	// as written (metrics, spans). It runs on the tracer's goroutine and
+	// must not block; it must not keep the event.
+	Observer Observer
 }
+
+// Observer receives each exchange after filtering (see Options.Observer).
+type Observer interface{ Observe(e *output.Event) }
 
 // Target is one traced container.
 type Target struct {
@@ -627,6 +634,9 @@ func (t *Tracer) emit(r *httpstream.Response) {
 	e.Identity = &c.identity
 	e.LostRecords = tg.lost
 	e.Evicted = tg.evicted.Load()
+	if t.opts.Observer != nil {
+		t.opts.Observer.Observe(e)
+	}
 
 	if err := tg.sink.Write(e); err != nil {
 		t.reportWrite(tg, err)
