@@ -58,6 +58,7 @@ TEST_PACKAGES=(
   "wrk:wrk"
   "nginx:nginx"
   "tcpdump:tcpdump"
+  "prometheus:/usr/bin/prometheus"
   "iproute2:ip"
   "libcap2-bin:setcap"
   "util-linux:nsenter"
