@@ -17,6 +17,7 @@ import (
 	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/hook"
 	"github.com/boxtap/boxtap/internal/display"
+	"github.com/boxtap/boxtap/internal/telemetry"
 	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/runtime/cgroup"
 	"github.com/boxtap/boxtap/runtime/container"
@@ -40,6 +41,7 @@ type hookSettings struct {
 	RingSize          string        `name:"ring-size" default:"2MiB" help:"Kernel ring buffer of each container's tracer: a power of two from 16KiB, e.g. 2MiB." placeholder:"SIZE"`
 	RedactHeader      []string      `name:"redact-header" sep:"none" help:"Also redact this header's value (repeatable)." placeholder:"NAME"`
 	MemoryBudget      string        `name:"memory-budget" default:"192MiB" help:"Most memory each container's tracer may use; its cgroup gets it as memory.max. Connection state is held to a third of it (see boxtap trace --help)." placeholder:"SIZE"`
+	hookOTLPFlags
 }
 
 // args renders the settings as command-line flags, for the hooks that
@@ -61,7 +63,7 @@ func (s *hookSettings) args() []string {
 	for _, h := range s.RedactHeader {
 		a = append(a, "--redact-header="+h)
 	}
-	return a
+	return append(a, s.hookOTLPFlags.args()...)
 }
 
 type hookCmd struct {
@@ -218,6 +220,7 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, outFile str
 		args = append(args, "--redact-header="+h)
 	}
 	args = append(args, filter.Args()...)
+	args = append(args, c.hookOTLPFlags.args()...)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("creating the readiness pipe: %w", err)
@@ -287,6 +290,7 @@ type hookTracerCmd struct {
 	RedactHeader []string `name:"redact-header" sep:"none"`
 	hookFilterFlags
 	MemoryBudget string `name:"memory-budget" default:"192MiB"`
+	hookOTLPFlags
 }
 
 func (c *hookTracerCmd) Run(ctx context.Context) error {
@@ -325,6 +329,7 @@ type hookTracer struct {
 	tg     *tracer.Target
 	file   *os.File
 	runDir hook.RunDir
+	spans  *telemetry.Spans // nil without --otlp-endpoint
 }
 
 func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
@@ -366,7 +371,14 @@ func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
 	if err != nil {
 		return t, err
 	}
-	t.tr = tracer.New(coll, tracer.Options{Filter: filter, StateBudget: applyMemoryBudget(budget)})
+	opts := tracer.Options{Filter: filter, StateBudget: applyMemoryBudget(budget)}
+	if t.spans, err = c.hookOTLPFlags.spans(context.Background()); err != nil {
+		return t, err
+	}
+	if t.spans != nil {
+		opts.Observer = t.spans
+	}
+	t.tr = tracer.New(coll, opts)
 	t.tg, err = t.tr.Add(info, c.CgroupDir, cgID, sink)
 	if err != nil {
 		return t, err
@@ -420,6 +432,7 @@ func (t *hookTracer) close() {
 		}
 		t.file.Close()
 	}
+	closeHookSpans(t.id, t.spans)
 	t.runDir.RemovePID(t.id, os.Getpid())
 	if err := t.coll.Close(); err != nil {
 		fmt.Fprintf(os.Stderr, "boxtap tracer %s: releasing eBPF objects: %v\n", t.id, err)
