@@ -16,7 +16,7 @@ import (
 // options, sends one span per exchange it writes to the container's file.
 func TestHookTracerSendsASpanPerExchangeInItsFile(t *testing.T) {
 	e := newHookEnv(t)
-	recv := startOTLPReceiver(t, "grpc")
+	recv := startOTLPReceiver(t, "grpc", nil)
 	port := itest.FreePort(t)
 	id := e.prefix + "otlp"
 	hooks := e.exampleHooks(t)

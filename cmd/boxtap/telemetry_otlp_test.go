@@ -32,6 +32,9 @@ type otlpReceiver struct {
 	mu    sync.Mutex
 	spans []receivedSpan
 	stop  func()
+	// hang, if not nil, makes Export wait for it or the caller's deadline
+	// and then fail: a collector too slow to ever answer in time.
+	hang chan struct{}
 }
 
 type receivedSpan struct {
@@ -39,7 +42,14 @@ type receivedSpan struct {
 	span     *tracepb.Span
 }
 
-func (r *otlpReceiver) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+func (r *otlpReceiver) Export(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	if r.hang != nil {
+		select {
+		case <-r.hang:
+		case <-ctx.Done():
+		}
+		return nil, context.DeadlineExceeded
+	}
 	r.add(req)
 	return &coltracepb.ExportTraceServiceResponse{}, nil
 }
@@ -77,14 +87,14 @@ func (r *otlpReceiver) waitSpans(t *testing.T, n int) []receivedSpan {
 }
 
 // startOTLPReceiver listens on a free 127.0.0.1 port with the protocol
-// boxtap is told to use ("grpc" or "http/protobuf").
-func startOTLPReceiver(t *testing.T, protocol string) *otlpReceiver {
+// boxtap is told to use ("grpc" or "http/protobuf"); hang: see otlpReceiver.
+func startOTLPReceiver(t *testing.T, protocol string, hang chan struct{}) *otlpReceiver {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &otlpReceiver{addr: ln.Addr().String()}
+	r := &otlpReceiver{addr: ln.Addr().String(), hang: hang}
 	switch protocol {
 	case "grpc":
 		srv := grpc.NewServer()
@@ -220,7 +230,7 @@ func testSpansMatchTheExchanges(t *testing.T, protocol string) {
 	server := e.startServer(t, fmt.Sprintf("127.0.0.1:%d", port))
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitServer(t, base)
-	recv := startOTLPReceiver(t, protocol)
+	recv := startOTLPReceiver(t, protocol, nil)
 	p := e.startTrace(t, []*itest.Container{server}, "--otlp-endpoint", "http://"+recv.addr, "--otlp-protocol", protocol)
 	reqs := otlpTraffic()
 	sendRequests(t, base, reqs)
@@ -256,7 +266,7 @@ func TestKilledCollectorCostsSpansButNotEvents(t *testing.T) {
 	server := e.startServer(t, fmt.Sprintf("127.0.0.1:%d", port))
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitServer(t, base)
-	recv := startOTLPReceiver(t, "grpc")
+	recv := startOTLPReceiver(t, "grpc", nil)
 	p := e.startTrace(t, []*itest.Container{server}, "--otlp-endpoint", "http://"+recv.addr)
 	before := otlpTraffic()
 	sendRequests(t, base, before)
@@ -285,5 +295,29 @@ func TestKilledCollectorCostsSpansButNotEvents(t *testing.T) {
 	if exported != len(recv.received()) || dropped != len(after) {
 		t.Errorf("exit line says %d exported, %d dropped; the collector got %d, and %d exchanges came after it died\n%s",
 			exported, dropped, len(recv.received()), len(after), x.stderr)
+	}
+}
+
+func TestSlowCollectorNeverSlowsEventsAndCostsCountedSpans(t *testing.T) {
+	e := newTraceEnv(t)
+	port := itest.FreePort(t)
+	server := e.startServer(t, fmt.Sprintf("127.0.0.1:%d", port))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitServer(t, base)
+	hang := make(chan struct{})
+	recv := startOTLPReceiver(t, "grpc", hang)
+	t.Cleanup(func() { close(hang) }) // runs before the receiver stops
+	p := e.startTrace(t, []*itest.Container{server}, "--otlp-endpoint", "http://"+recv.addr)
+	reqs := otlpTraffic()
+	sendRequests(t, base, reqs)
+	if _, err := p.WaitLines(len(reqs), traceStartTimeout); err != nil {
+		t.Fatalf("events held up by the collector: %v", err)
+	}
+	x := stopTrace(t, p, os.Interrupt)
+	if x.code != 0 || len(x.events) != len(reqs) {
+		t.Fatalf("status %d, %d events for %d requests; stderr:\n%s", x.code, len(x.events), len(reqs), x.stderr)
+	}
+	if want := fmt.Sprintf("0 spans exported, %d dropped", len(reqs)); !strings.Contains(x.stderr, want) {
+		t.Errorf("exit line lacks %q:\n%s", want, x.stderr)
 	}
 }
