@@ -83,7 +83,7 @@ soak:
 
 # Informative only, never run by CI: nginx in Docker under wrk, untraced vs `boxtap trace`,
 # tcpdump and tshark; prints the table and writes it to BENCHMARKS.md (about 8 minutes).
-# BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_CASES (small,tools,neighbour,big,filter).
+# BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_CASES (small,tools,neighbour,big,filter,telemetry).
 .PHONY: bench
 bench:
 	scripts/bench-deps.sh

@@ -62,6 +62,7 @@ TEST_PACKAGES=(
   "tcpdump:tcpdump"
   "curl:curl"
   "nghttp2-client:h2load"
+  "prometheus:/usr/bin/prometheus"
   "iproute2:ip"
   "libcap2-bin:setcap"
   "util-linux:nsenter"

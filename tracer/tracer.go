@@ -62,7 +62,14 @@ type Options struct {
 	// TLS, if set, is the TLS plaintext source (see tls.go); the caller
 	// owns it.
 	TLS tlsOption
+	// Observer, if set, sees every exchange that passed the filter, filled
+	// as written (metrics, spans). It runs on the tracer's goroutine and
+	// must not block; it must not keep the event.
+	Observer Observer
 }
+
+// Observer receives each exchange after filtering (see Options.Observer).
+type Observer interface{ Observe(e *output.Event) }
 
 // Target is one traced container.
 type Target struct {
@@ -665,6 +672,9 @@ func (t *Tracer) emit(r *httpstream.Response) {
 	e.Identity = &c.identity
 	e.LostRecords = tg.lost
 	e.Evicted = tg.evicted.Load()
+	if t.opts.Observer != nil {
+		t.opts.Observer.Observe(e)
+	}
 
 	if err := tg.sink.Write(e); err != nil {
 		t.reportWrite(tg, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/hook"
 	"github.com/boxtap/boxtap/internal/display"
+	"github.com/boxtap/boxtap/internal/telemetry"
 	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/runtime/cgroup"
 	"github.com/boxtap/boxtap/runtime/container"
@@ -44,6 +45,7 @@ type hookSettings struct {
 	MaxSize           byteSize      `name:"max-size" default:"0" help:"Rotate a container's file before it grows past this size, e.g. 50M (0: never)." placeholder:"SIZE"`
 	MaxFiles          int           `name:"max-files" default:"5" help:"With --max-size: rotated files kept per container (<id>.json.1 is the newest)." placeholder:"N"`
 	Tracer            string        `name:"tracer" default:"per-container" enum:"per-container,host" help:"per-container: each container gets its own tracer process (loads the eBPF programs at each start); host: one host tracer, started by the first hook and ended with the last container, traces them all (see README)."`
+	hookOTLPFlags
 }
 
 // args renders the settings as command-line flags, for the hooks that
@@ -74,7 +76,7 @@ func (s *hookSettings) args() []string {
 	for _, h := range s.RedactHeader {
 		a = append(a, "--redact-header="+h)
 	}
-	return a
+	return append(a, s.hookOTLPFlags.args()...)
 }
 
 type hookCmd struct {
@@ -197,7 +199,10 @@ func (c *hookCmd) start(ctx context.Context, st *specs.State, lg *hookLogger) er
 	perContainer := func() error {
 		return c.spawnTracer(ctx, mount, dir, key, req.OutputDir, info, req.RedactHeaders, req.Filter, lg)
 	}
-	if c.Tracer == tracerHost {
+	if c.Tracer == tracerHost && c.OTLPEndpoint != "" {
+		// The host tracer sends no spans yet: a per-container tracer does.
+		lg.Infof("--otlp-endpoint: the host tracer sends no spans; %s gets a tracer of its own", key)
+	} else if c.Tracer == tracerHost {
 		tc, err := c.tracerRequest(dir, key, req.OutputDir, info, req.RedactHeaders, req.Filter)
 		if err != nil {
 			return err
@@ -274,6 +279,7 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, key, subdir
 		args = append(args, "--redact-header="+h)
 	}
 	args = append(args, filter.Args()...)
+	args = append(args, c.hookOTLPFlags.args()...)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("creating the readiness pipe: %w", err)
@@ -367,6 +373,7 @@ type hookTracerCmd struct {
 	RedactHeader []string `name:"redact-header" sep:"none"`
 	hookFilterFlags
 	MemoryBudget string `name:"memory-budget" default:"192MiB"`
+	hookOTLPFlags
 }
 
 func (c *hookTracerCmd) Run(ctx context.Context) error {
@@ -406,6 +413,7 @@ type hookTracer struct {
 	dir    *output.Dir
 	sink   *output.FileSink
 	runDir hook.RunDir
+	spans  *telemetry.Spans // nil without --otlp-endpoint
 }
 
 func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
@@ -447,7 +455,14 @@ func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
 	if t.dir, t.sink, err = c.openSink(info); err != nil {
 		return t, err
 	}
-	t.tr = tracer.New(coll, tracer.Options{Filter: filter, StateBudget: applyMemoryBudget(budget)})
+	opts := tracer.Options{Filter: filter, StateBudget: applyMemoryBudget(budget)}
+	if t.spans, err = c.hookOTLPFlags.spans(context.Background()); err != nil {
+		return t, err
+	}
+	if t.spans != nil {
+		opts.Observer = t.spans
+	}
+	t.tr = tracer.New(coll, opts)
 	t.tg, err = t.tr.Add(info, c.CgroupDir, cgID, t.sink)
 	if err != nil {
 		return t, err
@@ -529,6 +544,7 @@ func (t *hookTracer) close() {
 			fmt.Fprintf(os.Stderr, "boxtap tracer %s: writing output: %v\n", t.id, err)
 		}
 	}
+	closeHookSpans(t.id, t.spans)
 	t.runDir.RemovePID(t.id, os.Getpid())
 	if err := t.coll.Close(); err != nil {
 		fmt.Fprintf(os.Stderr, "boxtap tracer %s: releasing eBPF objects: %v\n", t.id, err)

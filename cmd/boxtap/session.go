@@ -15,6 +15,7 @@ import (
 	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/internal/display"
 	"github.com/boxtap/boxtap/internal/tlssource"
+	"github.com/boxtap/boxtap/internal/telemetry"
 	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/runtime/cgroup"
 	"github.com/boxtap/boxtap/runtime/container"
@@ -32,6 +33,7 @@ type captureFlags struct {
 	MaxHeader    int           `name:"max-header-bytes" default:"16384" help:"Header blocks longer than this are cut; the event then has the arg truncated=true."`
 	TLS          bool          `name:"tls" help:"Also read HTTPS as plaintext from the OpenSSL (libssl.so) the traced processes have mapped, through uprobes; events carry tls=true (amd64; see README)."`
 	viewFlags
+	telemetryFlags
 	MemoryBudget string `name:"memory-budget" default:"192MiB" help:"Most memory boxtap may use, e.g. 192MiB or 1GiB. Connection state and buffered bytes are held to a third of it; beyond that the largest (then oldest) state is dropped, counted and reported (arg evicted)." placeholder:"SIZE"`
 }
 
@@ -82,6 +84,8 @@ type session struct {
 	onRemoved func(*tracer.Target)
 	// view holds the summary table, if any (view.go).
 	view *viewFlags
+	// tel feeds metrics and spans, if asked for (telemetry.go).
+	tel *sessionTelemetry
 }
 
 // errSessionEnded is returned by add once the session is shutting down.
@@ -137,7 +141,14 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 	} else {
 		s.ctx, s.cancel = context.WithCancel(ctx)
 	}
+	s.tel, err = startTelemetry(s.ctx, &f.telemetryFlags, func() []telemetry.ContainerStats { return containerStats(s.tr) })
+	if err != nil {
+		s.cancel()
+		_ = coll.Close()
+		return nil, err
+	}
 	s.tr = tracer.New(coll, tracer.Options{
+		Observer:    s.tel.observer(),
 		Limits:      httpLimits(f),
 		MaxEvents:   f.Count,
 		Filter:      f.filter,
@@ -282,7 +293,11 @@ func (s *session) run() error {
 	if err := s.coll.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("releasing eBPF objects: %w", err))
 	}
-	fmt.Fprintf(s.stderr, "boxtap: %s\n", sum)
+	spans, err := s.tel.close()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	fmt.Fprintf(s.stderr, "boxtap: %s%s\n", sum, spans)
 	if err := s.writeSummary(s.view, time.Now()); err != nil {
 		errs = append(errs, err)
 	}
@@ -299,6 +314,7 @@ func (s *session) abort() {
 	}
 	_ = s.closeTLS()
 	_ = s.coll.Close()
+	_, _ = s.tel.close()
 }
 
 // closeTLS detaches the TLS uprobes, if any.

@@ -41,6 +41,7 @@ type outputFlags struct {
 	OutputDir string   `name:"output-dir" help:"Write one JSON Lines file per container, DIR/<id>.json (DIR/<namespace>@<id>.json for a containerd namespace other than Docker's; mode 0600, DIR mode 0700), plus DIR/by-name/ links, instead of stdout. SIGHUP reopens the files (logrotate)." placeholder:"DIR" type:"path"`
 	MaxSize   byteSize `name:"max-size" default:"0" help:"With --output-dir: rotate a container's file before it grows past this size, e.g. 50M (0: never)." placeholder:"SIZE"`
 	MaxFiles  int      `name:"max-files" default:"5" help:"With --output-dir and --max-size: rotated files kept per container (<id>.json.1 is the newest)." placeholder:"N"`
+	Output    string   `name:"output" enum:"stdout,none" default:"stdout" help:"Where events go: stdout, or none (write no events: the cheapest way to feed --metrics-addr or --otlp-endpoint on a busy server)." placeholder:"WHERE"`
 }
 
 // byteSize is a size flag: a number of bytes with an optional K, M or G
@@ -314,6 +315,9 @@ func (f *outputFlags) check(cf *captureFlags) error {
 	if err := cf.prepare(f.OutputDir != "", os.Stdout); err != nil {
 		return err
 	}
+	if err := f.checkNone(cf); err != nil {
+		return err
+	}
 	if f.OutputDir == "" {
 		if f.MaxSize != 0 {
 			return errors.New("--max-size needs --output-dir")
@@ -340,6 +344,10 @@ type eventOutput struct {
 func openOutput(f *outputFlags, cf *captureFlags, stdout, stderr io.Writer) (*eventOutput, error) {
 	red := newRedactor(cf, stderr)
 	o := &eventOutput{stderr: stderr, view: &cf.viewFlags}
+	if f.Output == "none" {
+		o.shared = cf.withSummary(discardSink{})
+		return o, nil
+	}
 	if f.OutputDir == "" {
 		o.shared = newSink(cf, stdout, red)
 		return o, nil

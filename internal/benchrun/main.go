@@ -36,6 +36,9 @@ type settings struct {
 	groups   map[string]bool
 	workDir  string
 	command  string
+	// otlp and metricsAddr serve the telemetry cases (telemetry.go).
+	otlp        *otlpSink
+	metricsAddr string
 }
 
 func main() {
@@ -72,17 +75,17 @@ func parseSettings() (*settings, error) {
 		return nil, err
 	}
 	s.rounds, s.duration, s.warmup = rounds, time.Duration(secs)*time.Second, time.Duration(warm)*time.Second
-	groups := "small,tools,neighbour,big,filter"
+	groups := "small,tools,neighbour,big,filter,telemetry"
 	if v := os.Getenv("BENCH_CASES"); v != "" {
 		groups = v
 	}
 	s.groups = map[string]bool{}
 	for _, g := range strings.Split(groups, ",") {
 		switch g = strings.TrimSpace(g); g {
-		case "small", "tools", "neighbour", "big", "filter":
+		case "small", "tools", "neighbour", "big", "filter", "telemetry":
 			s.groups[g] = true
 		default:
-			return nil, fmt.Errorf("BENCH_CASES: unknown case %q (use small, tools, neighbour, big, filter)", g)
+			return nil, fmt.Errorf("BENCH_CASES: unknown case %q (use small, tools, neighbour, big, filter, telemetry)", g)
 		}
 	}
 	flag.StringVar(&s.boxtap, "boxtap", "bin/boxtap", "the boxtap binary to measure")
@@ -91,7 +94,7 @@ func parseSettings() (*settings, error) {
 	flag.IntVar(&s.conns, "conns", 50, "wrk connections")
 	flag.Parse()
 	// Only a full run replaces the published table.
-	s.write = len(s.groups) == 5 && os.Getenv("BENCH_WRITE") != "0"
+	s.write = len(s.groups) == 6 && os.Getenv("BENCH_WRITE") != "0"
 	s.command = fmt.Sprintf("sudo make bench  # BENCH_ROUNDS=%d BENCH_SECONDS=%d, wrk -t%d -c%d", rounds, secs, s.threads, s.conns)
 	return s, nil
 }
@@ -145,6 +148,15 @@ func run() error {
 	}
 	fmt.Printf("bench: nginx %s on :%d (traced), %s on :%d (neighbour)\n", a.name, a.port, b.name, b.port)
 
+	if s.groups["telemetry"] {
+		if s.otlp, err = startOTLPSink(); err != nil {
+			return err
+		}
+		defer s.otlp.stop()
+		if s.metricsAddr, err = freeLoopbackAddr(); err != nil {
+			return err
+		}
+	}
 	cases := planCases(s, a, b, haveTshark)
 	for _, w := range []struct {
 		srv  *server
@@ -220,6 +232,9 @@ func planCases(s *settings, a, b *server, haveTshark bool) []benchCase {
 	}
 	if s.groups["filter"] {
 		cs = append(cs, filterCases(a)...)
+	}
+	if s.groups["telemetry"] {
+		cs = append(cs, telemetryCases(a, s.otlp, s.metricsAddr)...)
 	}
 	return cs
 }

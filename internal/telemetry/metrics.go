@@ -1,0 +1,140 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/boxtap/boxtap/output"
+	"github.com/boxtap/boxtap/summary"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// ContainerStats are one traced container's counters, read at each scrape.
+type ContainerStats struct {
+	Container   string // the container label: its name, else its short id
+	Events      uint64 // events written
+	LostRecords uint64 // capture records the kernel dropped (ring buffer full)
+	Evicted     uint64 // states dropped to stay within the memory budget
+	Filtered    uint64 // exchanges the filter left out
+}
+
+// Metrics holds boxtap's Prometheus metrics. Observe is called by the
+// tracer for each exchange; the per-container counters and exporter drops
+// are read from their owners at scrape time, so they cost nothing per event.
+type Metrics struct {
+	reg      *prometheus.Registry
+	duration *prometheus.HistogramVec
+	routes   *routeLimiter
+}
+
+// durationBuckets cover 0.5 ms to 10 s, the span of web request latencies.
+var durationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// NewMetrics registers the metrics. stats lists the traced containers;
+// spans, if not nil, supplies the OTLP exporter's counts.
+func NewMetrics(stats func() []ContainerStats, spans *Spans) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "boxtap_http_request_duration_seconds",
+			Help:    "Time from the request's first byte to the response's first byte, per traced exchange with a paired request. Label container is the traced container; its exchanges as client are counted too (direction).",
+			Buckets: durationBuckets,
+		}, []string{"container", "direction", "method", "route", "status_code"}),
+		routes: newRouteLimiter(summary.MaxRoutes),
+	}
+	m.reg.MustRegister(m.duration,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		containerCollector{stats: stats})
+	if spans != nil {
+		m.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "boxtap_otlp_spans_exported_total", Help: "Spans the OTLP exporter delivered."},
+				func() float64 { return float64(spans.Exported()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "boxtap_otlp_spans_dropped_total", Help: "Spans dropped because the export queue was full or the collector refused or did not answer."},
+				func() float64 { return float64(spans.Dropped()) }))
+	}
+	return m
+}
+
+// Observe records one exchange that passed the filter.
+func (m *Metrics) Observe(e *output.Event) {
+	if !e.LatencyKnown || e.Request == nil {
+		return // no duration to record; the event still counts in boxtap_events_total
+	}
+	c := ContainerLabel(e.Container.ID, e.Container.Name)
+	m.duration.WithLabelValues(c, e.Direction.String(), Method(e.Request.Method),
+		m.routes.route(c, e.Request.URIPath), StatusCode(e.Response.StatusCode)).Observe(e.Latency.Seconds())
+}
+
+// ContainerLabel names a container in labels: its name, else its short id.
+func ContainerLabel(id, name string) string {
+	if name != "" {
+		return name
+	}
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// Serve listens on addr now (so a bad address fails at start) and serves
+// /metrics until ctx ends.
+func (m *Metrics) Serve(ctx context.Context, addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr %s: %w; give a free HOST:PORT, e.g. 127.0.0.1:9464", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			_ = err // the listener failed after start; nothing to report it to but the scraper
+		}
+	}()
+	return func() {
+		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutCtx)
+		<-done
+	}, nil
+}
+
+// containerCollector reads the per-container counters at scrape time.
+type containerCollector struct{ stats func() []ContainerStats }
+
+var (
+	descEvents   = prometheus.NewDesc("boxtap_events_total", "Events boxtap wrote for the container.", []string{"container"}, nil)
+	descLost     = prometheus.NewDesc("boxtap_lost_records_total", "Capture records of the container the kernel dropped (ring buffer full).", []string{"container"}, nil)
+	descEvicted  = prometheus.NewDesc("boxtap_evicted_total", "Connection states and buffered segments of the container dropped to stay within the memory budget.", []string{"container"}, nil)
+	descFiltered = prometheus.NewDesc("boxtap_filtered_total", "Exchanges of the container the filters left out.", []string{"container"}, nil)
+)
+
+func (c containerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descEvents
+	ch <- descLost
+	ch <- descEvicted
+	ch <- descFiltered
+}
+
+func (c containerCollector) Collect(ch chan<- prometheus.Metric) {
+	seen := map[string]bool{}
+	for _, s := range c.stats() {
+		if seen[s.Container] {
+			continue // two containers of one name: keep the scrape valid
+		}
+		seen[s.Container] = true
+		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(s.Events), s.Container)
+		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(s.LostRecords), s.Container)
+		ch <- prometheus.MustNewConstMetric(descEvicted, prometheus.CounterValue, float64(s.Evicted), s.Container)
+		ch <- prometheus.MustNewConstMetric(descFiltered, prometheus.CounterValue, float64(s.Filtered), s.Container)
+	}
+}
