@@ -99,6 +99,7 @@ func containerStats(tr *tracer.Tracer) []telemetry.ContainerStats {
 			Events: tg.Events(), Evicted: tg.Evicted(), Filtered: tg.Filtered()}
 		if c, err := tg.Counters(); err == nil {
 			s.LostRecords = c.LostRecords
+			s.Filtered += c.Filtered // left out in the kernel (--status)
 		}
 		out = append(out, s)
 	}
