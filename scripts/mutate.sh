@@ -5,8 +5,10 @@
 #
 #   MUTATE_PKGS      packages to mutate (default: httpstream output tracer)
 #   MUTATE_WORKERS   parallel mutants (default 1, so the machine stays usable)
-#   MUTATE_TIMEOUT   gremlins' timeout coefficient (default 10; a slow, shared machine
-#                    otherwise reports mutants as timed out that only waited for the CPU)
+#   MUTATE_TIMEOUT   gremlins' timeout coefficient (default 100). gremlins bounds each mutant's
+#                    `go test`, build included, by the coverage run's time (often 0.3 s, from the
+#                    build cache) times this; with 10, a busy machine reported most mutants of
+#                    httpstream as timed out while they only waited for the compiler.
 #   MUTATE_OUT       directory for the per-package JSON results (default bin/mutate)
 #
 # gremlins runs as `go run module@version` so that its own dependencies never enter go.mod;
@@ -24,7 +26,7 @@ for p in $pkgs; do
   # Each run copies the module to a temporary directory per worker: the work tree is not changed.
   "${GO:-go}" run "$GREMLINS" unleash \
     --workers "${MUTATE_WORKERS:-1}" --test-cpu 1 \
-    --timeout-coefficient "${MUTATE_TIMEOUT:-10}" \
+    --timeout-coefficient "${MUTATE_TIMEOUT:-100}" \
     --output "$out/$p.json" "./$p" | tee "$out/$p.log"
 done
 
