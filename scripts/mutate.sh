@@ -10,6 +10,8 @@
 #                    build cache) times this; with 10, a busy machine reported most mutants of
 #                    httpstream as timed out while they only waited for the compiler.
 #   MUTATE_OUT       directory for the per-package JSON results (default bin/mutate)
+#   MUTATE_FLAGS     more gremlins flags, e.g. the mutators that are off by default:
+#                    "--invert-logical --invert-loopctrl --invert-assignments --remove-self-assignments"
 #
 # gremlins runs as `go run module@version` so that its own dependencies never enter go.mod;
 # the version is pinned here and the module proxy's checksum database verifies it.
@@ -26,7 +28,7 @@ for p in $pkgs; do
   # Each run copies the module to a temporary directory per worker: the work tree is not changed.
   "${GO:-go}" run "$GREMLINS" unleash \
     --workers "${MUTATE_WORKERS:-1}" --test-cpu 1 \
-    --timeout-coefficient "${MUTATE_TIMEOUT:-100}" \
+    --timeout-coefficient "${MUTATE_TIMEOUT:-100}" ${MUTATE_FLAGS:-} \
     --output "$out/$p.json" "./$p" | tee "$out/$p.log"
 done
 
