@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,15 +20,18 @@ import (
 var gapLine = regexp.MustCompile(`debug: attached \S+ \(([0-9a-z-]+)\) (\S+) after its start`)
 
 // TestWatchHundredContainers: one watch process, with one eBPF collection,
-// traces 100 containers running at once. The first 20 are started one by
-// one to measure the start-to-attach gap (logged, not asserted).
+// traces 100 containers running at once: every one is attached, and every
+// one's response to a request of its own lands in its own file. The first
+// 20 are started one by one to measure the start-to-attach gap (logged, not
+// asserted).
 func TestWatchHundredContainers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 100 containers")
 	}
 	e := newWatchEnv(t, "")
 	ns := e.namespace(t)
-	p := e.startBoxtap(t, "watch", "--runtime", "containerd", "--namespace", ns, "--debug", "--output-dir", filepath.Join(t.TempDir(), "out"))
+	out := filepath.Join(t.TempDir(), "out")
+	p := e.startBoxtap(t, "watch", "--runtime", "containerd", "--namespace", ns, "--debug", "--output-dir", out)
 	if err := p.WaitStderr("debug: connected to containerd", traceStartTimeout); err != nil {
 		t.Fatal(err)
 	}
@@ -35,9 +39,13 @@ func TestWatchHundredContainers(t *testing.T) {
 
 	const total, measured = 100, 20
 	tasks := make([]*ctrtest.Task, 0, total)
+	ports := make([]int, 0, total)
 	var gaps []time.Duration
 	for i := range total {
-		tk := e.ctrd.Run(t, ctrtest.RunOpts{Namespace: ns, ID: fmt.Sprintf("bxw-%03d-%s", i, ctrtest.RandomID("c")), Args: []string{"sleep"}})
+		port := itest.FreePort(t)
+		tk := e.ctrd.Run(t, ctrtest.RunOpts{Namespace: ns, ID: fmt.Sprintf("bxw-%03d-%s", i, ctrtest.RandomID("c")),
+			Args: []string{"serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port)}})
+		ports = append(ports, port)
 		tasks = append(tasks, tk)
 		if i >= measured {
 			continue
@@ -78,10 +86,24 @@ func TestWatchHundredContainers(t *testing.T) {
 	if len(progs) == 0 || len(progs) > 16 {
 		t.Errorf("watch holds %d eBPF programs for %d containers; want one collection's worth", len(progs), total)
 	}
-	for _, tk := range []*ctrtest.Task{tasks[0], tasks[total/2], tasks[total-1]} {
+	for _, tk := range tasks {
 		if out := strings.TrimSpace(bpftool(t, "cgroup", "show", e.cgroupOfPID(t, tk.PID))); !strings.Contains(out, "cgroup_skb") && !strings.Contains(out, "egress") {
 			t.Errorf("container %s: nothing attached to its cgroup:\n%s", tk.ID, out)
 		}
+	}
+	// Each container answers one request of its own; its file must hold
+	// exactly that response, paired with that request.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for i, tk := range tasks {
+		waitTaskLog(t, tk, "listening on", containerTimeout)
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/bytes/%d", ports[i], i+1))
+		if err != nil {
+			t.Fatalf("container %s: %v", tk.ID, err)
+		}
+		resp.Body.Close()
+	}
+	for _, tk := range tasks {
+		waitFileEvents(t, filepath.Join(out, tk.ID+".json"), 1, 30*time.Second)
 	}
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -89,8 +111,37 @@ func TestWatchHundredContainers(t *testing.T) {
 	if err := p.Wait(traceExitTimeout); err != nil {
 		t.Fatalf("watch exit: %v", err)
 	}
-	for _, tk := range tasks[:3] {
+	for i, tk := range tasks {
+		evs := fileEvents(t, filepath.Join(out, tk.ID+".json"))
+		if len(evs) != 1 {
+			t.Errorf("container %s: %d events, want exactly 1", tk.ID, len(evs))
+			continue
+		}
+		v := viewEvent(t, evs[0])
+		if v.resp.StatusCode != 200 || v.resp.ContentLength != int64(i+1) || v.req == nil || v.req.URIPath != fmt.Sprintf("/bytes/%d", i+1) ||
+			evs[0].ContainerID != tk.ID || v.meta.SrcPort != uint16(ports[i]) {
+			t.Errorf("container %s: event status %d length %d request %+v container %q src port %d; want 200, %d, /bytes/%d, its own id, %d",
+				tk.ID, v.resp.StatusCode, v.resp.ContentLength, v.req, evs[0].ContainerID, v.meta.SrcPort, i+1, i+1, ports[i])
+		}
+	}
+	for _, tk := range tasks {
 		checkDetached(t, e.cgroupOfPID(t, tk.PID))
+	}
+}
+
+// waitTaskLog waits until a containerd task's log holds substr.
+func waitTaskLog(t *testing.T, tk *ctrtest.Task, substr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		b, err := os.ReadFile(tk.Log)
+		if err == nil && strings.Contains(string(b), substr) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s: no %q in its log after %s (%v):\n%s", tk.ID, substr, timeout, err, b)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

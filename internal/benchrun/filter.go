@@ -33,15 +33,15 @@ func filterRows(r *results) []row {
 	if filtered == nil {
 		return nil
 	}
-	return []row{
-		{"Filter --status 5xx, nginx answers 200: req/s untraced", each(base, rps), "%.0f", "", nil},
-		{"Filter --status 5xx: req/s traced", each(filtered, rps), "%.0f", "", nil},
-		{"Filter --status 5xx: throughput ratio traced/untraced", ratios(filtered, base, rps), "%.3f", ">= 0.97", atLeast(0.97)},
-		{"Filter --status 5xx: boxtap CPU s per 100k responses", each(filtered, cpuPer100k), "%.3f", "<= 0.05", atMost(0.05)},
-		{"Filter --status 5xx: responses filtered out / served", each(filtered, filteredShare), "%.6f", "1.0 exactly", allEqual(1)},
-		{"Filter --status 5xx: events written", each(filtered, written), "%.0f", "0", allEqual(0)},
-		{"Filter --status 5xx: lost records", each(filtered, lost), "%.0f", "0", allEqual(0)},
-	}
+	return judgedAll(r, []row{
+		{"Filter --status 5xx, nginx answers 200: req/s untraced", each(base, rps), "%.0f", "", nil, nil},
+		{"Filter --status 5xx: req/s traced", each(filtered, rps), "%.0f", "", nil, nil},
+		{"Filter --status 5xx: throughput ratio traced/untraced", ratios(filtered, base, rps), "%.3f", ">= 0.97", atLeast(0.97), nil},
+		{"Filter --status 5xx: boxtap CPU s per 100k responses", each(filtered, cpuPer100k), "%.3f", "<= 0.05", atMost(0.05), nil},
+		{"Filter --status 5xx: responses filtered out / served", each(filtered, filteredShare), "%.6f", "1.0 exactly", allEqual(1), nil},
+		{"Filter --status 5xx: events written", each(filtered, written), "%.0f", "0", allEqual(0), nil},
+		{"Filter --status 5xx: lost records", each(filtered, lost), "%.0f", "0", allEqual(0), nil},
+	}, "filter/untraced", "filter/boxtap-status-5xx")
 }
 
 // boxtapFiltered is the end of boxtap's exit line when a filter left

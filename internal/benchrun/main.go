@@ -39,6 +39,8 @@ type settings struct {
 	// otlp and metricsAddr serve the telemetry cases (telemetry.go).
 	otlp        *otlpSink
 	metricsAddr string
+	check       bool    // exit non-zero when a target is missed
+	clkTck      float64 // AT_CLKTCK
 }
 
 func main() {
@@ -92,6 +94,7 @@ func parseSettings() (*settings, error) {
 	flag.StringVar(&s.mdPath, "md", "BENCHMARKS.md", "the page that receives the results table")
 	flag.IntVar(&s.threads, "threads", 2, "wrk threads")
 	flag.IntVar(&s.conns, "conns", 50, "wrk connections")
+	flag.BoolVar(&s.check, "check", false, "exit non-zero when a target is missed or a round is invalid (make bench-check)")
 	flag.Parse()
 	// Only a full run replaces the published table.
 	s.write = len(s.groups) == 6 && os.Getenv("BENCH_WRITE") != "0"
@@ -112,6 +115,14 @@ func run() error {
 			return fmt.Errorf("%s not found: %w; run scripts/bench-deps.sh (make bench does) and make build", bin, err)
 		}
 	}
+	if s.clkTck, err = clockTicks(); err != nil {
+		return err
+	}
+	stats, err := enableBPFStats()
+	if err != nil {
+		return err
+	}
+	defer stats.Close()
 	haveTshark := true
 	if _, err := exec.LookPath("tshark"); err != nil {
 		haveTshark = false
@@ -190,6 +201,13 @@ func run() error {
 		}
 		fmt.Println("bench: wrote", s.mdPath)
 	}
+	if missed := missedTargets(rows(res)); len(missed) > 0 {
+		msg := fmt.Sprintf("%d target(s) not met: %s", len(missed), strings.Join(missed, "; "))
+		if s.check {
+			return errors.New(msg)
+		}
+		fmt.Println("bench:", msg)
+	}
 	return nil
 }
 
@@ -251,11 +269,33 @@ func (m measurement) brief() string {
 	s := fmt.Sprintf("%9.0f req/s  p99 %-9s", m.rps, m.p99.Round(time.Microsecond))
 	switch m.tool {
 	case toolBoxtap:
-		s += fmt.Sprintf(" events %d/%d  cpu %.2fs  rss %.1f MiB  lost %d", m.obs.outLines, m.served, m.obs.cpu, float64(m.obs.rssKiB)/1024, m.obs.lost)
+		s += fmt.Sprintf(" exchanges %d/%d (%d lines, %d dup, %d bad, boxtap counted %d)  cpu %.2fs + eBPF %.2fs  rss %.1f MiB  lost %d",
+			m.obs.tally.distinct, m.served, m.obs.tally.lines, m.obs.tally.duplicates, m.obs.tally.bad, m.obs.events,
+			m.obs.cpu, m.obs.bpf.runTime.Seconds(), float64(m.obs.rssKiB)/1024, m.obs.lost)
 	case toolTcpdump, toolTshark:
 		s += fmt.Sprintf(" captured %d  dropped %d  cpu %.2fs", m.obs.captured, m.obs.dropped, m.obs.cpu)
 	}
+	if why := m.invalid(); why != "" {
+		s += "  INVALID: " + why
+	}
 	return s
+}
+
+// invalid says why a round's figures cannot be judged, or "" when they can:
+// wrk saw socket errors or non-2xx/3xx responses, so the load was not the one
+// intended.
+func (m measurement) invalid() string {
+	if m.errors > 0 {
+		return fmt.Sprintf("wrk reported %d socket errors or non-2xx/3xx responses", m.errors)
+	}
+	return ""
+}
+
+// complete tells whether boxtap's output holds exactly one event per
+// response served, and boxtap's own count agrees with what it wrote.
+func (m measurement) complete() bool {
+	t := m.obs.tally
+	return t.distinct == m.served && t.duplicates == 0 && t.bad == 0 && m.obs.events == t.lines
 }
 
 // runCase runs one configuration once: start the tool, read nginx's
@@ -265,7 +305,7 @@ func runCase(ctx context.Context, s *settings, c *benchCase) (measurement, error
 	var o *observer
 	if c.tool != toolNone {
 		var err error
-		if o, err = startObserver(ctx, c.tool, s.boxtap, c.watched, s.workDir, c.toolArgs...); err != nil {
+		if o, err = startObserver(ctx, c.tool, s.boxtap, c.watched, s.workDir, s.clkTck, c.toolArgs...); err != nil {
 			return m, err
 		}
 		defer os.Remove(o.outPath + ".pcap")
@@ -305,7 +345,7 @@ func runCase(ctx context.Context, s *settings, c *benchCase) (measurement, error
 	if err := stopTool(); err != nil {
 		return m, err
 	}
-	if c.tool == toolBoxtap && c.watched == c.srv && len(c.toolArgs) == 0 && m.obs.outLines != m.served {
+	if c.tool == toolBoxtap && c.watched == c.srv && len(c.toolArgs) == 0 && !m.complete() {
 		keepEvidence(c, m)
 	}
 	return m, nil
@@ -320,8 +360,8 @@ func keepEvidence(c *benchCase, m measurement) {
 		err = os.WriteFile(dst, b, 0o644)
 	}
 	if err != nil {
-		fmt.Printf("bench: %s: %d events for %d responses; keeping them failed: %v\n", c.key, m.obs.outLines, m.served, err)
+		fmt.Printf("bench: %s: %d distinct exchanges in %d lines for %d responses; keeping them failed: %v\n", c.key, m.obs.tally.distinct, m.obs.tally.lines, m.served, err)
 		return
 	}
-	fmt.Printf("bench: %s: %d events for %d responses; events kept in %s\n", c.key, m.obs.outLines, m.served, dst)
+	fmt.Printf("bench: %s: %d distinct exchanges in %d lines for %d responses; events kept in %s\n", c.key, m.obs.tally.distinct, m.obs.tally.lines, m.served, dst)
 }

@@ -38,22 +38,27 @@ type observer struct {
 	ready chan struct{}
 	done  chan struct{} // stderr reached EOF
 
-	cpuStart float64 // CPU seconds used before the measured window
+	clkTck   float64   // units of /proc/PID/stat times per second
+	cpuStart float64   // CPU seconds used before the measured window
+	bpfStart progStats // boxtap: its eBPF programs' statistics at the window's start
 }
 
 // observed is what a tool reported after it stopped.
 type observed struct {
-	cpu       float64 // CPU seconds in the measured window (children included)
-	rssKiB    int64   // peak resident set
-	outLines  uint64  // lines it wrote to stdout (boxtap: events; tshark: matching packets)
-	events    uint64  // boxtap's own event count
-	lost      uint64  // boxtap: lost records
-	truncated uint64  // boxtap: truncated header blocks
-	captured  uint64  // tcpdump/tshark: packets captured
-	dropped   uint64  // tcpdump/tshark: packets dropped
-	filtered  uint64  // boxtap: exchanges its filter left out
-	stderr    string  // last lines, for errors
-	outPath   string  // its stdout, until the run ends
+	cpu       float64    // CPU seconds in the measured window (children included)
+	rssKiB    int64      // peak resident set
+	outLines  uint64     // lines it wrote to stdout (boxtap: events; tshark: matching packets)
+	tally     eventTally // boxtap: its stdout parsed event by event
+	bpf       progStats  // boxtap: its eBPF programs' run time and runs in the measured window
+	bpfErr    error      // boxtap: why bpf is missing
+	events    uint64     // boxtap's own event count
+	lost      uint64     // boxtap: lost records
+	truncated uint64     // boxtap: truncated header blocks
+	captured  uint64     // tcpdump/tshark: packets captured
+	dropped   uint64     // tcpdump/tshark: packets dropped
+	filtered  uint64     // boxtap: exchanges its filter left out
+	stderr    string     // last lines, for errors
+	outPath   string     // its stdout, until the run ends
 }
 
 // readyLine tells when each tool is capturing.
@@ -66,8 +71,8 @@ var readyLine = map[tool]*regexp.Regexp{
 // startObserver starts a tool on the traffic of srv and waits until it
 // captures. boxtap traces the container; the packet capturers watch
 // srv's port on the loopback interface.
-func startObserver(ctx context.Context, kind tool, boxtap string, srv *server, dir string, boxtapArgs ...string) (*observer, error) {
-	o := &observer{kind: kind, outPath: fmt.Sprintf("%s/%s.out", dir, kind), ready: make(chan struct{}), done: make(chan struct{})}
+func startObserver(ctx context.Context, kind tool, boxtap string, srv *server, dir string, clkTck float64, boxtapArgs ...string) (*observer, error) {
+	o := &observer{kind: kind, outPath: fmt.Sprintf("%s/%s.out", dir, kind), clkTck: clkTck, ready: make(chan struct{}), done: make(chan struct{})}
 	port := strconv.Itoa(srv.port)
 	switch kind {
 	case toolBoxtap:
@@ -142,11 +147,16 @@ func (o *observer) kill() {
 // markStart remembers the CPU time used so far (start-up, eBPF loading), so
 // that only the measured window is charged.
 func (o *observer) markStart() error {
-	cpu, err := procCPU(o.cmd.Process.Pid)
+	cpu, err := procCPU(o.cmd.Process.Pid, o.clkTck)
 	if err != nil {
 		return err
 	}
 	o.cpuStart = cpu
+	if o.kind == toolBoxtap {
+		if o.bpfStart, err = procProgStats(o.cmd.Process.Pid); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -164,6 +174,15 @@ func (o *observer) stop() (observed, error) {
 		return res, err
 	}
 	res.rssKiB = hwm
+	if o.kind == toolBoxtap {
+		// The load is over: the programs run no more for this window. They
+		// are gone once boxtap exits, so they are read now.
+		if end, err := procProgStats(o.cmd.Process.Pid); err != nil {
+			res.bpfErr = err
+		} else {
+			res.bpf = progStats{runTime: end.runTime - o.bpfStart.runTime, runs: end.runs - o.bpfStart.runs}
+		}
+	}
 	_ = o.cmd.Process.Signal(syscall.SIGINT)
 	waited := make(chan error, 1)
 	go func() { waited <- o.cmd.Wait() }()
@@ -194,6 +213,11 @@ func (o *observer) stop() (observed, error) {
 		return res, err
 	}
 	res.outLines = n
+	if o.kind == toolBoxtap {
+		if res.tally, err = tallyFile(o.outPath); err != nil {
+			return res, err
+		}
+	}
 	o.mu.Lock()
 	err = parseReport(o.kind, o.lines, &res)
 	o.mu.Unlock()
@@ -268,8 +292,6 @@ func countLines(path string) (uint64, error) {
 	}
 }
 
-// procCPU returns the CPU seconds a process and its waited-for children
-// used so far: utime+stime+cutime+cstime of /proc/PID/stat.
 // procHWM returns a running process's peak resident set (VmHWM) in KiB.
 func procHWM(pid int) (int64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
@@ -293,30 +315,40 @@ func parseHWM(status string) (int64, error) {
 	return 0, fmt.Errorf("no VmHWM line in /proc/PID/status")
 }
 
-func procCPU(pid int) (float64, error) {
+// procCPU returns the CPU seconds a process and its waited-for children
+// used so far: utime+stime+cutime+cstime of /proc/PID/stat, in units of
+// clkTck (AT_CLKTCK) per second.
+func procCPU(pid int, clkTck float64) (float64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, err
 	}
-	// The command name may hold spaces; fields start after its ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	cpu, err := cpuSeconds(string(b), clkTck)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 	}
-	f := strings.Fields(s[i+1:])
+	return cpu, nil
+}
+
+// cpuSeconds adds up utime, stime, cutime and cstime of a /proc/PID/stat line.
+func cpuSeconds(stat string, clkTck float64) (float64, error) {
+	// The command name may hold spaces; fields start after its ')'.
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("no ')' after the command name")
+	}
+	f := strings.Fields(stat[i+1:])
 	// f[0] is field 3 (state); utime..cstime are fields 14..17.
 	if len(f) < 15 {
-		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+		return 0, errors.New("short line")
 	}
 	var ticks uint64
 	for _, v := range f[11:15] {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("bad /proc/%d/stat field %q", pid, v)
+			return 0, fmt.Errorf("bad field %q", v)
 		}
 		ticks += n
 	}
-	const clkTck = 100 // USER_HZ on Linux
 	return float64(ticks) / clkTck, nil
 }

@@ -76,17 +76,29 @@ func ratios(num, den []measurement, f func(measurement) float64) []float64 {
 
 func rps(m measurement) float64   { return m.rps }
 func p99ms(m measurement) float64 { return float64(m.p99) / float64(time.Millisecond) }
+
+// completeness is distinct exchanges over responses served: a duplicated
+// event cannot make up for a missed one.
 func completeness(m measurement) float64 {
 	if m.served == 0 {
 		return 0
 	}
-	return float64(m.obs.outLines) / float64(m.served)
+	return float64(m.obs.tally.distinct) / float64(m.served)
 }
-func cpuPer100k(m measurement) float64 {
+func extraLines(m measurement) float64 { return float64(m.obs.tally.duplicates + m.obs.tally.bad) }
+
+// countGap is the lines boxtap wrote minus the events it says it wrote.
+func countGap(m measurement) float64 { return float64(m.obs.tally.lines) - float64(m.obs.events) }
+func per100k(m measurement, seconds float64) float64 {
 	if m.served == 0 {
 		return 0
 	}
-	return m.obs.cpu / float64(m.served) * 1e5
+	return seconds / float64(m.served) * 1e5
+}
+func cpuPer100k(m measurement) float64 { return per100k(m, m.obs.cpu) }
+func bpfPer100k(m measurement) float64 { return per100k(m, m.obs.bpf.runTime.Seconds()) }
+func totalPer100k(m measurement) float64 {
+	return per100k(m, m.obs.cpu+m.obs.bpf.runTime.Seconds())
 }
 func rssMiB(m measurement) float64    { return float64(m.obs.rssKiB) / 1024 }
 func lost(m measurement) float64      { return float64(m.obs.lost) }
@@ -94,13 +106,39 @@ func truncated(m measurement) float64 { return float64(m.obs.truncated) }
 func dropped(m measurement) float64   { return float64(m.obs.dropped) }
 func captured(m measurement) float64  { return float64(m.obs.captured) }
 
+// withBPF keeps the rounds whose eBPF statistics were read.
+func withBPF(ms []measurement) []measurement {
+	var out []measurement
+	for _, m := range ms {
+		if m.obs.bpfErr == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // row is one line of the table.
 type row struct {
 	measure string
 	vals    []float64
 	format  string // for med, min, max
 	target  string
-	met     func(spread, []float64) bool // nil: informative
+	met     func([]float64) bool // judged on every round; nil: informative
+	invalid []string             // rounds behind the row that cannot be judged
+}
+
+// verdict is the Met cell of a judged row; ok is false when the target is
+// missed, a round behind it is invalid, or there is nothing to judge.
+func (r row) verdict() (cell string, ok bool) {
+	switch {
+	case len(r.invalid) > 0:
+		return "no: invalid round", false
+	case len(r.vals) == 0:
+		return "no: no rounds", false
+	case !r.met(r.vals):
+		return "no", false
+	}
+	return "yes", true
 }
 
 func (r row) cells() []string {
@@ -110,25 +148,39 @@ func (r row) cells() []string {
 		med, rng = "n/a", "n/a"
 	}
 	met := ""
-	if r.met != nil && len(r.vals) > 0 {
-		met = "no"
-		if r.met(sp, r.vals) {
-			met = "yes"
-		}
+	if r.met != nil {
+		met, _ = r.verdict()
 	}
 	return []string{r.measure, med, rng, r.target, met}
 }
 
-func atLeast(t float64) func(spread, []float64) bool {
-	return func(s spread, _ []float64) bool { return s.med >= t }
+// missedTargets names every judged row that is not met, with its median.
+func missedTargets(rs []row) []string {
+	var out []string
+	for _, r := range rs {
+		if r.met == nil {
+			continue
+		}
+		if cell, ok := r.verdict(); !ok {
+			c := r.cells()
+			out = append(out, fmt.Sprintf("%s: %s (median %s, range %s, target %s)", r.measure, cell, c[1], c[2], r.target))
+		}
+	}
+	return out
 }
 
-func atMost(t float64) func(spread, []float64) bool {
-	return func(s spread, _ []float64) bool { return s.med <= t }
+// atLeast and atMost hold only when every round meets the target: the
+// median is the headline figure, but one bad round must not hide behind it.
+func atLeast(t float64) func([]float64) bool {
+	return func(v []float64) bool { return slices.Min(v) >= t }
 }
 
-func allEqual(t float64) func(spread, []float64) bool {
-	return func(_ spread, v []float64) bool {
+func atMost(t float64) func([]float64) bool {
+	return func(v []float64) bool { return slices.Max(v) <= t }
+}
+
+func allEqual(t float64) func([]float64) bool {
+	return func(v []float64) bool {
 		for _, x := range v {
 			if x != t {
 				return false
@@ -138,10 +190,34 @@ func allEqual(t float64) func(spread, []float64) bool {
 	}
 }
 
-// nearOne accepts a ratio whose range covers 1.0 or whose median is within
-// 3% of it: on shared cores that is the noise of one run.
-func nearOne(s spread, _ []float64) bool {
-	return (s.min <= 1 && s.max >= 1) || (s.med >= 0.97 && s.med <= 1.03)
+// invalidRounds lists the rounds of the named cases that cannot be judged.
+func invalidRounds(r *results, keys ...string) []string {
+	var out []string
+	for _, k := range keys {
+		for i, m := range r.of(k) {
+			if why := m.invalid(); why != "" {
+				out = append(out, fmt.Sprintf("%s round %d: %s", k, i+1, why))
+			}
+		}
+	}
+	return out
+}
+
+// judged fills in the invalid rounds of the cases a judged row comes from.
+func judged(r *results, rw row, keys ...string) row {
+	rw.invalid = invalidRounds(r, keys...)
+	return rw
+}
+
+// judgedAll marks the judged rows of one case group with the invalid rounds
+// of the cases keys, as judged does for one row.
+func judgedAll(r *results, rws []row, keys ...string) []row {
+	for i := range rws {
+		if rws[i].met != nil {
+			rws[i].invalid = invalidRounds(r, keys...)
+		}
+	}
+	return rws
 }
 
 // rows builds the table from the runs that happened.
@@ -149,35 +225,46 @@ func rows(r *results) []row {
 	base, traced := r.of("small/untraced"), r.of("small/boxtap")
 	var out []row
 	if traced != nil {
+		sb := []string{"small/untraced", "small/boxtap"}
 		out = append(out,
-			row{"Small: req/s untraced", each(base, rps), "%.0f", "", nil},
-			row{"Small: req/s traced by boxtap", each(traced, rps), "%.0f", "", nil},
-			row{"Small: throughput ratio traced/untraced", ratios(traced, base, rps), "%.3f", ">= 0.97", atLeast(0.97)},
-			row{"Small: p99 latency untraced (ms)", each(base, p99ms), "%.2f", "", nil},
-			row{"Small: p99 latency traced (ms)", each(traced, p99ms), "%.2f", "", nil},
-			row{"Small: p99 latency ratio traced/untraced", ratios(traced, base, p99ms), "%.3f", "<= 1.10", atMost(1.10)},
-			row{"Small: completeness events/responses", each(traced, completeness), "%.6f", "1.0 exactly", allEqual(1)},
-			row{"Small: lost records", each(traced, lost), "%.0f", "0", allEqual(0)},
-			row{"Small: truncated header blocks", each(traced, truncated), "%.0f", "", nil},
-			row{"Small: boxtap CPU s per 100k responses", each(traced, cpuPer100k), "%.3f", "<= 0.15", atMost(0.15)},
-			row{"Small: boxtap peak RSS (MiB)", each(traced, rssMiB), "%.1f", "<= 40", atMost(40)},
+			row{measure: "Small: req/s untraced", vals: each(base, rps), format: "%.0f"},
+			row{measure: "Small: req/s traced by boxtap", vals: each(traced, rps), format: "%.0f"},
+			judged(r, row{"Small: throughput ratio traced/untraced", ratios(traced, base, rps), "%.3f", ">= 0.97", atLeast(0.97), nil}, sb...),
+			row{measure: "Small: p99 latency untraced (ms)", vals: each(base, p99ms), format: "%.2f"},
+			row{measure: "Small: p99 latency traced (ms)", vals: each(traced, p99ms), format: "%.2f"},
+			judged(r, row{"Small: p99 latency ratio traced/untraced", ratios(traced, base, p99ms), "%.3f", "<= 1.10", atMost(1.10), nil}, sb...),
+			judged(r, row{"Small: completeness distinct exchanges/responses", each(traced, completeness), "%.6f", "1.0 exactly", allEqual(1), nil}, sb[1]),
+			judged(r, row{"Small: duplicate or malformed event lines", each(traced, extraLines), "%.0f", "0", allEqual(0), nil}, sb[1]),
+			judged(r, row{"Small: lines written minus boxtap's own event count", each(traced, countGap), "%.0f", "0", allEqual(0), nil}, sb[1]),
+			judged(r, row{"Small: lost records", each(traced, lost), "%.0f", "0", allEqual(0), nil}, sb[1]),
+			row{measure: "Small: truncated header blocks", vals: each(traced, truncated), format: "%.0f"},
+			row{measure: "Small: boxtap process CPU s per 100k responses", vals: each(traced, cpuPer100k), format: "%.3f"},
+			row{measure: "Small: eBPF programs' CPU s per 100k responses", vals: each(withBPF(traced), bpfPer100k), format: "%.3f"},
+			judged(r, row{"Small: boxtap CPU s per 100k, process + eBPF", each(withBPF(traced), totalPer100k), "%.3f", "<= 0.15", atMost(0.15), nil}, sb[1]),
+			judged(r, row{"Small: boxtap peak RSS (MiB)", each(traced, rssMiB), "%.1f", "<= 40", atMost(40), nil}, sb[1]),
 		)
 	}
 	if nb, nt := r.of("neighbour/untraced"), r.of("neighbour/boxtap-on-a"); nt != nil {
 		out = append(out,
-			row{"Neighbour: req/s, nothing traced", each(nb, rps), "%.0f", "", nil},
-			row{"Neighbour: req/s while A is traced", each(nt, rps), "%.0f", "", nil},
-			row{"Neighbour: throughput ratio", ratios(nt, nb, rps), "%.3f", "1.0 within noise", nearOne},
+			row{measure: "Neighbour: req/s, nothing traced", vals: each(nb, rps), format: "%.0f"},
+			row{measure: "Neighbour: req/s while A is traced", vals: each(nt, rps), format: "%.0f"},
+			judged(r, row{"Neighbour: throughput ratio", ratios(nt, nb, rps), "%.3f", ">= 0.97 (1.0 within noise)", atLeast(0.97), nil},
+				"neighbour/untraced", "neighbour/boxtap-on-a"),
 		)
 	}
 	if bb, bt := r.of("big/untraced"), r.of("big/boxtap"); bt != nil {
+		bk := []string{"big/untraced", "big/boxtap"}
 		out = append(out,
-			row{"1 MiB: req/s untraced", each(bb, rps), "%.0f", "", nil},
-			row{"1 MiB: req/s traced by boxtap", each(bt, rps), "%.0f", "", nil},
-			row{"1 MiB: throughput ratio traced/untraced", ratios(bt, bb, rps), "%.3f", ">= 0.99", atLeast(0.99)},
-			row{"1 MiB: completeness events/responses", each(bt, completeness), "%.6f", "1.0 exactly", allEqual(1)},
-			row{"1 MiB: lost records", each(bt, lost), "%.0f", "0", allEqual(0)},
-			row{"1 MiB: boxtap CPU s per 100k responses", each(bt, cpuPer100k), "%.3f", "", nil},
+			row{measure: "1 MiB: req/s untraced", vals: each(bb, rps), format: "%.0f"},
+			row{measure: "1 MiB: req/s traced by boxtap", vals: each(bt, rps), format: "%.0f"},
+			judged(r, row{"1 MiB: throughput ratio traced/untraced", ratios(bt, bb, rps), "%.3f", ">= 0.99", atLeast(0.99), nil}, bk...),
+			judged(r, row{"1 MiB: completeness distinct exchanges/responses", each(bt, completeness), "%.6f", "1.0 exactly", allEqual(1), nil}, bk[1]),
+			judged(r, row{"1 MiB: duplicate or malformed event lines", each(bt, extraLines), "%.0f", "0", allEqual(0), nil}, bk[1]),
+			judged(r, row{"1 MiB: lines written minus boxtap's own event count", each(bt, countGap), "%.0f", "0", allEqual(0), nil}, bk[1]),
+			judged(r, row{"1 MiB: lost records", each(bt, lost), "%.0f", "0", allEqual(0), nil}, bk[1]),
+			row{measure: "1 MiB: boxtap process CPU s per 100k responses", vals: each(bt, cpuPer100k), format: "%.3f"},
+			row{measure: "1 MiB: eBPF programs' CPU s per 100k responses", vals: each(withBPF(bt), bpfPer100k), format: "%.3f"},
+			row{measure: "1 MiB: boxtap CPU s per 100k, process + eBPF", vals: each(withBPF(bt), totalPer100k), format: "%.3f"},
 		)
 	}
 	out = append(out, filterRows(r)...)
@@ -188,11 +275,11 @@ func rows(r *results) []row {
 			continue
 		}
 		out = append(out,
-			row{fmt.Sprintf("Reference %s: throughput ratio", t), ratios(runs, base, rps), "%.3f", "reference", nil},
-			row{fmt.Sprintf("Reference %s: p99 latency ratio", t), ratios(runs, base, p99ms), "%.3f", "reference", nil},
-			row{fmt.Sprintf("Reference %s: packets captured", t), each(runs, captured), "%.0f", "reference", nil},
-			row{fmt.Sprintf("Reference %s: packets dropped", t), each(runs, dropped), "%.0f", "reference", nil},
-			row{fmt.Sprintf("Reference %s: CPU s per 100k responses", t), each(runs, cpuPer100k), "%.3f", "reference", nil},
+			row{measure: fmt.Sprintf("Reference %s: throughput ratio", t), vals: ratios(runs, base, rps), format: "%.3f", target: "reference"},
+			row{measure: fmt.Sprintf("Reference %s: p99 latency ratio", t), vals: ratios(runs, base, p99ms), format: "%.3f", target: "reference"},
+			row{measure: fmt.Sprintf("Reference %s: packets captured", t), vals: each(runs, captured), format: "%.0f", target: "reference"},
+			row{measure: fmt.Sprintf("Reference %s: packets dropped", t), vals: each(runs, dropped), format: "%.0f", target: "reference"},
+			row{measure: fmt.Sprintf("Reference %s: CPU s per 100k responses", t), vals: each(runs, cpuPer100k), format: "%.3f", target: "reference"},
 		)
 	}
 	return out
@@ -206,11 +293,14 @@ func report(s *settings, r *results) string {
 		firstLine("nginx", "-v"), firstLine("wrk", "-v"))
 	fmt.Fprintf(&b, "Reproduce: `%s`. %d rounds of %s per configuration, in alternation, after a %s warm-up; medians with min–max over rounds; ratios are taken round by round.\n\n",
 		s.command, s.rounds, s.duration, s.warmup)
-	b.WriteString("| Measure | Median | Min – max | Target | Met |\n|---|---:|---:|---|---|\n")
+	b.WriteString("| Measure | Median | Min – max | Target | Met (every round) |\n|---|---:|---:|---|---|\n")
 	for _, rw := range rows(r) {
 		b.WriteString("| " + strings.Join(rw.cells(), " | ") + " |\n")
 	}
-	b.WriteString("\nPer round (req/s; for boxtap events/responses served, lost records; for capturers dropped packets):\n\n")
+	if inv := invalidRounds(r, caseKeys(r)...); len(inv) > 0 {
+		b.WriteString("\nInvalid rounds (not counted as met): " + strings.Join(inv, "; ") + ".\n")
+	}
+	b.WriteString("\nPer round (req/s; for boxtap distinct exchanges/responses served, duplicate or malformed lines, lost records; for capturers dropped packets):\n\n")
 	b.WriteString("| Configuration |")
 	for i := 1; i <= s.rounds; i++ {
 		fmt.Fprintf(&b, " Round %d |", i)
@@ -222,15 +312,26 @@ func report(s *settings, r *results) string {
 			cell := fmt.Sprintf(" %.0f", m.rps)
 			switch m.tool {
 			case toolBoxtap:
-				cell += fmt.Sprintf("; %d/%d, %d lost", m.obs.outLines, m.served, m.obs.lost)
+				cell += fmt.Sprintf("; %d/%d, %d dup, %d lost", m.obs.tally.distinct, m.served, m.obs.tally.duplicates+m.obs.tally.bad, m.obs.lost)
 			case toolTcpdump, toolTshark:
 				cell += fmt.Sprintf("; %d dropped", m.obs.dropped)
+			}
+			if m.invalid() != "" {
+				cell += "; INVALID"
 			}
 			b.WriteString(cell + " |")
 		}
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+func caseKeys(r *results) []string {
+	out := make([]string, len(r.cases))
+	for i, c := range r.cases {
+		out[i] = c.key
+	}
+	return out
 }
 
 func kernelRelease() string {

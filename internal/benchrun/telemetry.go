@@ -104,24 +104,24 @@ func spansDropped(m measurement) float64 { return spansOf(m, 2) }
 func telemetryRows(r *results) []row {
 	var out []row
 	if base, mo := r.of("telemetry/untraced"), r.of("telemetry/metrics-only"); mo != nil {
-		out = append(out,
-			row{"Metrics only (--output none --metrics-addr): req/s untraced", each(base, rps), "%.0f", "", nil},
-			row{"Metrics only: req/s traced", each(mo, rps), "%.0f", "", nil},
-			row{"Metrics only: throughput ratio traced/untraced", ratios(mo, base, rps), "%.3f", ">= 0.97", atLeast(0.97)},
-			row{"Metrics only: boxtap CPU s per 100k responses", each(mo, cpuPer100k), "%.3f", "<= 0.10", atMost(0.10)},
-			row{"Metrics only: exchanges counted / responses", each(mo, eventsPerResponse), "%.6f", "1.0 exactly", allEqual(1)},
-			row{"Metrics only: lost records", each(mo, lost), "%.0f", "0", allEqual(0)},
-		)
+		out = append(out, judgedAll(r, []row{
+			{"Metrics only (--output none --metrics-addr): req/s untraced", each(base, rps), "%.0f", "", nil, nil},
+			{"Metrics only: req/s traced", each(mo, rps), "%.0f", "", nil, nil},
+			{"Metrics only: throughput ratio traced/untraced", ratios(mo, base, rps), "%.3f", ">= 0.97", atLeast(0.97), nil},
+			{"Metrics only: boxtap CPU s per 100k responses", each(mo, cpuPer100k), "%.3f", "<= 0.10", atMost(0.10), nil},
+			{"Metrics only: exchanges counted / responses", each(mo, eventsPerResponse), "%.6f", "1.0 exactly", allEqual(1), nil},
+			{"Metrics only: lost records", each(mo, lost), "%.0f", "0", allEqual(0), nil},
+		}, "telemetry/untraced", "telemetry/metrics-only")...)
 	}
 	if base, ot := r.of("telemetry/untraced-2"), r.of("telemetry/otlp-only"); ot != nil {
-		out = append(out,
-			row{"OTLP only (--output none --otlp-endpoint, local receiver): req/s untraced", each(base, rps), "%.0f", "", nil},
-			row{"OTLP only: req/s traced", each(ot, rps), "%.0f", "", nil},
-			row{"OTLP only: throughput ratio traced/untraced", ratios(ot, base, rps), "%.3f", ">= 0.97", atLeast(0.97)},
-			row{"OTLP only: boxtap CPU s per 100k responses", each(ot, cpuPer100k), "%.3f", "<= 0.10", atMost(0.10)},
-			row{"OTLP only: spans exported / responses", each(ot, spansPerResponse), "%.6f", "", nil},
-			row{"OTLP only: spans dropped (queue full)", each(ot, spansDropped), "%.0f", "", nil},
-		)
+		out = append(out, judgedAll(r, []row{
+			{"OTLP only (--output none --otlp-endpoint, local receiver): req/s untraced", each(base, rps), "%.0f", "", nil, nil},
+			{"OTLP only: req/s traced", each(ot, rps), "%.0f", "", nil, nil},
+			{"OTLP only: throughput ratio traced/untraced", ratios(ot, base, rps), "%.3f", ">= 0.97", atLeast(0.97), nil},
+			{"OTLP only: boxtap CPU s per 100k responses", each(ot, cpuPer100k), "%.3f", "<= 0.10", atMost(0.10), nil},
+			{"OTLP only: spans exported / responses", each(ot, spansPerResponse), "%.6f", "", nil, nil},
+			{"OTLP only: spans dropped (queue full)", each(ot, spansDropped), "%.0f", "", nil, nil},
+		}, "telemetry/untraced-2", "telemetry/otlp-only")...)
 	}
 	return out
 }
