@@ -376,21 +376,27 @@ type hookTracerCmd struct {
 	hookOTLPFlags
 }
 
+// leaveTracerCgroups moves a tracer out of the cgroups it ran in (own, and
+// the v1 memory cgroup named v1Name) so that they can be removed; errors go
+// to stderr behind who.
+func leaveTracerCgroups(own, v1Name, who string) {
+	if own == "" {
+		return
+	}
+	if err := hook.LeaveCgroup(own); err != nil {
+		fmt.Fprintln(os.Stderr, who, err)
+	}
+	if err := hook.LeaveMemoryV1(v1Name); err != nil {
+		fmt.Fprintln(os.Stderr, who, err)
+	}
+}
+
 func (c *hookTracerCmd) Run(ctx context.Context) error {
 	ready := os.NewFile(3, "readiness pipe")
 	if ready == nil {
 		return errors.New("hook-tracer is started by boxtap hook, with a readiness pipe on fd 3")
 	}
-	defer func() {
-		if c.OwnCgroup != "" {
-			if err := hook.LeaveCgroup(c.OwnCgroup); err != nil {
-				fmt.Fprintln(os.Stderr, "boxtap tracer:", err)
-			}
-			if err := hook.LeaveMemoryV1(c.ID); err != nil {
-				fmt.Fprintln(os.Stderr, "boxtap tracer:", err)
-			}
-		}
-	}()
+	defer leaveTracerCgroups(c.OwnCgroup, c.ID, "boxtap tracer:")
 	t, err := c.setup()
 	if err != nil {
 		_ = hook.SignalReady(ready, err)

@@ -291,16 +291,7 @@ type hookHostCmd struct {
 
 func (c *hookHostCmd) Run(ctx context.Context) error {
 	ready := os.NewFile(3, "readiness pipe")
-	defer func() {
-		if c.OwnCgroup != "" {
-			if err := hook.LeaveCgroup(c.OwnCgroup); err != nil {
-				fmt.Fprintln(os.Stderr, "boxtap host tracer:", err)
-			}
-			if err := hook.LeaveMemoryV1(c.CgroupName); err != nil {
-				fmt.Fprintln(os.Stderr, "boxtap host tracer:", err)
-			}
-		}
-	}()
+	defer leaveTracerCgroups(c.OwnCgroup, c.CgroupName, "boxtap host tracer:")
 	h, err := c.setup()
 	if err != nil {
 		_ = hook.SignalReady(ready, err)
