@@ -60,31 +60,6 @@ func TestRequestSeenOnListeningSocketPairsWithAcceptedConnection(t *testing.T) {
 	}
 }
 
-func TestOrphansStayBounded(t *testing.T) {
-	o := orphans{m: make(map[connKey][]orphan)}
-	for i := range maxOrphanConns + 10 {
-		o.keep(listenerRecord("GET / HTTP/1.1\r\n\r\n", uint16(1000+i)), 1)
-	}
-	if len(o.m) != maxOrphanConns {
-		t.Fatalf("%d orphan connections kept, want the limit %d", len(o.m), maxOrphanConns)
-	}
-	// Entries older than orphanTTL make room for new ones.
-	for k, v := range o.m {
-		v[0].keptNs -= int64(orphanTTL + time.Second)
-		o.m[k] = v
-	}
-	o.keep(listenerRecord("GET / HTTP/1.1\r\n\r\n", 60000), 1)
-	if len(o.m) != 1 {
-		t.Fatalf("%d orphan connections after the old ones expired, want only the new one", len(o.m))
-	}
-	if got := o.take(connKeyOf(listenerRecord("", 60000))); len(got) != 1 || got[0].seq != 1000 || string(got[0].data) != "GET / HTTP/1.1\r\n\r\n" {
-		t.Fatalf("take = %+v", got)
-	}
-	if got := o.take(connKeyOf(listenerRecord("", 60000))); got != nil {
-		t.Fatalf("second take = %+v, want nothing", got)
-	}
-}
-
 func TestConnKeyIsTheSameForBothDirections(t *testing.T) {
 	in := record(recSpec{dir: bpf.DirIngress, seq: 1, data: "x"})
 	out := record(recSpec{dir: bpf.DirEgress, seq: 1, data: "x"})

@@ -103,7 +103,7 @@ func TestWatchHundredContainers(t *testing.T) {
 		resp.Body.Close()
 	}
 	for _, tk := range tasks {
-		waitFileEvents(t, filepath.Join(out, tk.ID+".json"), 1, 30*time.Second)
+		waitFileEvents(t, filepath.Join(out, ns+"@"+tk.ID+".json"), 1, 30*time.Second)
 	}
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestWatchHundredContainers(t *testing.T) {
 		t.Fatalf("watch exit: %v", err)
 	}
 	for i, tk := range tasks {
-		evs := fileEvents(t, filepath.Join(out, tk.ID+".json"))
+		evs := fileEvents(t, filepath.Join(out, ns+"@"+tk.ID+".json"))
 		if len(evs) != 1 {
 			t.Errorf("container %s: %d events, want exactly 1", tk.ID, len(evs))
 			continue

@@ -4,9 +4,12 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +18,9 @@ import (
 )
 
 // TestGoInstallAtVersionReportsThatVersion publishes the repository's tracked files as module
-// github.com/boxtap/boxtap@v0.0.1-shiptest in a module proxy directory of the test's own (the layout
+// github.com/boxtap/boxtap@v0.0.1-shiptest.<now> in a module proxy directory of the test's own (the layout
 // the Go module proxy serves: list, .info, .mod, .zip), then runs
-// `go install github.com/boxtap/boxtap/cmd/boxtap@v0.0.1-shiptest` against it, as a user
+// `go install github.com/boxtap/boxtap/cmd/boxtap@v0.0.1-shiptest.<now>` against it, as a user
 // would against the public proxy: the installed boxtap must say it is that version. Dependencies come
 // from the module cache or the usual proxy; the checksum database is not asked about boxtap,
 // which it does not know.
@@ -27,7 +30,11 @@ func TestGoInstallAtVersionReportsThatVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const module, version = "github.com/boxtap/boxtap", "v0.0.1-shiptest"
+	// A version no earlier run published: the go command takes a module
+	// version's content as immutable and reuses what it built from it before,
+	// so republishing other content under one version would test stale code.
+	const module = "github.com/boxtap/boxtap"
+	version := fmt.Sprintf("v0.0.1-shiptest.%d", time.Now().UnixNano())
 	proxy := t.TempDir()
 	publishModule(t, root, proxy, module, version)
 	forgetModule(t, goCmd, module, version)
@@ -102,9 +109,22 @@ func publishModule(t *testing.T, root, proxy, module, version string) {
 	if err != nil {
 		t.Fatalf("git ls-files: %v", err)
 	}
+	names := strings.Split(strings.TrimRight(string(files), "\x00"), "\x00")
+	// A directory with a go.mod of its own (internal/otelcol) is another
+	// module: the Go command leaves it out of this module's zip, and refuses
+	// a zip that holds it.
+	var nested []string
+	for _, name := range names {
+		if path.Base(name) == "go.mod" && name != "go.mod" {
+			nested = append(nested, path.Dir(name)+"/")
+		}
+	}
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
-	for _, name := range strings.Split(strings.TrimRight(string(files), "\x00"), "\x00") {
+	for _, name := range names {
+		if slices.ContainsFunc(nested, func(dir string) bool { return strings.HasPrefix(name, dir) }) {
+			continue
+		}
 		data, err := os.ReadFile(filepath.Join(root, name))
 		if err != nil {
 			t.Fatalf("read %s: %v", name, err)
