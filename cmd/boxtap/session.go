@@ -14,8 +14,8 @@ import (
 
 	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/internal/display"
-	"github.com/boxtap/boxtap/internal/tlssource"
 	"github.com/boxtap/boxtap/internal/telemetry"
+	"github.com/boxtap/boxtap/internal/tlssource"
 	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/runtime/cgroup"
 	"github.com/boxtap/boxtap/runtime/container"
