@@ -35,19 +35,10 @@ func TestHostileContainerNameCannotForgeStderrLines(t *testing.T) {
 	ns := e.namespace(t)
 
 	const m = 100
-	var server, client []map[string]any
-	for i := 1; i <= m; i++ {
-		req, resp := overflowExchange(i)
-		server = append(server, map[string]any{"recv_request": 1}, map[string]any{"send": resp})
-		client = append(client, map[string]any{"send": req}, map[string]any{"recv_bytes": len(resp)})
-	}
-	server = append(server, map[string]any{"recv_until_close": true})
-	client = append(client, map[string]any{"wait_signal": true}, map[string]any{"close": true})
-	serverJSON, _ := json.Marshal(server)
-	clientJSON, _ := json.Marshal(client)
+	serverJSON, clientJSON := overflowScripts(m, m)
 	addr := fmt.Sprintf("127.0.0.1:%d", itest.FreePort(t))
 	tk := e.ctrd.Run(t, ctrtest.RunOpts{Namespace: ns, Labels: map[string]string{"nerdctl/name": hostileName},
-		Args: []string{"script-serve", "-addr", addr, "-script", string(serverJSON)}})
+		Args: []string{"script-serve", "-addr", addr, "-script", serverJSON}})
 
 	quoted := strconv.Quote(hostileName)
 	short := tk.ID[:12]
@@ -57,25 +48,9 @@ func TestHostileContainerNameCannotForgeStderrLines(t *testing.T) {
 	}
 
 	// Overflow the ring while boxtap cannot read it.
-	if err := p.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stopped := true
-	t.Cleanup(func() {
-		if stopped {
-			p.Signal(syscall.SIGCONT)
-		}
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl := itest.StartProc(t, ctx, testapp, "script-client", "-addr", addr, "-script", string(clientJSON))
-	if err := cl.WaitStderr("waiting for SIGUSR1", 60*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	stopped = false
-	if err := p.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	cl := burstWhileStopped(ctx, t, p, testapp, addr, clientJSON)
 	warning := fmt.Sprintf("boxtap: warning: %s (%s): the kernel dropped ", quoted, short)
 	if err := p.WaitStderr(warning, traceStartTimeout); err != nil {
 		t.Fatal(err)

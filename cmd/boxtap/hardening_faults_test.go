@@ -241,6 +241,52 @@ func overflowExchange(i int) (req, resp string) {
 	return req, resp
 }
 
+// overflowScripts returns the script-serve and script-client scripts of total strict
+// exchanges (overflowExchange) on one keep-alive connection: the client waits for
+// SIGUSR1 after exchange pause, and closes the connection after the last one.
+func overflowScripts(total, pause int) (serverJSON, clientJSON string) {
+	var server, client []map[string]any
+	for i := 1; i <= total; i++ {
+		req, resp := overflowExchange(i)
+		server = append(server, map[string]any{"recv_request": 1}, map[string]any{"send": resp})
+		client = append(client, map[string]any{"send": req}, map[string]any{"recv_bytes": len(resp)})
+		if i == pause {
+			client = append(client, map[string]any{"wait_signal": true})
+		}
+	}
+	server = append(server, map[string]any{"recv_until_close": true})
+	client = append(client, map[string]any{"close": true})
+	sj, _ := json.Marshal(server)
+	cj, _ := json.Marshal(client)
+	return string(sj), string(cj)
+}
+
+// burstWhileStopped stops boxtap (p), runs the client script against addr until it
+// waits for SIGUSR1 (every exchange up to its pause done, the connection still open),
+// then resumes boxtap. The ring buffer fills meanwhile and the rest of the burst is
+// lost. It returns the waiting client, which lives at most as long as ctx.
+func burstWhileStopped(ctx context.Context, t *testing.T, p *itest.Proc, testapp, addr, clientJSON string) *itest.Proc {
+	t.Helper()
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			p.Signal(syscall.SIGCONT)
+		}
+	}()
+	cl := itest.StartProc(t, ctx, testapp, "script-client", "-addr", addr, "-script", clientJSON)
+	if err := cl.WaitStderr("waiting for SIGUSR1", 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	if err := p.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
 // TestHardeningRingOverflow overflows a tiny ring buffer on purpose and checks that the
 // loss counters are exact.
 //
@@ -257,43 +303,18 @@ func overflowExchange(i int) (req, resp string) {
 func TestHardeningRingOverflow(t *testing.T) {
 	e := newTraceEnv(t)
 	const m = 100
-	var server, client []map[string]any
-	for i := 1; i <= m; i++ {
-		req, resp := overflowExchange(i)
-		server = append(server, map[string]any{"recv_request": 1}, map[string]any{"send": resp})
-		client = append(client, map[string]any{"send": req}, map[string]any{"recv_bytes": len(resp)})
-	}
-	server = append(server, map[string]any{"recv_until_close": true})
-	client = append(client, map[string]any{"wait_signal": true}, map[string]any{"close": true})
-	serverJSON, _ := json.Marshal(server)
-	clientJSON, _ := json.Marshal(client)
+	serverJSON, clientJSON := overflowScripts(m, m)
 
 	port := itest.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	c := e.hxRun(t, "overflow", "host", "listening on", nil, "script-serve", "-addr", addr, "-script", string(serverJSON))
+	c := e.hxRun(t, "overflow", "host", "listening on", nil, "script-serve", "-addr", addr, "-script", serverJSON)
 	p := e.startTrace(t, []*itest.Container{c}, "--ring-size", "16KiB")
 
-	if err := p.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stopped := true
-	t.Cleanup(func() {
-		if stopped {
-			p.Signal(syscall.SIGCONT)
-		}
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl := itest.StartProc(t, ctx, e.testapp, "script-client", "-addr", addr, "-script", string(clientJSON))
-	if err := cl.WaitStderr("waiting for SIGUSR1", 60*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	// Every exchange is done and the connection is still open: resume boxtap and stop it
-	// at once; it reads what the ring holds and exits before any FIN.
-	stopped = false
-	if err := p.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	// Every exchange is done and the connection is still open once boxtap resumes:
+	// stop it at once; it reads what the ring holds and exits before any FIN.
+	cl := burstWhileStopped(ctx, t, p, e.testapp, addr, clientJSON)
 	x := stopTrace(t, p, syscall.SIGINT) // decodes every stdout line: no torn line
 	if x.code != 0 {
 		t.Fatalf("boxtap exited with status %d:\n%s", x.code, x.stderr)

@@ -59,44 +59,16 @@ func lostRecordsArg(t *testing.T, line string) (uint64, bool) {
 func TestTraceLossIsReportedOnLaterEventsWarningAndStopLines(t *testing.T) {
 	e := newTraceEnv(t)
 	const m, after = 100, 5
-	var server, client []map[string]any
-	for i := 1; i <= m+after; i++ {
-		req, resp := overflowExchange(i)
-		server = append(server, map[string]any{"recv_request": 1}, map[string]any{"send": resp})
-		client = append(client, map[string]any{"send": req}, map[string]any{"recv_bytes": len(resp)})
-		if i == m {
-			client = append(client, map[string]any{"wait_signal": true})
-		}
-	}
-	server = append(server, map[string]any{"recv_until_close": true})
-	client = append(client, map[string]any{"close": true})
-	serverJSON, _ := json.Marshal(server)
-	clientJSON, _ := json.Marshal(client)
+	serverJSON, clientJSON := overflowScripts(m+after, m)
 
 	addr := fmt.Sprintf("127.0.0.1:%d", itest.FreePort(t))
-	c := e.hxRun(t, "loss", "host", "listening on", nil, "script-serve", "-addr", addr, "-script", string(serverJSON))
+	c := e.hxRun(t, "loss", "host", "listening on", nil, "script-serve", "-addr", addr, "-script", serverJSON)
 	p := e.startTrace(t, []*itest.Container{c}, "--ring-size", "16KiB")
 
-	// The burst, with boxtap stopped: the ring fills and the rest is lost.
-	if err := p.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stopped := true
-	t.Cleanup(func() {
-		if stopped {
-			p.Signal(syscall.SIGCONT)
-		}
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cl := itest.StartProc(t, ctx, e.testapp, "script-client", "-addr", addr, "-script", string(clientJSON))
-	if err := cl.WaitStderr("waiting for SIGUSR1", 60*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	stopped = false
-	if err := p.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	// The burst, with boxtap stopped: the ring fills and the rest is lost.
+	cl := burstWhileStopped(ctx, t, p, e.testapp, addr, clientJSON)
 
 	// The warning comes from the periodic check of the kernel's counter (no record of
 	// this container arrives meanwhile).
