@@ -352,3 +352,25 @@ func TestConnectionResetSettlesStreams(t *testing.T) {
 		t.Fatalf("events %v, cut %d", evs, st.CutStreams)
 	}
 }
+
+// A connection handed to HTTP/2 counts the parser's state in its Footprint,
+// which the tracer's memory budget reads: a stream waiting for its response
+// must show there.
+func TestConnFootprintCountsTheHTTP2Parser(t *testing.T) {
+	w := newWire(t)
+	w.get(1, "/waiting")
+	c := httpstream.NewConn(httpstream.Limits{NewHTTP2: NewProtocol}, new(httpstream.Stats))
+	var seq [2]uint32
+	for _, ch := range w.chunks {
+		c.Feed(&httpstream.Segment{Dir: ch.dir, Seq: seq[ch.dir], Data: ch.data}, func(*httpstream.Response) {})
+		seq[ch.dir] += uint32(len(ch.data))
+	}
+	proto := c.ProtocolFootprint()
+	if proto == 0 {
+		t.Fatal("the connection was not handed to the HTTP/2 parser, or the parser reports no state")
+	}
+	plain := httpstream.NewConn(httpstream.Limits{}, new(httpstream.Stats))
+	if got, base := c.Footprint(), plain.Footprint(); got < base+proto {
+		t.Errorf("Footprint %d, want at least a bare connection's %d plus the HTTP/2 parser's %d", got, base, proto)
+	}
+}
