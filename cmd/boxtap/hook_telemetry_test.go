@@ -14,15 +14,24 @@ import (
 
 // The hook's per-container tracer, given --otlp-endpoint through the hook's
 // options, sends one span per exchange it writes to the container's file.
+//
+// With --tracer=host the container still gets its spans: the host tracer
+// sends none, so the hook gives such a container a tracer of its own.
 func TestHookTracerSendsASpanPerExchangeInItsFile(t *testing.T) {
 	e := newHookEnv(t)
+	for _, mode := range []string{tracerPerContainer, tracerHost} {
+		t.Run(mode, func(t *testing.T) { hookSpansPerExchange(t, e, mode) })
+	}
+}
+
+func hookSpansPerExchange(t *testing.T, e *hookEnv, mode string) {
 	recv := startOTLPReceiver(t, "grpc", nil)
 	port := itest.FreePort(t)
-	id := e.prefix + "otlp"
+	id := e.prefix + "otlp-" + mode
 	hooks := e.exampleHooks(t)
 	otlp := "--otlp-endpoint=http://" + recv.addr
-	hooks.CreateRuntime[0].Args = append(hooks.CreateRuntime[0].Args, otlp)
-	hooks.Poststop[0].Args = append(hooks.Poststop[0].Args, otlp)
+	hooks.CreateRuntime[0].Args = append(hooks.CreateRuntime[0].Args, otlp, "--tracer="+mode)
+	hooks.Poststop[0].Args = append(hooks.Poststop[0].Args, otlp, "--tracer="+mode)
 	b := e.bundle(t, id, hooks, "serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port))
 	if err := e.start(t, id, b); err != nil {
 		t.Fatal(err)
