@@ -44,6 +44,8 @@ systemd_is_init() {
 # Packages: each Debian package is mapped to a file or command that proves it is installed.
 # ---------------------------------------------------------------------------
 # "package:proof" where proof is a command name, or an absolute path to a file.
+# gcc and libc6-dev: the race detector the tests run with needs cgo; linux-libc-dev: the
+# x86 <asm/ptrace.h> that make generate compiles bpf/tls.c with.
 TEST_PACKAGES=(
   "docker.io:dockerd"
   "containerd:containerd"
@@ -51,6 +53,9 @@ TEST_PACKAGES=(
   "runc:runc"
   "podman:podman"
   "clang:clang"
+  "gcc:gcc"
+  "libc6-dev:/usr/include/stdio.h"
+  "linux-libc-dev:/usr/include/x86_64-linux-gnu/asm/ptrace.h"
   "llvm:llvm-strip"
   "libbpf-dev:/usr/include/bpf/bpf_helpers.h"
   "bpftool:bpftool"
