@@ -376,6 +376,7 @@ type loadUnderTrace struct {
 	sum    hxSummary
 	sent   int // responses wrk counted
 	served int // responses the server flushed
+	begun  int // responses the server began; a flush fails when wrk leaves mid-body
 }
 
 // runLoadUnderTrace starts a host-network server container that counts its
@@ -401,7 +402,8 @@ func runLoadUnderTrace(t *testing.T, kind, path string, plan soakPlan, args ...s
 		t.Fatalf("the server printed no count:\n%s", c.Logs())
 	}
 	served, _ := strconv.Atoi(m[1])
-	return loadUnderTrace{x: x, sum: hxParseSummary(t, x.stderr), sent: sent, served: served}
+	begun, _ := strconv.Atoi(m[3])
+	return loadUnderTrace{x: x, sum: hxParseSummary(t, x.stderr), sent: sent, served: served, begun: begun}
 }
 
 // TestHardeningLargeBodiesOnLoopbackKeepRecordsIntact loads a container with 1 MiB responses
@@ -416,7 +418,7 @@ func runLoadUnderTrace(t *testing.T, kind, path string, plan soakPlan, args ...s
 func TestHardeningLargeBodiesOnLoopbackKeepRecordsIntact(t *testing.T) {
 	const size = 1 << 20
 	r := runLoadUnderTrace(t, "bigbodies", fmt.Sprintf("/bytes/%d", size), soakPlan{connections: 4, round: 4 * time.Second})
-	t.Logf("wrk counted %d responses of 1 MiB, server flushed %d; %s", r.sent, r.served, hxLastStderrLine(r.x.stderr))
+	t.Logf("wrk counted %d responses of 1 MiB, server flushed %d of %d begun; %s", r.sent, r.served, r.begun, hxLastStderrLine(r.x.stderr))
 	if strings.Contains(r.x.stderr, "malformed") || r.sum.resyncs != 0 || r.sum.lostRecords != 0 {
 		t.Errorf("%d resyncs, %d lost records; stderr:\n%s", r.sum.resyncs, r.sum.lostRecords, r.x.stderr)
 	}
@@ -427,8 +429,12 @@ func TestHardeningLargeBodiesOnLoopbackKeepRecordsIntact(t *testing.T) {
 		t.Errorf("%d body bytes skipped in the kernel for %d bodies of %d bytes; want most of the %d body bytes, and no more",
 			r.sum.skipped, r.served, size, bodies)
 	}
-	if len(r.x.events) != r.served || r.served == 0 {
-		t.Fatalf("%d events for %d responses served", len(r.x.events), r.served)
+	// When wrk stops, a response in flight on each connection has sent its header but not
+	// its whole body: the server counts it as begun, not flushed, and boxtap rightly
+	// reports it. No more than one per connection may be in that state.
+	if r.served == 0 || len(r.x.events) < r.served || len(r.x.events) > r.begun || r.begun-r.served > 4 {
+		t.Fatalf("%d events for %d responses flushed and %d begun on 4 connections; want every flushed one, and none beyond those begun",
+			len(r.x.events), r.served, r.begun)
 	}
 	for i, v := range viewEvents(t, r.x.events) {
 		if v.resp.StatusCode != 200 || v.resp.ContentLength != size || v.req == nil || v.direction != "egress" {

@@ -315,7 +315,8 @@ func seriesSummary(xs []int) string {
 	return fmt.Sprintf("n=%d min=%d max=%d points=[%s]", len(xs), lo, hi, strings.Join(pts, " "))
 }
 
-var servedRE = regexp.MustCompile(`served (\d+) responses on (\d+) connections`)
+// servedRE parses the test server's count: responses flushed, connections, responses begun.
+var servedRE = regexp.MustCompile(`served (\d+) responses on (\d+) connections \((\d+) begun\)`)
 
 // TestSoak pushes responses through a traced container over keep-alive and short-lived
 // connections (alternating wrk rounds, so every part of the run has the same mix) and

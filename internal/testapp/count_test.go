@@ -36,7 +36,7 @@ func TestServeCount(t *testing.T) {
 	if err != nil {
 		t.Fatalf("serve: %v\n%s", err, out)
 	}
-	if want := "served 5 responses on 3 connections\n"; !strings.Contains(out, want) {
+	if want := "served 5 responses on 3 connections (5 begun)\n"; !strings.Contains(out, want) {
 		t.Errorf("output lacks %q:\n%s", want, out)
 	}
 }

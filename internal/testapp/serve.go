@@ -23,7 +23,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("serve", stderr)
 	addr := fs.String("addr", ":8080", "listen address (host:port)")
 	addr6 := fs.String("addr6", "", "optional second listen address, e.g. [::1]:8080")
-	count := fs.Bool("count", false, `count flushed responses and connections; print "served N responses on M connections" on SIGTERM`)
+	count := fs.Bool("count", false, `count flushed responses and connections; print "served N responses on M connections (B begun)" on SIGTERM`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
