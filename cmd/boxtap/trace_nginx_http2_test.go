@@ -1,6 +1,7 @@
 //go:build amd64
 
-// These tests run the host's nginx (startHostNginx, amd64 only).
+// HTTP/2 from Debian's nginx, inside TLS and in clear text. These tests run
+// the host's nginx (startHostNginx, amd64 only).
 
 package main
 
