@@ -22,7 +22,8 @@
  *
  * This file holds the state, the maps and the programs; the work is in
  * include/: stages.h (the stages of one packet, in order), classify.h (the
- * HTTP/1.x start-line grammar; classify_skb.h runs it on packets), scan.h
+ * HTTP/1.x start-line grammar; classify_skb.h runs it on packets),
+ * classify_h2.h (HTTP/2 frame headers, for connections joined midway), scan.h
  * (the Content-Length scan), emit.h (records and the ring buffer), owner.h
  * (the sending task).
  */

@@ -8,6 +8,8 @@
  * grammar against user space's. The classifier's state persists in `state`
  * across runs, as it persists across the segments of a connection; the test
  * resets it between cases. Returns the verdict (enum cls_verdict).
+ * classify_h2_probe runs the HTTP/2 check of a connection joined midway
+ * (h2_joined, include/classify_h2.h) on one packet instead.
  *
  * The payload starts after a 14-byte Ethernet header, which test runs of
  * tc programs require.
@@ -59,4 +61,14 @@ int classify_probe(struct __sk_buff *skb)
 	__u8 v = classify(skb, &cs, ETH_HLEN, skb->len - ETH_HLEN, 0);
 	*st = cs;
 	return v;
+}
+
+/* The check of a connection joined midway for HTTP/2 (h2_joined in
+ * classify_skb.h) on one segment: returns 1 when it is taken for HTTP/2. */
+SEC("tc")
+int classify_h2_probe(struct __sk_buff *skb)
+{
+	if (skb->len < ETH_HLEN)
+		return 255;
+	return h2_joined(skb, ETH_HLEN, skb->len - ETH_HLEN);
 }

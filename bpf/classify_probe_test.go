@@ -1,11 +1,14 @@
 package bpf
 
 import (
+	"bytes"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/boxtap/boxtap/internal/itest"
 	"github.com/cilium/ebpf"
+	"golang.org/x/net/http2"
 )
 
 // Verdicts of the kernel's classifier (enum cls_verdict in include/classify.h).
@@ -19,6 +22,7 @@ const (
 // (classify_probe.c, generated into testdata).
 type classifyProbe struct {
 	prog  *ebpf.Program
+	h2    *ebpf.Program // the HTTP/2 check of a connection joined midway
 	state *ebpf.Map
 }
 
@@ -34,7 +38,7 @@ func loadClassifyProbe(t *testing.T) *classifyProbe {
 		t.Fatalf("loading the classifier probe: %v", err)
 	}
 	t.Cleanup(coll.Close)
-	return &classifyProbe{prog: coll.Programs["classify_probe"], state: coll.Maps["state"]}
+	return &classifyProbe{prog: coll.Programs["classify_probe"], h2: coll.Programs["classify_h2_probe"], state: coll.Maps["state"]}
 }
 
 // verdict feeds segments, in order, to a fresh classifier and returns its
@@ -115,6 +119,126 @@ func TestKernelClassifierGrammar(t *testing.T) {
 				t.Errorf("%s: verdict after segment %d (%q) is %d, want %d", tc.name, i, tc.segments[i], got[i], tc.want[i])
 				break
 			}
+		}
+	}
+}
+
+// joinedH2 runs the HTTP/2 check of a connection joined midway on one
+// segment: true when the kernel takes it for HTTP/2.
+func (p *classifyProbe) joinedH2(t *testing.T, seg []byte) bool {
+	t.Helper()
+	ret, err := p.h2.Run(&ebpf.RunOptions{Data: append(make([]byte, 14), seg...)})
+	if err != nil {
+		t.Fatalf("test run: %v", err)
+	}
+	if ret > 1 {
+		t.Fatalf("probe returned %d", ret)
+	}
+	return ret == 1
+}
+
+// h2Frames writes frames with x/net's framer, as an HTTP/2 stack does.
+func h2Frames(t *testing.T, write func(fr *http2.Framer) error) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := write(http2.NewFramer(&b, nil)); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// frameHeader is a raw 9-byte frame header, for headers x/net refuses to write.
+func frameHeader(length uint32, typ, flags byte, stream uint32) []byte {
+	return []byte{byte(length >> 16), byte(length >> 8), byte(length), typ, flags,
+		byte(stream >> 24), byte(stream >> 16), byte(stream >> 8), byte(stream)}
+}
+
+// A connection joined midway is taken for HTTP/2 from a segment that starts
+// a chain of plausible frame headers, and never from HTTP/1, TLS, text or
+// other binary protocols, or a segment that starts inside a frame.
+func TestKernelClassifierJoinedHTTP2(t *testing.T) {
+	p := loadClassifyProbe(t)
+	// "GET /" as static-table and literal HPACK fields, on stream 5.
+	block := []byte{0x82, 0x84, 0x86, 0x41, 0x03, 'a', '.', 'b'}
+	headers := h2Frames(t, func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: block, EndHeaders: true, EndStream: true})
+	})
+	response := h2Frames(t, func(fr *http2.Framer) error {
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: []byte{0x88}, EndHeaders: true}); err != nil {
+			return err
+		}
+		return fr.WriteData(5, true, []byte(`{"ok":true}`))
+	})
+	control := h2Frames(t, func(fr *http2.Framer) error {
+		if err := fr.WriteWindowUpdate(0, 1024); err != nil {
+			return err
+		}
+		if err := fr.WritePing(false, [8]byte{1}); err != nil {
+			return err
+		}
+		return fr.WriteSettingsAck()
+	})
+	bigData := h2Frames(t, func(fr *http2.Framer) error { return fr.WriteData(7, false, make([]byte, 16000)) })
+	grpcCall := h2Frames(t, func(fr *http2.Framer) error { // five frames: the chain is cut after four
+		for _, id := range []uint32{1, 3, 5, 7, 9} {
+			if err := fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, tc := range []struct {
+		name string
+		seg  []byte
+		want bool
+	}{
+		{"HEADERS ending the segment", headers, true},
+		{"HEADERS then DATA", response, true},
+		{"WINDOW_UPDATE, PING, SETTINGS ACK", control, true},
+		{"a chain of more than four frames", grpcCall, true},
+		{"DATA running past the segment", bigData[:1400], true},
+		{"a whole frame, then a header cut by the segment's end", append(append([]byte{}, headers...), 0, 0), true},
+		{"a segment inside a DATA payload", bigData[1400:2800], false},
+		{"a segment inside a header block", headers[9:], false},
+		{"a frame header alone, cut", headers[:8], false},
+		{"empty", nil, false},
+		{"PING running past the segment", frameHeader(8, 6, 0, 0), false},
+		{"frame longer than 16 KiB", append(frameHeader(16385, 0, 0, 1), make([]byte, 100)...), false},
+		{"unknown type 0x0a", append(frameHeader(4, 0x0a, 0, 1), 0, 0, 0, 0), false},
+		{"reserved bit set", append(frameHeader(4, 8, 0, 0x80000001), 0, 0, 0, 1), false},
+		{"HEADERS on stream 0", append(frameHeader(1, 1, 4, 0), 0x88), false},
+		{"DATA with an undefined flag", append(frameHeader(1, 0, 0x02, 1), 'x'), false},
+		{"PING on a stream", append(frameHeader(8, 6, 0, 1), make([]byte, 8)...), false},
+		{"RST_STREAM of 5 bytes", append(frameHeader(5, 3, 0, 1), make([]byte, 5)...), false},
+		{"frames whose lengths do not chain", append(append([]byte{}, headers[:len(headers)-1]...), response...), false},
+		{"HTTP/1 request", []byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), false},
+		{"HTTP/1 response", []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), false},
+		{"HTTP/1 body", []byte(`{"id":1,"name":"x"}`), false},
+		{"HTTP/2 client preface", []byte(http2.ClientPreface), false},
+		{"TLS handshake record", []byte("\x16\x03\x01\x00\x30\x01\x00\x00\x2c\x03\x03"), false},
+		{"TLS application data", append([]byte("\x17\x03\x03\x00\x20"), make([]byte, 32)...), false},
+		{"Kafka request (4-byte length first)", []byte("\x00\x00\x00\x2a\x00\x03\x00\x09\x00\x00\x00\x01\x00\x04test"), false},
+		{"PostgreSQL startup (4-byte length first)", []byte("\x00\x00\x00\x08\x04\xd2\x16\x2f"), false},
+		{"zeros", make([]byte, 64), false},
+	} {
+		if got := p.joinedH2(t, tc.seg); got != tc.want {
+			t.Errorf("%s (% x): taken for HTTP/2 %v, want %v", tc.name, tc.seg[:min(len(tc.seg), 16)], got, tc.want)
+		}
+	}
+
+	// Random binary segments: none is taken for HTTP/2. The seed is fixed,
+	// so the cases are the same on every run.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 20000 {
+		seg := make([]byte, 1+rng.IntN(1500))
+		for j := range seg {
+			seg[j] = byte(rng.Uint32())
+		}
+		if i%2 == 0 {
+			seg[0] = 0 // half of them with the 0 byte a short frame starts with
+		}
+		if p.joinedH2(t, seg) {
+			t.Fatalf("random segment %d (% x...) taken for HTTP/2", i, seg[:min(len(seg), 16)])
 		}
 	}
 }

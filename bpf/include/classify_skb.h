@@ -12,6 +12,7 @@
 #pragma once
 
 #include "classify.h"
+#include "classify_h2.h"
 
 /* One byte of classification (see classify.h), run by bpf_loop so that the
  * verifier checks it once, not once per byte. ctx points to the nesting
@@ -53,4 +54,40 @@ static __always_inline __u8 classify(struct __sk_buff *skb, struct cls_state *cs
 	if (cs->verdict == CLS_PENDING && cs->n >= CLS_MAX)
 		cs->verdict = CLS_YES; /* a long but valid start: user space decides */
 	return cs->verdict;
+}
+
+/* The verdict on a chain after the frame that ends at pos: 1 accepted, 0
+ * rejected, -1 go on with the next header. */
+static __always_inline int h2_chain_end(__u32 pos, __u32 plen, __u8 type, int last)
+{
+	if (pos == plen)
+		return 1;
+	if (pos > plen)
+		return h2_may_span(type);
+	return last ? 1 : -1;
+}
+
+/*
+ * Whether the segment at off (plen bytes) starts a chain of plausible
+ * HTTP/2 frame headers (classify_h2.h), for a connection joined midway.
+ * The headers are loaded one by one at the offsets their lengths give; a
+ * header cut by the segment's end after at least one whole frame is not
+ * checked (the chain so far is consistent).
+ */
+static __always_inline int h2_joined(struct __sk_buff *skb, __u32 off, __u32 plen)
+{
+	__u32 pos = 0;
+#pragma unroll
+	for (int i = 0; i < H2_CHAIN; i++) {
+		__u8 h[H2_FRAME_HEADER];
+		if (pos + H2_FRAME_HEADER > plen)
+			return i > 0;
+		if (bpf_skb_load_bytes(skb, off + pos, h, sizeof(h)) || !h2_header_ok(h))
+			return 0;
+		pos += H2_FRAME_HEADER + h2_len(h);
+		int v = h2_chain_end(pos, plen, h[3], i == H2_CHAIN - 1);
+		if (v >= 0)
+			return v;
+	}
+	return 0;
 }

@@ -70,14 +70,15 @@ static __always_inline int classify_fresh(struct __sk_buff *skb, struct conn *c,
 /*
  * Classify a connection that carried data before boxtap started: it may be
  * in the middle of a message for a while, so each segment is judged on its
- * own, for CLASSIFY_TRIES segments. A segment that starts a message makes it
- * HTTP, framed from that message on. Returns 1 when the segment is to be sent.
+ * own, for CLASSIFY_TRIES segments. A segment that starts an HTTP/1 message,
+ * or a chain of HTTP/2 frames (classify_h2.h), makes it HTTP, framed from
+ * there on. Returns 1 when the segment is to be sent.
  */
 static __always_inline int classify_joined(struct __sk_buff *skb, struct conn *c, struct dir_state *ds,
 					   __u32 seq, __u32 off, __u32 plen, __u32 lvl)
 {
 	struct cls_state cs = {};
-	if (classify(skb, &cs, off, plen, lvl) != CLS_YES) {
+	if (classify(skb, &cs, off, plen, lvl) != CLS_YES && !h2_joined(skb, off, plen)) {
 		if (++c->tries >= CLASSIFY_TRIES) {
 			c->class = CLASS_OTHER;
 			count_not_http(c);
