@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/boxtap/boxtap/httpstream"
 	"github.com/boxtap/boxtap/internal/itest"
 	"github.com/cilium/ebpf"
 	"golang.org/x/net/http2"
@@ -134,6 +135,10 @@ func (p *classifyProbe) joinedH2(t *testing.T, seg []byte) bool {
 	if ret > 1 {
 		t.Fatalf("probe returned %d", ret)
 	}
+	// User space hands the connection to the midway parser by the same rules.
+	if user := httpstream.H2FrameChain(seg); user != (ret == 1) {
+		t.Fatalf("segment % x...: kernel says %v, user space %v", seg[:min(len(seg), 16)], ret == 1, user)
+	}
 	return ret == 1
 }
 
@@ -155,7 +160,8 @@ func frameHeader(length uint32, typ, flags byte, stream uint32) []byte {
 
 // A connection joined midway is taken for HTTP/2 from a segment that starts
 // a chain of plausible frame headers, and never from HTTP/1, TLS, text or
-// other binary protocols, or a segment that starts inside a frame.
+// other binary protocols, or a segment that starts inside a frame. User
+// space (httpstream.H2FrameChain) agrees on every segment.
 func TestKernelClassifierJoinedHTTP2(t *testing.T) {
 	p := loadClassifyProbe(t)
 	// "GET /" as static-table and literal HPACK fields, on stream 5.

@@ -88,8 +88,11 @@ type Conn struct {
 	ended       bool      // 101 or CONNECT tunnel: HTTP is over on this connection
 	proto       Protocol  // set once the connection switched to HTTP/2: it gets every byte
 	h2hold      [2][]byte // a direction's first bytes, too few to tell HTTP/2 (protocol.go)
-	reset       bool
-	closed      bool
+	// h2wait: joined midway, this direction has not yet reached a segment
+	// that starts a frame; its bytes are not handed to proto (protocol.go).
+	h2wait [2]bool
+	reset  bool
+	closed bool
 }
 
 // NewConn returns the state for one connection. Zero Limits fields mean defaults;
@@ -372,6 +375,9 @@ func (c *Conn) consume(s *stream, data []byte, info *PacketInfo, segStart bool, 
 			}
 		}
 		if c.proto != nil {
+			if c.h2wait[s.dir] && !c.h2Synced(s, data, segStart) {
+				return
+			}
 			c.proto.Consume(s.dir, data, *info, emit)
 			return
 		}
@@ -503,7 +509,9 @@ func (c *Conn) bodyProgress(s *stream) {
 func (c *Conn) unknown(s *stream, n uint64) {
 	c.h2hold[s.dir] = nil
 	if c.proto != nil {
-		c.proto.Unknown(s.dir, n)
+		if !c.h2wait[s.dir] {
+			c.proto.Unknown(s.dir, n)
+		}
 		return
 	}
 	for n > 0 && !c.ended && !s.finished {

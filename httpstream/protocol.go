@@ -72,7 +72,95 @@ func (c *Conn) h2Detect(s *stream, data []byte) []byte {
 		c.h2hold[s.dir] = append([]byte(nil), data...)
 		return nil
 	}
+	if c.lim.NewHTTP2Midway != nil && H2FrameChain(data) {
+		// Frames, but no start: a connection that opened before tracing.
+		c.proto = c.lim.NewHTTP2Midway(c.stats)
+		c.h2wait[s.dir^1] = true
+	}
 	return data
+}
+
+// h2Synced reports whether a direction of a connection joined midway can be
+// handed to the parser from data on: data starts a segment, and the segment
+// starts a chain of frames. Until then the direction's bytes are dropped,
+// never parsed from inside a frame.
+func (c *Conn) h2Synced(s *stream, data []byte, segStart bool) bool {
+	if !segStart || !H2FrameChain(data) {
+		return false
+	}
+	c.h2wait[s.dir] = false
+	return true
+}
+
+// H2 frame header rules, as the kernel checks them (bpf/include/classify_h2.h).
+const (
+	h2FrameHeader = 9
+	h2MaxFrame    = 16384 // SETTINGS_MAX_FRAME_SIZE's initial value
+	h2Chain       = 4     // frame headers checked in one segment
+)
+
+// H2FrameChain reports whether a segment starts a chain of plausible HTTP/2
+// frame headers, by the rules the kernel takes a connection joined midway
+// for HTTP/2 with (bpf/include/classify_h2.h): known type, defined flags,
+// reserved bit clear, stream id and length allowed by the type, at most 16
+// KiB; the chain ends at the segment's end, or H2_CHAIN headers were
+// plausible, or a DATA, HEADERS or CONTINUATION frame runs past the end.
+func H2FrameChain(seg []byte) bool {
+	pos := 0
+	for i := range h2Chain {
+		if pos+h2FrameHeader > len(seg) {
+			return i > 0
+		}
+		h := seg[pos : pos+h2FrameHeader]
+		if !h2HeaderOK(h) {
+			return false
+		}
+		pos += h2FrameHeader + (int(h[0])<<16 | int(h[1])<<8 | int(h[2]))
+		switch {
+		case pos == len(seg):
+			return true
+		case pos > len(seg):
+			return h[3] == 0x0 || h[3] == 0x1 || h[3] == 0x9
+		}
+	}
+	return true
+}
+
+// h2HeaderOK checks one 9-byte frame header (RFC 9113 section 6).
+func h2HeaderOK(h []byte) bool {
+	typ, flags := h[3], h[4]
+	n := int(h[0])<<16 | int(h[1])<<8 | int(h[2])
+	id := uint32(h[5]&0x7f)<<24 | uint32(h[6])<<16 | uint32(h[7])<<8 | uint32(h[8])
+	if typ > 0x9 || h[5]&0x80 != 0 || n > h2MaxFrame {
+		return false
+	}
+	// Defined flags, the stream id rule and the length rule of each type.
+	var okFlags byte
+	stream, length := id != 0, true
+	switch typ {
+	case 0x0: // DATA
+		okFlags = 0x09
+	case 0x1: // HEADERS
+		okFlags = 0x2d
+	case 0x2: // PRIORITY
+		length = n == 5
+	case 0x3: // RST_STREAM
+		length = n == 4
+	case 0x4: // SETTINGS
+		okFlags, stream = 0x01, id == 0
+		length = flags&0x01 == 0 && n%6 == 0 || flags&0x01 != 0 && n == 0
+	case 0x5: // PUSH_PROMISE
+		okFlags, length = 0x0c, n >= 4
+	case 0x6: // PING
+		okFlags, stream, length = 0x01, id == 0, n == 8
+	case 0x7: // GOAWAY
+		stream, length = id == 0, n >= 8
+	case 0x8: // WINDOW_UPDATE
+		stream, length = true, n == 4
+	case 0x9: // CONTINUATION
+		okFlags = 0x04
+	}
+	return flags&^okFlags == 0 && stream && length
 }
 
 // h2Undecided reports that data may still become the preface or a SETTINGS

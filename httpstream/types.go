@@ -124,6 +124,12 @@ type Limits struct {
 	// switches to HTTP/2 (prior-knowledge preface, or Upgrade: h2c and 101).
 	// Without it such a connection is not parsed after the switch.
 	NewHTTP2 func(stats *Stats) Protocol
+	// NewHTTP2Midway, when set, makes the parser of an HTTP/2 connection
+	// joined midway: a direction whose first bytes are neither HTTP/1 nor
+	// an HTTP/2 start but a chain of plausible frame headers (a connection
+	// that opened before tracing). Its client side is not known; each
+	// direction is handed over from its first segment that starts a frame.
+	NewHTTP2Midway func(stats *Stats) Protocol
 }
 
 // Default limits.

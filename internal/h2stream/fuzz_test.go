@@ -132,3 +132,53 @@ func connFeed(chunks []chunk) []event {
 	}
 	return evs
 }
+
+// FuzzConnJoinMidway joins a gRPC conversation through httpstream.Conn at
+// any chunk, cut into segments anywhere: a segment may start inside a
+// frame. Whatever is recovered, no field of an event differs from the full
+// parse (fields are the truth or empty), and an event lacking a field is
+// marked partial.
+func FuzzConnJoinMidway(f *testing.F) {
+	w, _ := grpcCalls(f, 12, -1)
+	truth, _, _ := feed(w.chunks, 0)
+	byID := make(map[uint32]event)
+	for _, e := range truth {
+		byID[e.Stream] = e
+	}
+	lim := httpstream.Limits{NewHTTP2: NewProtocol, NewHTTP2Midway: NewMidwayProtocol}
+	f.Add(byte(12), []byte{})
+	f.Add(byte(20), []byte{40, 3, 200})
+	f.Add(byte(31), []byte{8, 9})
+	f.Fuzz(func(t *testing.T, join byte, cuts []byte) {
+		var chunks []chunk
+		i := 0
+		// Chunks 0 and 1 are the connection's start (preface, SETTINGS):
+		// a join there is no join.
+		for _, c := range w.chunks[2+int(join)%(len(w.chunks)-2):] {
+			for d := c.data; len(d) > 0; i++ {
+				k := len(d)
+				if len(cuts) > 0 {
+					k = min(k, int(cuts[i%len(cuts)])+1)
+				}
+				chunks = append(chunks, chunk{c.dir, d[:k]})
+				d = d[k:]
+			}
+		}
+		got, _ := joinedConnFeed(chunks, lim)
+		for _, g := range got {
+			w, ok := byID[g.Stream]
+			if !ok {
+				t.Fatalf("event of stream %d, which the conversation never opened", g.Stream)
+			}
+			honest := func(got, want string) bool { return got == "" || got == want }
+			if !honest(g.Method, w.Method) || !honest(g.Path, w.Path) || !honest(g.Host, w.Host) ||
+				!honest(g.Status, w.Status) || g.Headers != "" && !honestHeaders(g.Headers, w.Headers) ||
+				g.GRPC && (g.GRPCCode != w.GRPCCode || !w.GRPC) {
+				t.Fatalf("invented value:\n got %v\nwant %v", g, w)
+			}
+			if !g.Partial && (g.Method != w.Method || g.Path != w.Path || g.Host != w.Host || g.Headers != w.Headers) {
+				t.Fatalf("fields missing but not partial:\n got %v\nwant %v", g, w)
+			}
+		}
+	})
+}

@@ -36,6 +36,36 @@ func NewMidway(stats *httpstream.Stats, client httpstream.Direction) *Parser {
 	return p
 }
 
+// NewMidwayProtocol is, as an httpstream.Limits.NewHTTP2Midway factory, a
+// parser for a connection joined midway whose client side is not known
+// yet: header blocks are decoded but dropped until one carries :method
+// (its direction is the client's) or :status (the server's). Both are
+// static-table entries, so even a block decoded without the dynamic table
+// shows them; DATA before that belongs to no tracked stream.
+func NewMidwayProtocol(stats *httpstream.Stats) httpstream.Protocol {
+	p := NewMidway(stats, httpstream.Ingress)
+	p.roleUnknown = true
+	return p
+}
+
+// learnRole sets the client side from the block d just decoded; false
+// when the block does not tell (it is then dropped).
+func (p *Parser) learnRole(d *direction) bool {
+	for _, f := range d.fields {
+		switch f.Name {
+		case ":method":
+			p.client = d.dir
+		case ":status":
+			p.client = d.dir ^ 1
+		default:
+			continue
+		}
+		p.roleUnknown = false
+		return true
+	}
+	return false
+}
+
 type shadowEntry struct {
 	name, value string
 	known       bool // false: name or value could not be decoded

@@ -131,3 +131,81 @@ func TestMidwayJoinNeverInventsAValueAndStopsMarkingOnceTheTableIsKnown(t *testi
 		}
 	})
 }
+
+// swapDirs turns a conversation around: the client becomes Egress (the
+// traced container is the client).
+func swapDirs(chunks []chunk) []chunk {
+	out := make([]chunk, len(chunks))
+	for i, c := range chunks {
+		out[i] = chunk{c.dir ^ 1, c.data}
+	}
+	return out
+}
+
+// joinedConnFeed feeds chunks to an httpstream.Conn as in-order segments
+// from arbitrary sequence numbers, as boxtap's reader does for a
+// connection it joined midway.
+func joinedConnFeed(chunks []chunk, lim httpstream.Limits) ([]event, *httpstream.Stats) {
+	st := new(httpstream.Stats)
+	c := httpstream.NewConn(lim, st)
+	seq := [2]uint32{1 << 31, 7}
+	var evs []event
+	for _, ch := range chunks {
+		c.Feed(&httpstream.Segment{Dir: ch.dir, Seq: seq[ch.dir], Data: ch.data}, func(r *httpstream.Response) { evs = append(evs, record(r)) })
+		seq[ch.dir] += uint32(len(ch.data))
+	}
+	return evs, st
+}
+
+// A Conn whose first bytes are HTTP/2 frames, not a start, hands the
+// connection to the midway parser, which learns the client side from the
+// first :method or :status. A direction whose first segment starts inside
+// a frame is dropped until a segment that starts one; every event is
+// partial and no field differs from the full parse.
+func TestConnJoinsHTTP2Midway(t *testing.T) {
+	const n, join = 30, 5
+	w, starts := grpcCalls(t, n, -1)
+	truth, _, _ := feed(w.chunks, 0)
+	lim := httpstream.Limits{NewHTTP2: NewProtocol, NewHTTP2Midway: NewMidwayProtocol}
+	joined := w.chunks[starts[join]:]
+	// The server's tail of a frame of the call before: its first segment
+	// starts inside a DATA frame, and must not be parsed as frames.
+	prev := w.chunks[starts[join]-1]
+	if prev.dir != httpstream.Egress {
+		t.Fatal("the call before does not end with the server's frames")
+	}
+	tail := chunk{httpstream.Egress, prev.data[len(prev.data)-5:]}
+	inside := append([]chunk{joined[0], tail}, joined[1:]...)
+	for _, tc := range []struct {
+		name   string
+		chunks []chunk
+		client httpstream.Direction
+	}{
+		{"traced server", joined, httpstream.Ingress},
+		{"traced client", swapDirs(joined), httpstream.Egress},
+		{"server joined inside a frame", inside, httpstream.Ingress},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, st := joinedConnFeed(tc.chunks, lim)
+			frac, partial := recovery(t, got, truth[join:])
+			if partial != len(got) {
+				t.Errorf("%d of %d events partial, want all", partial, len(got))
+			}
+			for _, e := range got {
+				if e.Dir != (tc.client ^ 1).String() {
+					t.Fatalf("event %v: direction %s, want the server's %s", e, e.Dir, tc.client^1)
+				}
+			}
+			if st.Desyncs != 0 {
+				t.Errorf("%d desyncs", st.Desyncs)
+			}
+			t.Logf("%d events, %.0f%% of fields recovered", len(got), 100*frac)
+		})
+	}
+	t.Run("without a midway parser", func(t *testing.T) {
+		got, _ := joinedConnFeed(joined, httpstream.Limits{NewHTTP2: NewProtocol})
+		if len(got) != 0 {
+			t.Fatalf("%d events from a connection joined midway without a midway parser", len(got))
+		}
+	})
+}

@@ -53,6 +53,9 @@ type Parser struct {
 	size    int  // bytes held by tracked streams
 	opened  int  // streams ever tracked
 	joined  bool // NewMidway: streams without a request were opened before the join
+	// roleUnknown: joined midway without knowing which side is the client;
+	// the first header block with :method or :status tells (midway.go).
+	roleUnknown bool
 
 	// Reused for each event; valid only during emit.
 	resp httpstream.Response
@@ -462,6 +465,11 @@ func (p *Parser) fragment(d *direction, frag []byte, ended bool, emit func(*http
 		return
 	}
 	d.inBlock = false
+	if p.roleUnknown && !p.learnRole(d) {
+		d.fields = d.fields[:0]
+		d.fieldBytes = 0
+		return
+	}
 	if d.dir == p.client {
 		p.requestBlock(d)
 	} else if d.promised != 0 {
@@ -482,6 +490,7 @@ func (p *Parser) decode(d *direction, frag []byte, ended bool) bool {
 		if _, err := d.dec.Write(frag); err != nil {
 			return false
 		}
+		d.blockPartial = false // the table is known
 		return !ended || d.dec.Close() == nil
 	}
 	if len(d.blk)+len(frag) > maxBufferedFrame {
