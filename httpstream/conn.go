@@ -91,8 +91,12 @@ type Conn struct {
 	// h2wait: joined midway, this direction has not yet reached a segment
 	// that starts a frame; its bytes are not handed to proto (protocol.go).
 	h2wait [2]bool
-	reset  bool
-	closed bool
+	// h2expect: 1 + the direction whose first bytes must be the client
+	// preface (the connection was taken for HTTP/2 from a server's
+	// SETTINGS); 0 when none is expected.
+	h2expect Direction
+	reset    bool
+	closed   bool
 }
 
 // NewConn returns the state for one connection. Zero Limits fields mean defaults;
@@ -375,6 +379,9 @@ func (c *Conn) consume(s *stream, data []byte, info *PacketInfo, segStart bool, 
 			}
 		}
 		if c.proto != nil {
+			if c.h2expect != 0 {
+				c.h2Rejoin(s, data, segStart)
+			}
 			if c.h2wait[s.dir] && !c.h2Synced(s, data, segStart) {
 				return
 			}

@@ -65,7 +65,9 @@ func (c *Conn) h2Detect(s *stream, data []byte) []byte {
 		if !preface {
 			client ^= 1
 		}
-		c.switchToH2(Upgrade{Client: client})
+		if c.switchToH2(Upgrade{Client: client}) && !preface {
+			c.h2expect = client + 1
+		}
 		return data
 	}
 	if h2Undecided(data) {
@@ -78,6 +80,24 @@ func (c *Conn) h2Detect(s *stream, data []byte) []byte {
 		c.h2wait[s.dir^1] = true
 	}
 	return data
+}
+
+// h2Rejoin handles the first bytes of the client direction of a connection
+// taken for HTTP/2 from a server's SETTINGS frame: the client preface is
+// expected. When they are frames instead, the SETTINGS was not the
+// connection's first (a connection joined midway, whose first segment
+// seen was a SETTINGS frame): the midway parser takes over, and the
+// SETTINGS direction waits for its next segment that starts a frame.
+func (c *Conn) h2Rejoin(s *stream, data []byte, segStart bool) {
+	if Direction(c.h2expect-1) != s.dir {
+		return
+	}
+	c.h2expect = 0
+	if preface, _ := h2Start(data); preface || !s.atStart || !segStart || c.lim.NewHTTP2Midway == nil || !H2FrameChain(data) {
+		return
+	}
+	c.proto = c.lim.NewHTTP2Midway(c.stats)
+	c.h2wait[s.dir^1] = true
 }
 
 // h2Synced reports whether a direction of a connection joined midway can be

@@ -1,8 +1,11 @@
 package h2stream
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
+
+	"golang.org/x/net/http2"
 
 	"github.com/boxtap/boxtap/httpstream"
 )
@@ -176,6 +179,16 @@ func TestConnJoinsHTTP2Midway(t *testing.T) {
 	}
 	tail := chunk{httpstream.Egress, prev.data[len(prev.data)-5:]}
 	inside := append([]chunk{joined[0], tail}, joined[1:]...)
+	// The first segment seen is a SETTINGS frame of the client's, which a
+	// server's first frame looks like; the server's ACK shows the join.
+	var sb, ab bytes.Buffer
+	if err := http2.NewFramer(&sb, nil).WriteSettings(http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := http2.NewFramer(&ab, nil).WriteSettingsAck(); err != nil {
+		t.Fatal(err)
+	}
+	settingsFirst := append([]chunk{{httpstream.Ingress, sb.Bytes()}, {httpstream.Egress, ab.Bytes()}}, joined...)
 	for _, tc := range []struct {
 		name   string
 		chunks []chunk
@@ -184,6 +197,7 @@ func TestConnJoinsHTTP2Midway(t *testing.T) {
 		{"traced server", joined, httpstream.Ingress},
 		{"traced client", swapDirs(joined), httpstream.Egress},
 		{"server joined inside a frame", inside, httpstream.Ingress},
+		{"a SETTINGS frame first", settingsFirst, httpstream.Ingress},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, st := joinedConnFeed(tc.chunks, lim)
