@@ -295,6 +295,8 @@ type hookEvent struct {
 	Status      int
 	SrcPort     int
 	DstPort     int
+	Stream      int  // HTTP/2 stream_id, 0 without
+	Partial     bool // the "partial" arg (HTTP/2 joined midway)
 }
 
 // readHookEvents reads a per-container output file: JSON lines, each a
@@ -346,6 +348,10 @@ func readHookEvents(t *testing.T, path string) []hookEvent {
 				ev.URIPath = r.Path
 			case "direction":
 				_ = json.Unmarshal(a.Value, &ev.Direction)
+			case "stream_id":
+				_ = json.Unmarshal(a.Value, &ev.Stream)
+			case "partial":
+				_ = json.Unmarshal(a.Value, &ev.Partial)
 			}
 		}
 		evs = append(evs, ev)

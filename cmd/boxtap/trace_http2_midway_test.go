@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"net"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"syscall"
@@ -11,6 +14,10 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/boxtap/boxtap/internal/itest"
 )
@@ -237,4 +244,145 @@ func TestTraceHTTP2JoinedMidwayMarksPartialUntilTheTablesAreKnown(t *testing.T) 
 			t.Errorf("event %d:\n got %+v\nwant %+v", i, got[i], wantEvs[i])
 		}
 	}
+}
+
+// Hook mode attaches before the container starts, so it sees every
+// connection from its start: the requests that a join midway would give
+// partially (a path indexed earlier in the connection) come whole, and no
+// event is ever partial.
+func TestHookHTTP2NeverPartial(t *testing.T) {
+	e := newHookEnv(t)
+	port := itest.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	id := e.prefix + "h2"
+	b := e.bundle(t, id, e.exampleHooks(t), "serve-h2c", "-addr", addr)
+	if err := e.start(t, id, b); err != nil {
+		t.Fatal(err)
+	}
+	firstResponse(t, "http://"+addr+"/h2/ok", time.Now()) // HTTP/1.1, once it listens
+	h := dialH2(t, addr)
+	for _, path := range []string{"/h2/ok", "/h2/ok", "/h2/status/404", "/h2/status/404"} {
+		h.get(path)
+	}
+	h.conn.Close()
+	e.kill(t, id)
+	e.delete(t, id)
+	waitNoTracer(t, id, 10*time.Second)
+	var h2 []hookEvent
+	for _, ev := range readHookEvents(t, filepath.Join(e.out, id+".json")) {
+		if ev.Partial {
+			t.Errorf("partial event in hook mode: %+v", ev)
+		}
+		if ev.Stream > 0 {
+			h2 = append(h2, ev)
+		}
+	}
+	sort.Slice(h2, func(i, j int) bool { return h2[i].Stream < h2[j].Stream })
+	want := []hookEvent{{Stream: 1, URIPath: "/h2/ok", Status: 200}, {Stream: 3, URIPath: "/h2/ok", Status: 200},
+		{Stream: 5, URIPath: "/h2/status/404", Status: 404}, {Stream: 7, URIPath: "/h2/status/404", Status: 404}}
+	if len(h2) != len(want) {
+		t.Fatalf("%d HTTP/2 events, want %d: %+v\nhook log:\n%s", len(h2), len(want), h2, e.hookLog())
+	}
+	for i, w := range want {
+		g := h2[i]
+		if g.Stream != w.Stream || g.URIPath != w.URIPath || g.Status != w.Status || g.ContainerID != id || g.SrcPort != port {
+			t.Errorf("event %d: %+v, want %+v from port %d", i, g, w, port)
+		}
+	}
+}
+
+// A grpc-go client's connection to a grpc-go server, joined midway after
+// 20 calls: each of the 30 calls after the join gives one event, marked
+// partial (grpc-go never rebuilds its tables). :method POST and :status 200
+// (static entries) are always known; the path, host and gRPC status,
+// indexed before the join, are empty or right, never wrong. The test logs
+// the share of fields recovered (BENCHMARKS.md).
+func TestTraceGRPCJoinedMidwayNeverGivesAWrongValue(t *testing.T) {
+	const before, after = 20, 30
+	e := newTraceEnv(t)
+	port := itest.FreePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	c := e.startContainer(t, "listening on", "grpc-serve", "-addr", addr)
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	hc := grpc_health_v1.NewHealthClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Call i asks for "missing" (NOT_FOUND, trailers-only) every fifth time.
+	wantStatus := func(i int) int64 { return map[bool]int64{true: 5, false: 0}[i%5 == 4] }
+	call := func(i int) {
+		svc := ""
+		if wantStatus(i) == 5 {
+			svc = "missing"
+		}
+		_, err := hc.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: svc})
+		if got := int64(status.Code(err)); got != wantStatus(i) {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	for i := range before {
+		call(i)
+	}
+	p := e.startTrace(t, []*itest.Container{c})
+	for i := before; i < before+after; i++ {
+		call(i)
+	}
+	x := stopTrace(t, p, syscall.SIGINT)
+	if x.code != 0 {
+		t.Fatalf("boxtap exited %d:\n%s", x.code, x.stderr)
+	}
+	checkCountsLine(t, x.stderr, len(x.events))
+	checkExitCounters(t, x.stderr, 0)
+
+	evs := viewEvents(t, x.events)
+	if len(evs) != after {
+		t.Fatalf("%d events, want one per call after the join (%d)", len(evs), after)
+	}
+	type ev struct {
+		stream             int64
+		method, path, host string
+		code               int
+		grpc               int64
+		partial            bool
+	}
+	var got []ev
+	for _, v := range evs {
+		g := ev{stream: -1, grpc: -1, code: v.resp.StatusCode}
+		if v.req != nil {
+			g.method, g.path, g.host = v.req.Method, v.req.URIPath, v.req.Host
+		}
+		for _, a := range v.ev.Args {
+			switch a.Name {
+			case "stream_id":
+				g.stream = argInt(t, a)
+			case "grpc_status":
+				g.grpc = argInt(t, a)
+			case "partial":
+				g.partial, _ = a.Value.(bool)
+			}
+		}
+		got = append(got, g)
+	}
+	sort.Slice(got, func(i, j int) bool { return got[i].stream < got[j].stream })
+	const path = "/grpc.health.v1.Health/Check"
+	var paths, hosts, grpcs int
+	for k, g := range got {
+		i := before + k
+		if g.stream != int64(2*i+1) || g.method != "POST" || g.code != 200 || !g.partial {
+			t.Errorf("call %d: %+v, want stream %d, POST, 200, partial", i, g, 2*i+1)
+		}
+		if g.path != "" && g.path != path || g.host != "" && g.host != addr || g.grpc != -1 && g.grpc != wantStatus(i) {
+			t.Errorf("call %d: a wrong value: %+v (path %s, host %s, grpc status %d)", i, g, path, addr, wantStatus(i))
+		}
+		paths += min(len(g.path), 1)
+		hosts += min(len(g.host), 1)
+		if g.grpc != -1 {
+			grpcs++
+		}
+	}
+	t.Logf("%d calls after the join: method and status %d of %d, path %d, host %d, grpc status %d, partial %d",
+		after, after, after, paths, hosts, grpcs, after)
 }
