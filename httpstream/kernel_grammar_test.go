@@ -77,3 +77,35 @@ func FuzzKernelAcceptsWhatUserSpaceFrames(f *testing.F) {
 		}
 	})
 }
+
+// FuzzKernelH2ChainMatchesUserSpace: on any segment, the kernel's check of a
+// connection joined midway (h2_joined, bpf/include/classify_h2.h, through
+// classify_h2_probe) and H2FrameChain, which hands the connection to the
+// midway parser, agree.
+func FuzzKernelH2ChainMatchesUserSpace(f *testing.F) {
+	itest.RequireBPF(f)
+	spec, err := ebpf.LoadCollectionSpec("../bpf/testdata/classify_probe.o")
+	if err != nil {
+		f.Fatal(err)
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		f.Fatalf("loading the classifier probe: %v", err)
+	}
+	f.Cleanup(coll.Close)
+	prog := coll.Programs["classify_h2_probe"]
+	f.Add([]byte("\x00\x00\x04\x01\x05\x00\x00\x00\x05\x82\x84\x86\x88"))                     // HEADERS
+	f.Add([]byte("\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x04\x00\x00\x00\x00\x04\x01")) // WINDOW_UPDATE, then a cut header
+	f.Add([]byte("\x00\x40\x00\x00\x00\x00\x00\x00\x07abc"))                                  // DATA running past the end
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, seg []byte) {
+		seg = seg[:min(len(seg), 2048)] // test runs take one page of packet
+		ret, err := prog.Run(&ebpf.RunOptions{Data: append(make([]byte, 14), seg...)})
+		if err != nil {
+			t.Fatalf("test run: %v", err)
+		}
+		if user := H2FrameChain(seg); user != (ret == 1) {
+			t.Fatalf("segment % x: kernel %d, user space %v", seg, ret, user)
+		}
+	})
+}
