@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/boxtap/boxtap/internal/itest"
+	"github.com/boxtap/boxtap/runtime/containerd/ctrtest"
 )
 
 // h2Conn is one long-lived prior-knowledge HTTP/2 connection whose frames
@@ -385,4 +386,74 @@ func TestTraceGRPCJoinedMidwayNeverGivesAWrongValue(t *testing.T) {
 	}
 	t.Logf("%d calls after the join: method and status %d of %d, path %d, host %d, grpc status %d, partial %d",
 		after, after, after, paths, hosts, grpcs, after)
+}
+
+// watch joins an HTTP/2 connection midway as trace does: a labelled
+// container already serving a connection when watch starts gives one
+// partial event per request sent after watch attached.
+func TestWatchHTTP2JoinedMidwayGivesPartialEvents(t *testing.T) {
+	e := newWatchEnv(t, "")
+	d := itest.RequireDocker(t)
+	mark := ctrtest.RandomID("h2mid")
+	port := itest.FreePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	c := d.Run(t, itest.RunOpts{Flags: []string{"--label", "boxtap-watch=" + mark}, Args: []string{"serve-h2c", "-addr", addr}})
+	if err := c.WaitLog("listening on", containerTimeout); err != nil {
+		t.Fatal(err)
+	}
+	h := dialH2(t, addr)
+	for range 2 { // streams 1, 3: before boxtap
+		if code := h.get("/h2/ok"); code != 200 {
+			t.Fatalf("GET /h2/ok before watching: %d", code)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "out")
+	p := e.startBoxtap(t, "watch", "--label", "boxtap-watch="+mark, "--output-dir", dir)
+	if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", c.Name, c.ID[:12]), traceStartTimeout); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/h2/ok", "/h2/status/404"} { // 5, 7
+		h.get(path)
+	}
+	file := filepath.Join(dir, c.ID+".json")
+	waitFileEvents(t, file, 2, 30*time.Second)
+	if err := p.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(traceExitTimeout); err != nil {
+		t.Fatalf("watch did not exit cleanly: %v\n%s", err, p.Stderr())
+	}
+	type ev struct {
+		stream  int64
+		code    int
+		path    string
+		host    string
+		partial bool
+	}
+	var got []ev
+	for _, v := range viewEvents(t, fileEvents(t, file)) {
+		g := ev{stream: -1, code: v.resp.StatusCode}
+		if v.req != nil {
+			g.path, g.host = v.req.URIPath, v.req.Host
+		}
+		for _, a := range v.ev.Args {
+			switch a.Name {
+			case "stream_id":
+				g.stream = argInt(t, a)
+			case "partial":
+				g.partial, _ = a.Value.(bool)
+			}
+		}
+		got = append(got, g)
+	}
+	sort.Slice(got, func(i, j int) bool { return got[i].stream < got[j].stream })
+	want := []ev{{5, 200, "", "", true}, {7, 404, "/h2/status/404", "", true}}
+	if len(got) != len(want) {
+		t.Fatalf("%d events, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("event %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
 }
