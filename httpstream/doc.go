@@ -24,7 +24,11 @@
 // later bytes are ignored both ways, unless the 101 switches to h2c and
 // Limits.NewHTTP2 is set: then, as when a direction's first bytes are the
 // HTTP/2 client preface or a server's SETTINGS frame, the Conn hands every
-// later byte of both directions to that Protocol (see protocol.go). The event is emitted as soon as the header
+// later byte of both directions to that Protocol (see protocol.go). A
+// direction whose first bytes are none of these but a chain of HTTP/2 frame
+// headers (H2FrameChain: a connection that opened before tracing) goes to
+// Limits.NewHTTP2Midway instead; the other direction is handed over from
+// its first segment that starts a frame. The event is emitted as soon as the header
 // block is complete. Unknown bytes inside a body of known extent (Content-Length
 // body, chunk data, close-delimited body, the CRLF after chunk data) are simply
 // consumed; anywhere else the framer needed to read them, so the direction loses
