@@ -49,8 +49,13 @@ func NewMidwayProtocol(stats *httpstream.Stats) httpstream.Protocol {
 }
 
 // learnRole sets the client side from the block d just decoded; false
-// when the block does not tell (it is then dropped).
+// when the block does not tell (it is then dropped). Only a server sends
+// PUSH_PROMISE, whose block is a request's.
 func (p *Parser) learnRole(d *direction) bool {
+	if d.promised != 0 {
+		p.client, p.roleUnknown = d.dir^1, false
+		return true
+	}
 	for _, f := range d.fields {
 		switch f.Name {
 		case ":method":

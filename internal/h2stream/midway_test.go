@@ -223,3 +223,22 @@ func TestConnJoinsHTTP2Midway(t *testing.T) {
 		}
 	})
 }
+
+// A join whose first header block is a server's PUSH_PROMISE (a request's
+// block, with :method) still takes the pushing side for the server.
+func TestConnJoinsHTTP2MidwayAtAPush(t *testing.T) {
+	w := newWire(t)
+	w.get(1, "/a")
+	join := len(w.chunks)
+	w.must(w.srv.fr.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, EndHeaders: true,
+		BlockFragment: w.block(w.srv, ":method", "GET", ":scheme", "http", ":path", "/pushed.css", ":authority", "example.test")}))
+	w.flush(w.srv)
+	w.headers(w.srv, 1, true, 0, ":status", "200")
+	w.headers(w.srv, 2, true, 0, ":status", "200")
+	got, _ := joinedConnFeed(w.chunks[join:], httpstream.Limits{NewHTTP2: NewProtocol, NewHTTP2Midway: NewMidwayProtocol})
+	got = byStream(got)
+	if len(got) != 2 || got[0].Stream != 1 || got[0].Dir != "egress" || !got[0].Partial || got[0].LatencyKnown ||
+		got[1].Stream != 2 || got[1].Dir != "egress" || got[1].Path != "/pushed.css" || got[1].Host != "example.test" || got[1].Code != 200 {
+		t.Fatalf("events %v", got)
+	}
+}
