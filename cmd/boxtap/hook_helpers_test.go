@@ -77,6 +77,11 @@ func newHookEnv(t testing.TB) *hookEnv {
 	}
 	// The default --tracer=host leaves a host tracer while a container runs.
 	killHostTracersOnCleanup(t, e)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("hook log (%s):\n%s", hookLogName, e.hookLog())
+		}
+	})
 	return e
 }
 
