@@ -75,7 +75,14 @@ type burstStats struct {
 	// needed is the largest, over the pauses, of the lag when the pause
 	// began plus the bytes of the exchanges served during the pause.
 	needed float64
+	// peakRunning is the largest fill seen while boxtap ran (sampled every
+	// burstPoll): how far the reader lags outside the pauses, including
+	// while it catches up after one.
+	peakRunning uint64
 }
+
+// burstPoll is how often the ring's fill is sampled while boxtap runs.
+const burstPoll = 5 * time.Millisecond
 
 // ringProbe reads a ring buffer's consumer and producer positions.
 type ringProbe struct {
@@ -213,14 +220,24 @@ func (p burstPlan) run(ctx context.Context, pid int, srv *server, d time.Duratio
 	if err != nil {
 		return st, err
 	}
+	// wait sleeps for t; while boxtap runs it samples the ring's fill.
 	wait := func(t time.Duration) bool {
 		timer := time.NewTimer(t)
 		defer timer.Stop()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-timer.C:
-			return true
+		tick := time.NewTicker(burstPoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-timer.C:
+				return true
+			case <-tick.C:
+				if !stopped {
+					prod, cons := ring.positions()
+					st.peakRunning = max(st.peakRunning, prod-cons)
+				}
+			}
 		}
 	}
 	// The last pause ends one period before the load does, so that every
@@ -265,6 +282,10 @@ func (p burstPlan) run(ctx context.Context, pid int, srv *server, d time.Duratio
 		need := float64(before.fill()) + st.bytesPerExchange*rate*p.pause.Seconds()
 		st.needed = math.Max(st.needed, need)
 	}
+	// The recovery after the last pause.
+	if !wait(p.every) {
+		return st, ctx.Err()
+	}
 	if st.bytesPerExchange == 0 {
 		return st, errors.New("no response served before the first pause: cannot measure ring bytes per exchange")
 	}
@@ -290,6 +311,7 @@ func burstFillMiB(m measurement) float64     { return mib(float64(m.burst.fillAt
 func burstNeededMiB(m measurement) float64   { return mib(m.burst.needed) }
 func burstRingNeedMiB(m measurement) float64 { return mib(float64(ringSizeFor(m.burst.needed))) }
 func burstPauses(m measurement) float64      { return float64(m.burst.pauses) }
+func burstPeakMiB(m measurement) float64     { return mib(float64(m.burst.peakRunning)) }
 
 func burstRows(r *results) []row {
 	b := r.of("burst/boxtap-stopped")
@@ -310,6 +332,7 @@ func burstRows(r *results) []row {
 		{measure: "Burst: record MiB/s while boxtap was stopped (bytes per exchange × responses/s)", vals: each(b, burstRecordRate), format: "%.1f"},
 		{measure: "Burst: unread ring MiB when a pause began (max)", vals: each(b, burstLagMiB), format: "%.2f"},
 		{measure: "Burst: unread ring MiB when a pause ended (max; capped by the ring)", vals: each(b, burstFillMiB), format: "%.2f"},
+		{measure: fmt.Sprintf("Burst: unread ring MiB while boxtap ran (max, sampled every %s)", burstPoll), vals: each(b, burstPeakMiB), format: "%.2f"},
 		{measure: "Burst: ring MiB needed for one pause (unread at its start + rate × pause)", vals: each(b, burstNeededMiB), format: "%.2f"},
 		{measure: "Burst: smallest --ring-size that holds it (MiB)", vals: each(b, burstRingNeedMiB), format: "%.0f"},
 	}
