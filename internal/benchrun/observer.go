@@ -37,6 +37,8 @@ type observer struct {
 	lines []string
 	ready chan struct{}
 	done  chan struct{} // stderr reached EOF
+	// scanErr is why reading stderr stopped early, if it did (set before done closes).
+	scanErr error
 
 	clkTck   float64   // units of /proc/PID/stat times per second
 	cpuStart float64   // CPU seconds used before the measured window
@@ -127,6 +129,11 @@ func (o *observer) readStderr(r io.Reader) {
 			once.Do(func() { close(o.ready) })
 		}
 	}
+	o.scanErr = sc.Err()
+	if o.scanErr != nil {
+		// Keep the pipe drained, or the tool blocks writing to it.
+		_, _ = io.Copy(io.Discard, r)
+	}
 }
 
 func (o *observer) tail() string {
@@ -195,6 +202,9 @@ func (o *observer) stop() (observed, error) {
 		return res, fmt.Errorf("%s did not exit within 60s of SIGINT: %s", o.kind, o.tail())
 	}
 	<-o.done
+	if o.scanErr != nil {
+		return res, fmt.Errorf("reading %s's stderr: %w", o.kind, o.scanErr)
+	}
 	res.stderr = o.tail()
 	res.outPath = o.outPath
 	if werr != nil {
