@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -334,6 +335,6 @@ func burstRows(r *results) []row {
 		{measure: "Burst: unread ring MiB when a pause ended (max; capped by the ring)", vals: each(b, burstFillMiB), format: "%.2f"},
 		{measure: fmt.Sprintf("Burst: unread ring MiB while boxtap ran (max, sampled every %s)", burstPoll), vals: each(b, burstPeakMiB), format: "%.2f"},
 		{measure: "Burst: ring MiB needed for one pause (unread at its start + rate × pause)", vals: each(b, burstNeededMiB), format: "%.2f"},
-		{measure: "Burst: smallest --ring-size that holds it (MiB)", vals: each(b, burstRingNeedMiB), format: "%.0f"},
+		{measure: "Burst: smallest --ring-size that holds the largest need of any round (MiB)", vals: []float64{slices.Max(each(b, burstRingNeedMiB))}, format: "%.0f"},
 	}
 }

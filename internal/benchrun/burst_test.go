@@ -63,7 +63,7 @@ func TestBurstRowsJudgeLossAndReportTheRingNeeded(t *testing.T) {
 		"Burst: completeness distinct exchanges/responses":                                {"0.991667", "no"},
 		"Burst: lines written minus boxtap's own event count":                             {"0", "yes"},
 		"Burst: ring MiB needed for one pause (unread at its start + rate × pause)":       {"5.85", ""},
-		"Burst: smallest --ring-size that holds it (MiB)":                                 {"8", ""},
+		"Burst: smallest --ring-size that holds the largest need of any round (MiB)":      {"8", ""},
 		"Burst: record MiB/s while boxtap was stopped (bytes per exchange × responses/s)": {"28.8", ""},
 	} {
 		c, ok := cells[measure]
