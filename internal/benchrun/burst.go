@@ -80,6 +80,9 @@ type burstStats struct {
 	// burstPoll): how far the reader lags outside the pauses, including
 	// while it catches up after one.
 	peakRunning uint64
+	// longestStop is the longest time from SIGSTOP to SIGCONT: more than
+	// the plan's pause when the bench itself waited for a CPU.
+	longestStop time.Duration
 }
 
 // burstPoll is how often the ring's fill is sampled while boxtap runs.
@@ -266,20 +269,26 @@ func (p burstPlan) run(ctx context.Context, pid int, srv *server, d time.Duratio
 		if !wait(p.pause) {
 			return st, ctx.Err()
 		}
+		// The ring's fill is read at once; nginx's counter, an HTTP
+		// request that may take a while under load, after boxtap runs
+		// again, so that the pause lasts p.pause.
+		prod, cons := ring.positions()
+		if err := resume(); err != nil {
+			return st, err
+		}
+		st.longestStop = max(st.longestStop, time.Since(stoppedAt))
 		after, err := takeSample(ring, srv)
 		if err != nil {
 			return st, err
 		}
-		// The pause lasted from SIGSTOP until the sample was read.
-		elapsed := after.at.Sub(stoppedAt)
-		if err := resume(); err != nil {
-			return st, err
-		}
 		st.pauses++
-		rate := float64(after.served-before.served) / elapsed.Seconds()
+		// Responses per second from just before SIGSTOP to just after
+		// SIGCONT: the rate the kernel wrote records at while boxtap
+		// stood still.
+		rate := float64(after.served-before.served) / after.at.Sub(before.at).Seconds()
 		st.pauseRate = math.Max(st.pauseRate, rate)
 		st.lagAtStop = max(st.lagAtStop, before.fill())
-		st.fillAtResume = max(st.fillAtResume, after.fill())
+		st.fillAtResume = max(st.fillAtResume, prod-cons)
 		need := float64(before.fill()) + st.bytesPerExchange*rate*p.pause.Seconds()
 		st.needed = math.Max(st.needed, need)
 	}
@@ -313,6 +322,9 @@ func burstNeededMiB(m measurement) float64   { return mib(m.burst.needed) }
 func burstRingNeedMiB(m measurement) float64 { return mib(float64(ringSizeFor(m.burst.needed))) }
 func burstPauses(m measurement) float64      { return float64(m.burst.pauses) }
 func burstPeakMiB(m measurement) float64     { return mib(float64(m.burst.peakRunning)) }
+func burstStopMs(m measurement) float64 {
+	return float64(m.burst.longestStop) / float64(time.Millisecond)
+}
 
 func burstRows(r *results) []row {
 	b := r.of("burst/boxtap-stopped")
@@ -324,6 +336,7 @@ func burstRows(r *results) []row {
 	return []row{
 		{measure: p + ": req/s traced", vals: each(b, rps), format: "%.0f"},
 		{measure: "Burst: pauses per round", vals: each(b, burstPauses), format: "%.0f"},
+		{measure: "Burst: longest stop, SIGSTOP to SIGCONT (ms)", vals: each(b, burstStopMs), format: "%.0f"},
 		judged(r, row{"Burst: completeness distinct exchanges/responses", each(b, completeness), "%.6f", "1.0 exactly", allEqual(1), nil}, k),
 		judged(r, row{"Burst: duplicate or malformed event lines", each(b, extraLines), "%.0f", "0", allEqual(0), nil}, k),
 		judged(r, row{"Burst: lines written minus boxtap's own event count", each(b, countGap), "%.0f", "0", allEqual(0), nil}, k),
