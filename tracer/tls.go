@@ -94,6 +94,12 @@ func (t *Tracer) handleTLS(rec *bpf.TLSRecord) {
 	c := t.tlsConns[k]
 	if rec.Flags&bpf.TLSFlagClose != 0 {
 		if c != nil {
+			// SSL_free ends both directions at once, as a reset does: an
+			// HTTP/2 stream whose response head was read still gives its
+			// event (HTTP/1 gives its events at the head already).
+			t.current = c
+			c.hs.Feed(&httpstream.Segment{RST: true}, t.emit)
+			t.current = nil
 			c.hs.Close()
 			delete(t.tlsConns, k)
 		}
@@ -106,7 +112,7 @@ func (t *Tracer) handleTLS(rec *bpf.TLSRecord) {
 		if c != nil {
 			c.hs.Close()
 		}
-		c = &conn{hs: httpstream.NewConn(t.opts.Limits, &t.stats), target: tg, tls: true}
+		c = &conn{hs: httpstream.NewConn(t.limits(), &t.stats), target: tg, tls: true}
 		t.tlsConns[k] = c
 	}
 	c.setTLSOwner(rec)

@@ -3,8 +3,12 @@
 package tracer
 
 import (
+	"bytes"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/output"
@@ -74,3 +78,63 @@ func (s *recordingSink) Write(e *output.Event) error {
 }
 func (s *recordingSink) Flush() error { return nil }
 func (s *recordingSink) Close() error { return nil }
+
+// TestTLSRecordsOfHTTP2GoToTheHTTP2Parser feeds the plaintext of an h2 (ALPN)
+// connection: the client preface and requests on streams 1 and 3, the
+// server's SETTINGS, a whole response on stream 3 and a response head on
+// stream 1 whose body never ends. Stream 3 gives its event at END_STREAM;
+// stream 1 when SSL_free ends the connection.
+func TestTLSRecordsOfHTTP2GoToTheHTTP2Parser(t *testing.T) {
+	sink := &recordingSink{}
+	tr := New(nil, Options{})
+	tr.targets[7] = &Target{Info: container.Info{ID: "c1", Name: "web"}, sink: sink}
+	var cli, srv bytes.Buffer
+	cli.WriteString(http2.ClientPreface)
+	cf, sf := http2.NewFramer(&cli, nil), http2.NewFramer(&srv, nil)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	block := func(kv ...string) []byte {
+		hb.Reset()
+		for i := 0; i+1 < len(kv); i += 2 {
+			if err := enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return bytes.Clone(hb.Bytes())
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(cf.WriteSettings())
+	for _, r := range []struct {
+		id   uint32
+		path string
+	}{{1, "/slow"}, {3, "/fast"}} {
+		must(cf.WriteHeaders(http2.HeadersFrameParam{StreamID: r.id, EndStream: true, EndHeaders: true,
+			BlockFragment: block(":method", "GET", ":scheme", "https", ":path", r.path, ":authority", "x")}))
+	}
+	must(sf.WriteSettings())
+	must(sf.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, EndHeaders: true, BlockFragment: block(":status", "404", "content-length", "2")}))
+	must(sf.WriteData(3, true, []byte("no")))
+	must(sf.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, BlockFragment: block(":status", "200")}))
+	must(sf.WriteData(1, false, []byte("partial body")))
+	c, s := cli.String(), srv.String()
+	tr.handleTLS(tlsRec(7, 0x1000, 0, 0, 0, s[:20])) // the server's SETTINGS first
+	tr.handleTLS(tlsRec(7, 0x1000, 1, 0, 0, c))
+	tr.handleTLS(tlsRec(7, 0x1000, 0, 20, 0, s[20:]))
+	if len(sink.events) != 1 || sink.events[0].status != 404 || sink.events[0].uri != "/fast" {
+		t.Fatalf("before SSL_free: %+v, want the 404 of /fast", sink.events)
+	}
+	tr.handleTLS(tlsRec(7, 0x1000, 0, 0, bpf.TLSFlagClose, ""))
+	if len(sink.events) != 2 || sink.events[1].status != 200 || sink.events[1].uri != "/slow" {
+		t.Fatalf("after SSL_free: %+v, want the 200 of /slow too", sink.events)
+	}
+	for i, e := range sink.events {
+		if !e.tls || e.dir != output.DirectionEgress || e.sport != 443 || e.dport != 50000 || e.comm != "nginx" {
+			t.Errorf("event %d: %+v", i, e)
+		}
+	}
+}

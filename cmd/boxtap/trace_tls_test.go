@@ -28,8 +28,11 @@ import (
 )
 
 // tlsTestDir writes a self-signed certificate for 127.0.0.1 (Go crypto)
-// and an nginx configuration serving HTTPS on port into a fresh directory.
-func tlsTestDir(t *testing.T, port int) (dir, conf string) {
+// and an nginx configuration into a fresh directory: nginx listens on port
+// with the listen parameters given ("ssl", "ssl http2", "http2" for h2c
+// with prior knowledge). Every response has X-Boxtap-Tls; /h2/missing is
+// answered 404, anything else 201.
+func tlsTestDir(t *testing.T, port int, listen string) (dir, conf string) {
 	t.Helper()
 	dir = t.TempDir()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -63,13 +66,15 @@ http {
 	uwsgi_temp_path %[1]s/uwsgi-%[2]d;
 	scgi_temp_path %[1]s/scgi-%[2]d;
 	server {
-		listen 127.0.0.1:%[2]d ssl;
+		listen 127.0.0.1:%[2]d %[3]s;
 		ssl_certificate %[1]s/cert.pem;
 		ssl_certificate_key %[1]s/key.pem;
-		location / { add_header X-Boxtap-Tls "port %[2]d" always; return 201 "created over tls\n"; }
+		add_header X-Boxtap-Tls "port %[2]d" always;
+		location / { return 201 "created\n"; }
+		location = /h2/missing { return 404; }
 	}
 }
-`, dir, port)),
+`, dir, port, listen)),
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			t.Fatal(err)
@@ -80,12 +85,13 @@ http {
 
 // startHostNginx runs Debian's nginx of the host in a container of the
 // test image, with the host's /usr, /lib and /lib64 mounted read-only: the
-// container maps the very libssl.so.3 file the host uses.
-func (e *traceEnv) startHostNginx(t *testing.T, port int) *itest.Container {
+// container maps the very libssl.so.3 file the host uses. listen is as for
+// tlsTestDir.
+func (e *traceEnv) startHostNginx(t *testing.T, port int, listen string) *itest.Container {
 	t.Helper()
 	_, err := os.Stat("/usr/sbin/nginx")
 	itest.Require(t, err == nil, "needs Debian's nginx (apt-get install nginx): %v", err)
-	dir, conf := tlsTestDir(t, port)
+	dir, conf := tlsTestDir(t, port, listen)
 	c := e.docker.Run(t, itest.RunOpts{Image: e.image, Network: "host",
 		Flags: []string{"--entrypoint", "/usr/sbin/nginx",
 			"-v", "/usr:/usr:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro",
@@ -142,8 +148,8 @@ for i in range(int(sys.argv[2])):
 func TestIntegrationTraceTLSReportsOnlyTheTracedContainersHTTPS(t *testing.T) {
 	e := newTraceEnv(t)
 	tracedPort, otherPort := itest.FreePort(t), itest.FreePort(t)
-	traced := e.startHostNginx(t, tracedPort)
-	e.startHostNginx(t, otherPort)
+	traced := e.startHostNginx(t, tracedPort, "ssl")
+	e.startHostNginx(t, otherPort, "ssl")
 	p := e.startTrace(t, []*itest.Container{traced}, "--tls", "--format", "json")
 	const n = 20
 	lport := httpsRequests(t, tracedPort, n)

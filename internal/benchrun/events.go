@@ -16,18 +16,21 @@ import (
 type eventTally struct {
 	lines      uint64 // newline-terminated lines
 	bad        uint64 // lines that are not a net_packet_http_response event with its metadata
-	distinct   uint64 // distinct exchanges: connection 4-tuple and response timestamp
+	distinct   uint64 // distinct exchanges: connection 4-tuple, response timestamp, HTTP/2 stream
 	duplicates uint64 // events whose exchange was already seen
 }
 
 // exchangeKey names one response: its connection, as the event's metadata
-// gives it, and the timestamp of its first byte. Two responses of one
-// connection only share a timestamp if they start in the same segment
-// (pipelining), which wrk does not do.
+// gives it, the timestamp of its first byte and its HTTP/2 stream (0 for
+// HTTP/1). Two HTTP/1 responses of one connection only share a timestamp if
+// they start in the same segment (pipelining), which wrk does not do; the
+// frames of several HTTP/2 streams often share one, and the stream tells
+// them apart.
 type exchangeKey struct {
 	srcIP, dstIP     string
 	srcPort, dstPort uint16
 	ts               int64
+	stream           uint32
 }
 
 // benchEvent holds the only fields of an event the bench reads.
@@ -56,20 +59,30 @@ func exchangeOf(line []byte) (exchangeKey, error) {
 	if ev.EventName != "net_packet_http_response" || ev.Timestamp == 0 {
 		return exchangeKey{}, fmt.Errorf("not a net_packet_http_response event with a timestamp")
 	}
+	var k exchangeKey
+	haveMeta := false
 	for _, a := range ev.Args {
-		if a.Name != "metadata" {
-			continue
+		switch a.Name {
+		case "metadata":
+			var m benchMeta
+			if err := json.Unmarshal(a.Value, &m); err != nil {
+				return exchangeKey{}, fmt.Errorf("metadata: %w", err)
+			}
+			if m.SrcPort == 0 || m.DstPort == 0 {
+				return exchangeKey{}, errors.New("metadata without ports")
+			}
+			k.srcIP, k.dstIP, k.srcPort, k.dstPort, k.ts = m.SrcIP, m.DstIP, m.SrcPort, m.DstPort, ev.Timestamp
+			haveMeta = true
+		case "stream_id":
+			if err := json.Unmarshal(a.Value, &k.stream); err != nil || k.stream == 0 {
+				return exchangeKey{}, fmt.Errorf("stream_id %s: not a stream", a.Value)
+			}
 		}
-		var m benchMeta
-		if err := json.Unmarshal(a.Value, &m); err != nil {
-			return exchangeKey{}, fmt.Errorf("metadata: %w", err)
-		}
-		if m.SrcPort == 0 || m.DstPort == 0 {
-			return exchangeKey{}, errors.New("metadata without ports")
-		}
-		return exchangeKey{srcIP: m.SrcIP, dstIP: m.DstIP, srcPort: m.SrcPort, dstPort: m.DstPort, ts: ev.Timestamp}, nil
 	}
-	return exchangeKey{}, errors.New("no metadata argument")
+	if !haveMeta {
+		return exchangeKey{}, errors.New("no metadata argument")
+	}
+	return k, nil
 }
 
 // tallyEvents reads boxtap's JSON Lines output.

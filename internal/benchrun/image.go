@@ -148,8 +148,13 @@ func ensureImage(ctx context.Context) (string, error) {
 }
 
 // nginxConfig serves "/" (a small response), "/big" (1 MiB) and the
-// stub_status counters on 127.0.0.1:port, in the foreground.
-func nginxConfig(port int) string {
+// stub_status counters on 127.0.0.1:port, in the foreground; with h2Port
+// not 0 the same on 127.0.0.1:h2Port in HTTP/2 cleartext (prior knowledge).
+func nginxConfig(port, h2Port int) string {
+	h2Listen := ""
+	if h2Port != 0 {
+		h2Listen = fmt.Sprintf("\n        listen 127.0.0.1:%d http2 reuseport backlog=4096;", h2Port)
+	}
 	return fmt.Sprintf(`daemon off;
 master_process on;
 worker_processes auto;
@@ -165,11 +170,11 @@ http {
     keepalive_requests 100000000;
     default_type text/plain;
     server {
-        listen 127.0.0.1:%d reuseport backlog=4096;
+        listen 127.0.0.1:%d reuseport backlog=4096;%s
         location = / { return 200 %q; }
         location = /big { alias /www/big.bin; default_type application/octet-stream; }
         location = /nginx_status { stub_status; }
     }
 }
-`, port, smallBody)
+`, port, h2Listen, smallBody)
 }

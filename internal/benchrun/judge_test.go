@@ -17,6 +17,11 @@ func event(srcPort uint16, ts int64) string {
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
+// h2event is event with a stream_id arg after http_response.
+func h2event(srcPort uint16, ts int64, stream string) string {
+	return strings.Replace(event(srcPort, ts), `"value":{}}]}`, `"value":{}},{"name":"stream_id","type":"uint32","value":`+stream+`}]}`, 1)
+}
+
 func TestTallyEventsCountsDistinctExchanges(t *testing.T) {
 	a, b, c := event(8080, 1000), event(8080, 2000), event(8081, 1000)
 	for _, tc := range []struct {
@@ -35,6 +40,11 @@ func TestTallyEventsCountsDistinctExchanges(t *testing.T) {
 		{"no timestamp", `{"eventName":"net_packet_http_response","args":[{"name":"metadata","value":{"src_port":1,"dst_port":2}}]}` + "\n", eventTally{lines: 1, bad: 1}},
 		{"metadata without ports", `{"timestamp":5,"eventName":"net_packet_http_response","args":[{"name":"metadata","value":{"src_ip":"::1"}}]}` + "\n", eventTally{lines: 1, bad: 1}},
 		{"last line cut short", a + strings.TrimSuffix(b, "\n"), eventTally{lines: 1, distinct: 1, bad: 1}},
+		// HTTP/2 streams answered in one segment share the timestamp.
+		{"HTTP/2 streams at one time", h2event(8080, 1000, "1") + h2event(8080, 1000, "3") + a, eventTally{lines: 3, distinct: 3}},
+		{"HTTP/2 stream doubled", h2event(8080, 1000, "1") + h2event(8080, 1000, "1"), eventTally{lines: 2, distinct: 1, duplicates: 1}},
+		{"HTTP/2 stream 0", h2event(8080, 1000, "0"), eventTally{lines: 1, bad: 1}},
+		{"HTTP/2 stream not a number", h2event(8080, 1000, `"x"`), eventTally{lines: 1, bad: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tallyEvents(strings.NewReader(tc.out))

@@ -42,6 +42,9 @@ type settings struct {
 	metricsAddr string
 	check       bool    // exit non-zero when a target is missed
 	clkTck      float64 // AT_CLKTCK
+	// h2Requests is the fixed number of requests of an h2c round (h2load.go);
+	// 0 during the warm-up, which runs for a duration.
+	h2Requests int
 }
 
 func main() {
@@ -64,7 +67,7 @@ func envInt(name string, def int) (int, error) {
 }
 
 // allGroups are the case groups BENCH_CASES may pick, in the order they run.
-var allGroups = []string{"small", "tools", "neighbour", "big", "filter", "telemetry", "burst"}
+var allGroups = []string{"small", "tools", "neighbour", "big", "filter", "telemetry", "h2c", "burst"}
 
 func parseSettings() (*settings, error) {
 	s := &settings{}
@@ -113,7 +116,11 @@ func run() error {
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root (boxtap loads eBPF programs, tcpdump captures); use sudo make bench")
 	}
-	for _, bin := range []string{"docker", "wrk", "tcpdump", "ldd", s.boxtap} {
+	bins := []string{"docker", "wrk", "tcpdump", "ldd", s.boxtap}
+	if s.groups["h2c"] {
+		bins = append(bins, "h2load")
+	}
+	for _, bin := range bins {
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Errorf("%s not found: %w; run scripts/bench-deps.sh (make bench does) and make build", bin, err)
 		}
@@ -146,21 +153,28 @@ func run() error {
 		return err
 	}
 	suffix := strconv.Itoa(os.Getpid())
-	names := []string{"boxtap-bench-a-" + suffix, "boxtap-bench-b-" + suffix}
+	names := []string{"boxtap-bench-a-" + suffix, "boxtap-bench-b-" + suffix, "boxtap-bench-h2c-" + suffix}
 	defer func() {
 		for _, n := range names {
 			removeContainer(n)
 		}
 	}()
-	a, err := startServer(ctx, image, names[0], s.workDir)
+	a, err := startServer(ctx, image, names[0], s.workDir, false)
 	if err != nil {
 		return err
 	}
-	b, err := startServer(ctx, image, names[1], s.workDir)
+	b, err := startServer(ctx, image, names[1], s.workDir, false)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("bench: nginx %s on :%d (traced), %s on :%d (neighbour)\n", a.name, a.port, b.name, b.port)
+	var h *server
+	if s.groups["h2c"] {
+		if h, err = startServer(ctx, image, names[2], s.workDir, true); err != nil {
+			return err
+		}
+		fmt.Printf("bench: nginx %s with h2c on :%d (traced)\n", h.name, h.h2Port)
+	}
 
 	if s.groups["telemetry"] {
 		if s.otlp, err = startOTLPSink(); err != nil {
@@ -172,13 +186,22 @@ func run() error {
 		}
 	}
 	cases := planCases(s, a, b, haveTshark)
-	for _, w := range []struct {
-		srv  *server
-		path string
-	}{{a, "/"}, {b, "/"}, {a, "/big"}} {
+	if h != nil {
+		cases = append(cases, h2cCases(h)...)
+	}
+	warm := []benchCase{{srv: a, path: "/"}, {srv: b, path: "/"}, {srv: a, path: "/big"}}
+	if h != nil {
+		warm = append(warm, benchCase{srv: h, path: "/", h2c: true})
+	}
+	for _, w := range warm {
 		fmt.Printf("bench: warm-up %s %s for %s\n", w.srv.name, w.path, s.warmup)
-		if _, err := runWrk(ctx, s.threads, s.conns, s.warmup, w.srv.url(w.path)); err != nil {
+		l, err := runLoad(ctx, s, &w, s.warmup)
+		if err != nil {
 			return fmt.Errorf("warm-up: %w", err)
+		}
+		if w.h2c {
+			s.h2Requests = h2RoundRequests(l.rps, s.duration, s.conns)
+			fmt.Printf("bench: h2c rounds send %d requests each (about %s at the warm-up's %.0f req/s)\n", s.h2Requests, s.duration, l.rps)
 		}
 	}
 	res := newResults(cases, s.rounds)
@@ -227,6 +250,8 @@ type benchCase struct {
 	toolArgs []string
 	// burst, when set, stops and resumes the tool during the load (burst.go).
 	burst *burstPlan
+	// h2c loads srv's HTTP/2 cleartext port with h2load instead of wrk.
+	h2c bool
 }
 
 func planCases(s *settings, a, b *server, haveTshark bool) []benchCase {
@@ -363,7 +388,7 @@ func runCase(ctx context.Context, s *settings, c *benchCase) (measurement, error
 			}
 		}()
 	}
-	l, err := runWrk(ctx, s.threads, s.conns, s.duration, c.srv.url(c.path))
+	l, err := runLoad(ctx, s, c, s.duration)
 	if err != nil {
 		return m, err
 	}
@@ -405,4 +430,12 @@ func keepEvidence(c *benchCase, m measurement) {
 		return
 	}
 	fmt.Printf("bench: %s: %d distinct exchanges in %d lines for %d responses; events kept in %s\n", c.key, m.obs.tally.distinct, m.obs.tally.lines, m.served, dst)
+}
+
+// runLoad runs the case's load generator for d: wrk, or h2load for h2c.
+func runLoad(ctx context.Context, s *settings, c *benchCase, d time.Duration) (load, error) {
+	if c.h2c {
+		return runH2load(ctx, s.threads, s.conns, h2Streams, d, s.h2Requests, c.srv.h2URL(c.path))
+	}
+	return runWrk(ctx, s.threads, s.conns, d, c.srv.url(c.path))
 }

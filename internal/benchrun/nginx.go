@@ -16,12 +16,17 @@ import (
 
 // server is one nginx container on the host network.
 type server struct {
-	name string
-	port int
+	name   string
+	port   int // HTTP/1.1, also for nginx's status page
+	h2Port int // HTTP/2 cleartext with prior knowledge; 0: none
 }
 
 func (s *server) url(path string) string {
 	return "http://127.0.0.1:" + strconv.Itoa(s.port) + path
+}
+
+func (s *server) h2URL(path string) string {
+	return "http://127.0.0.1:" + strconv.Itoa(s.h2Port) + path
 }
 
 // freePort asks the kernel for a free loopback TCP port.
@@ -35,14 +40,21 @@ func freePort() (int, error) {
 }
 
 // startServer runs an nginx container named name from image, writing its
-// config under dir, and waits until it answers.
-func startServer(ctx context.Context, image, name, dir string) (*server, error) {
+// config under dir, and waits until it answers. With h2c it also listens
+// on a second port for HTTP/2 cleartext (prior knowledge).
+func startServer(ctx context.Context, image, name, dir string, h2c bool) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
+	h2Port := 0
+	if h2c {
+		if h2Port, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
 	conf := filepath.Join(dir, name+".conf")
-	if err := os.WriteFile(conf, []byte(nginxConfig(port)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(nginxConfig(port, h2Port)), 0o644); err != nil {
 		return nil, fmt.Errorf("writing nginx config: %w", err)
 	}
 	removeContainer(name)
@@ -52,7 +64,7 @@ func startServer(ctx context.Context, image, name, dir string) (*server, error) 
 	if err != nil {
 		return nil, fmt.Errorf("starting nginx container %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
-	s := &server{name: name, port: port}
+	s := &server{name: name, port: port, h2Port: h2Port}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := s.status(); err == nil {

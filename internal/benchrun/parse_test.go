@@ -131,3 +131,33 @@ func TestParseHWM(t *testing.T) {
 		}
 	}
 }
+
+func TestParseH2load(t *testing.T) {
+	out := `starting benchmark...
+spawning thread #0: 25 total client(s). Timing-based test with 0s of warm-up time and 10s of main duration for measurements.
+Warm-up phase is over for thread #0.
+Main benchmark duration is over for thread #0. Stopping all clients.
+
+finished in 10.00s, 51234.50 req/s, 9.12MB/s
+requests: 512345 total, 512400 started, 512345 done, 512340 succeeded, 5 failed, 3 errored, 1 timeout
+status codes: 512338 2xx, 0 3xx, 2 4xx, 0 5xx
+traffic: 91.20MB (95630000) total, 10.00MB (10485760) headers (space savings 90.00%), 70.00MB (73400320) data
+                     min         max         mean         sd        +/- sd
+time for request:       98us     40.01ms      1.95ms      1.02ms    80.00%
+`
+	l, err := parseH2load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.rps != 51234.50 || l.requests != 512340 || l.errors != 11 || l.p99 != 0 {
+		t.Fatalf("parsed %+v", l)
+	}
+	for _, cut := range []string{"finished in", "requests:", "status codes:"} {
+		if _, err := parseH2load(strings.Replace(out, cut, "x", 1)); err == nil {
+			t.Errorf("output without %q parsed", cut)
+		}
+	}
+	if _, err := parseH2load(strings.Replace(out, "5 failed", "five failed", 1)); err == nil {
+		t.Error("a requests line with a bad count parsed")
+	}
+}
