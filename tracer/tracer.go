@@ -491,12 +491,32 @@ type conn struct {
 	owner    bpf.Owner
 	hasOwner bool
 	comm     string // owner.Comm as a string
-	tls      bool   // fed by the TLS source
+	// derived is what emit computes from the owner; setOwner clears it.
+	derived  ownerDerived
+	tls      bool // fed by the TLS source
 	identity output.Identity
 	dirs     [2]dirMeta
 	cpu      uint16
 	lastNs   int64
 	cost     int // estimated bytes, as last accounted in Tracer.stateBytes
+}
+
+// ownerDerived holds what every event of a connection computes from its
+// owner: the executable path (from the tracer's cache of /proc reads) and
+// the entity ids (hashes). Computed at the first event after the owner was
+// set, not at every event.
+type ownerDerived struct {
+	ok                                  bool
+	exe                                 string
+	threadEntity, procEntity, parentEnt uint32
+}
+
+// setOwner makes o the connection's owner.
+func (c *conn) setOwner(o *bpf.Owner) {
+	c.owner = *o
+	c.hasOwner = true
+	c.comm = commString(&c.owner.Comm)
+	c.derived = ownerDerived{}
 }
 
 // dirMeta is what the last record of one direction said about its packets.
@@ -529,7 +549,9 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		if old != nil {
 			// The container was traced again (removed and added): the
 			// kernel sends the owner only when it changes, so keep it.
-			c.owner, c.hasOwner, c.comm = old.owner, old.hasOwner, old.comm
+			if old.hasOwner {
+				c.setOwner(&old.owner)
+			}
 			t.dropConn(rec.Cookie, old)
 		}
 		t.conns[rec.Cookie] = c
@@ -547,9 +569,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		t.checkLoss(tg)
 	}
 	if rec.Owner != nil && (!c.hasOwner || *rec.Owner != c.owner) {
-		c.owner = *rec.Owner
-		c.hasOwner = true
-		c.comm = commString(&c.owner.Comm)
+		c.setOwner(rec.Owner)
 	}
 	dir := rec.Dir & 1
 	c.dirs[dir].update(rec)
@@ -653,11 +673,18 @@ func (t *Tracer) emit(r *httpstream.Response) {
 		e.PIDNS = o.Pidns
 		e.CgroupID = o.CgroupId
 		e.ProcessName = c.comm
-		e.ExecutablePath = t.exe.path(o.Tgid, o.LeaderStartNs)
+		d := &c.derived
+		if !d.ok {
+			*d = ownerDerived{ok: true, exe: t.exe.path(o.Tgid, o.LeaderStartNs),
+				threadEntity: output.EntityID(o.Tid, o.StartNs),
+				procEntity:   output.EntityID(o.Tgid, o.LeaderStartNs),
+				parentEnt:    output.EntityID(o.Ppid, o.ParentStartNs)}
+		}
+		e.ExecutablePath = d.exe
 		e.ThreadStartTime = int64(t.clock.fromMono(o.StartNs))
-		e.ThreadEntityID = output.EntityID(o.Tid, o.StartNs)
-		e.ProcessEntityID = output.EntityID(o.Tgid, o.LeaderStartNs)
-		e.ParentEntityID = output.EntityID(o.Ppid, o.ParentStartNs)
+		e.ThreadEntityID = d.threadEntity
+		e.ProcessEntityID = d.procEntity
+		e.ParentEntityID = d.parentEnt
 	}
 	e.HostName = tg.Info.Hostname
 	e.Container = output.Container{ID: tg.Info.ID, Name: tg.Info.Name, Image: tg.Info.Image, ImageDigest: tg.Info.ImageDigest}
