@@ -53,10 +53,12 @@ func SpanOf(e *output.Event) SpanModel {
 			m.Name = meth
 		}
 		m.Attrs = append(m.Attrs, semconv.HTTPRequestMethodKey.String(meth))
+		// The span outlives the event, whose strings may alias the
+		// parser's buffers: what comes from the wire is copied.
 		if meth == OtherMethod {
-			m.Attrs = append(m.Attrs, semconv.HTTPRequestMethodOriginal(e.Request.Method))
+			m.Attrs = append(m.Attrs, semconv.HTTPRequestMethodOriginal(strings.Clone(e.Request.Method)))
 		}
-		m.Attrs = append(m.Attrs, semconv.URLPath(URLPath(e.Request.URIPath)))
+		m.Attrs = append(m.Attrs, semconv.URLPath(strings.Clone(URLPath(e.Request.URIPath))))
 	}
 	m.Attrs = append(m.Attrs, semconv.HTTPResponseStatusCode(code))
 	if e.Meta.SrcIP.IsValid() {

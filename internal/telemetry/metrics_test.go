@@ -128,3 +128,21 @@ func BenchmarkMetricsObserve(b *testing.B) {
 		m.Observe(e)
 	}
 }
+
+// A span is exported after the event is gone: its attributes must not alias
+// the event's strings.
+func TestSpanOfKeepsNoAliasOfTheEventsStrings(t *testing.T) {
+	buf := []byte("/alpha?x=1 PURGE")
+	uri := unsafe.String(unsafe.SliceData(buf), 10)
+	method := unsafe.String(&buf[11], 5)
+	e := exchange("web", method, uri, 200, time.Millisecond)
+	m := SpanOf(e)
+	copy(buf, "/omega?y=2 XXXXX")
+	got := map[string]string{}
+	for _, a := range m.Attrs {
+		got[string(a.Key)] = a.Value.Emit()
+	}
+	if got["url.path"] != "/alpha" || got["http.request.method_original"] != "PURGE" {
+		t.Errorf("after the buffer changed: url.path %q, http.request.method_original %q; want /alpha and PURGE", got["url.path"], got["http.request.method_original"])
+	}
+}
