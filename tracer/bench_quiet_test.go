@@ -74,6 +74,7 @@ func benchTarget(tr *Tracer, sink output.Sink) *Target {
 		Info: container.Info{ID: strings.Repeat("d2", 32), Name: "nginx", Image: "boxtap-bench-nginx:1", Runtime: "docker", Hostname: "vm"},
 		sink: sink,
 	}
+	tg.bare = output.Discards(sink)
 	tr.targets[7] = tg
 	return tg
 }
@@ -115,9 +116,58 @@ func BenchmarkHandleUserFiltered(b *testing.B) {
 func BenchmarkHandleMetricsOnly(b *testing.B) {
 	m := telemetry.NewMetrics(func() []telemetry.ContainerStats { return nil }, nil)
 	tr := New(nil, Options{Observer: m, OnError: func(err error) { b.Fatalf("tracer error: %v", err) }})
-	tg := benchTarget(tr, nothingSink{})
+	tg := benchTarget(tr, discarding{})
 	newBenchExchange().run(b, tr)
 	if tg.Events() != uint64(b.N) {
 		b.Fatalf("%d events for %d exchanges", tg.Events(), b.N)
+	}
+}
+
+// keptFields is what an observer saw of one exchange.
+type keptFields struct {
+	process, container, uri string
+	status                  int
+	identity, latency       bool
+}
+
+type fieldObserver struct{ seen []keptFields }
+
+func (o *fieldObserver) Observe(e *output.Event) {
+	o.seen = append(o.seen, keptFields{process: e.ProcessName, container: e.Container.Name, uri: strings.Clone(e.Request.URIPath),
+		status: e.Response.StatusCode, identity: e.Identity != nil, latency: e.LatencyKnown})
+}
+
+// discarding is a sink that writes nothing and says so.
+type discarding struct{ nothingSink }
+
+func (discarding) Discards() bool { return true }
+
+// With a sink that writes nothing, the observer gets the exchange and the
+// container but not the process fields, which only a written line shows;
+// with any other sink it gets the event as written.
+func TestObserverOfADiscardingSinkGetsTheExchangeWithoutTheProcess(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sink output.Sink
+		want keptFields
+	}{
+		{"discarding", discarding{}, keptFields{container: "nginx", uri: "/", status: 200, latency: true}},
+		{"writing", nothingSink{}, keptFields{process: "nginx", container: "nginx", uri: "/", status: 200, identity: true, latency: true}},
+	} {
+		obs := &fieldObserver{}
+		tr := New(nil, Options{Observer: obs, OnError: func(err error) { t.Fatalf("tracer error: %v", err) }})
+		tg := benchTarget(tr, tc.sink)
+		x := newBenchExchange()
+		for range 2 {
+			tr.handle(&x.in)
+			x.in.Seq += uint32(len(x.req))
+			tr.handle(&x.out)
+			x.out.Seq += uint32(len(x.resp))
+			x.out.Rflags &^= bpf.FlagOwner
+			x.out.Owner = nil
+		}
+		if len(obs.seen) != 2 || obs.seen[0] != tc.want || obs.seen[1] != tc.want || tg.Events() != 2 {
+			t.Errorf("%s sink: observed %+v, %d events; want twice %+v", tc.name, obs.seen, tg.Events(), tc.want)
+		}
 	}
 }

@@ -63,8 +63,10 @@ type Options struct {
 	// owns it.
 	TLS tlsOption
 	// Observer, if set, sees every exchange that passed the filter, filled
-	// as written (metrics, spans). It runs on the tracer's goroutine and
-	// must not block; it must not keep the event.
+	// as written (metrics, spans); for a sink that writes nothing
+	// (output.Discarder) without the process fields. It runs on the
+	// tracer's goroutine and must not block; it must not keep the event
+	// nor its strings, which may alias the parser's buffers.
 	Observer Observer
 }
 
@@ -77,6 +79,9 @@ type Target struct {
 	CgroupDir string
 	sink      output.Sink
 	att       *bpf.Attachment
+	// bare: the sink writes nothing (output.Discards), so events carry only
+	// what the observer reads, not the process fields nor their encoding.
+	bare bool
 
 	events   atomic.Uint64
 	filtered atomic.Uint64
@@ -244,7 +249,7 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 // Add attaches to a container's cgroup and starts writing its events to
 // sink. cgroupID is the cgroup's id (the inode number of cgroupDir).
 func (t *Tracer) Add(info container.Info, cgroupDir string, cgroupID uint64, sink output.Sink) (*Target, error) {
-	tg := &Target{Info: info, CgroupDir: cgroupDir, sink: sink}
+	tg := &Target{Info: info, CgroupDir: cgroupDir, sink: sink, bare: output.Discards(sink)}
 	// Attach and register under the lock: Run looks targets up under it, so
 	// the first record waits for its target, and every reader of
 	// t.targets sees a target with its attachment set.
@@ -640,7 +645,7 @@ func (t *Tracer) emit(r *httpstream.Response) {
 	}
 	e.Timestamp = int64(r.Info.TimestampNs)
 	e.ProcessorID = uint32(c.cpu)
-	if c.hasOwner {
+	if c.hasOwner && !tg.bare {
 		o := &c.owner
 		e.ProcessID = o.NsTgid
 		e.ThreadID = o.NsTid
@@ -666,10 +671,12 @@ func (t *Tracer) emit(r *httpstream.Response) {
 	e.ContainerRuntime = tg.Info.Runtime
 	// What names the process and the container is the same for every
 	// response of a connection until its owner changes: encode it once.
-	if !c.identity.Matches(e) {
-		c.identity.Encode(e)
+	if !tg.bare {
+		if !c.identity.Matches(e) {
+			c.identity.Encode(e)
+		}
+		e.Identity = &c.identity
 	}
-	e.Identity = &c.identity
 	e.LostRecords = tg.lost
 	e.Evicted = tg.evicted.Load()
 	if t.opts.Observer != nil {

@@ -38,6 +38,10 @@ type Metrics struct {
 	// observation: no label hashing, validation or string building.
 	mu     sync.Mutex
 	series map[seriesKey]prometheus.Observer
+	// last is the series of the previous exchange (its key's strings are
+	// the cached copies), compared before the map is hashed.
+	last    seriesKey
+	lastObs prometheus.Observer
 }
 
 // seriesKey is what decides an exchange's labels: the container label, the
@@ -101,7 +105,11 @@ func (m *Metrics) observer(e *output.Event) prometheus.Observer {
 		dir: e.Direction, status: e.Response.StatusCode}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.lastObs != nil && k == m.last {
+		return m.lastObs // a busy series: no hashing at all
+	}
 	if o, ok := m.series[k]; ok {
+		m.last, m.lastObs = k, o
 		return o
 	}
 	route := m.routes.route(c, e.Request.URIPath)
@@ -112,6 +120,7 @@ func (m *Metrics) observer(e *output.Event) prometheus.Observer {
 		}
 		k.container, k.route = strings.Clone(k.container), strings.Clone(k.route)
 		m.series[k] = o
+		m.last, m.lastObs = k, o
 	}
 	return o
 }
