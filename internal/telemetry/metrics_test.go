@@ -1,7 +1,9 @@
 package telemetry
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"testing"
@@ -10,6 +12,8 @@ import (
 
 	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/summary"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // series reads the request-duration histogram: label set -> (count, sum in ms).
@@ -144,5 +148,32 @@ func TestSpanOfKeepsNoAliasOfTheEventsStrings(t *testing.T) {
 	}
 	if got["url.path"] != "/alpha" || got["http.request.method_original"] != "PURGE" {
 		t.Errorf("after the buffer changed: url.path %q, http.request.method_original %q; want /alpha and PURGE", got["url.path"], got["http.request.method_original"])
+	}
+}
+
+// nopExporter takes every batch.
+type nopExporter struct{}
+
+func (nopExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (nopExporter) Shutdown(context.Context) error                             { return nil }
+
+// BenchmarkSpansObserve is one exchange made into a span and queued, the
+// export loop handing batches to an exporter that drops them (the OTLP
+// encoding and the connection are not included).
+func BenchmarkSpansObserve(b *testing.B) {
+	s := &Spans{exp: nopExporter{}, queue: make(chan sdktrace.ReadOnlySpan, DefaultQueueSize), host: "vm",
+		providers: map[string]trace.Tracer{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go s.loop()
+	e := exchange("nginx", "GET", "/", 200, time.Millisecond)
+	e.Timestamp = time.Now().UnixNano()
+	e.Meta = output.PacketMeta{SrcIP: netip.MustParseAddr("127.0.0.1"), SrcPort: 8080, DstIP: netip.MustParseAddr("127.0.0.1"), DstPort: 40000}
+	e.Response.Protocol = "HTTP/1.1"
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Observe(e)
+	}
+	b.StopTimer()
+	if err := s.Close(context.Background()); err != nil {
+		b.Fatal(err)
 	}
 }
