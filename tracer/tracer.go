@@ -506,11 +506,11 @@ type conn struct {
 
 // dirMeta is what the last record of one direction said about its packets.
 type dirMeta struct {
-	src, dst   netip.Addr
-	sport      uint16
-	dport      uint16
-	iface      string
-	ifaceBytes [16]byte
+	src, dst netip.Addr
+	sport    uint16
+	dport    uint16
+	iface    string
+	ifaceRaw [16]int8 // the record's interface name, as iface was made from it
 }
 
 func (t *Tracer) handle(rec *bpf.Record) {
@@ -599,12 +599,14 @@ func (m *dirMeta) update(rec *bpf.Record) {
 		m.dst = addrOf(rec.Family, rec.Daddr)
 		m.sport, m.dport = rec.Sport, rec.Dport
 	}
-	var name [16]byte
-	for i, b := range rec.Iface {
-		name[i] = byte(b)
-	}
-	if name != m.ifaceBytes || m.iface == "" {
-		m.ifaceBytes = name
+	// Compared as the record has it: converting it first cost a copy loop
+	// per record.
+	if rec.Iface != m.ifaceRaw || m.iface == "" {
+		m.ifaceRaw = rec.Iface
+		var name [16]byte
+		for i, b := range rec.Iface {
+			name[i] = byte(b)
+		}
 		m.iface = cString(name[:])
 		if m.iface == "" {
 			m.iface = "any"
