@@ -63,8 +63,10 @@ type Options struct {
 	// owns it.
 	TLS tlsOption
 	// Observer, if set, sees every exchange that passed the filter, filled
-	// as written (metrics, spans). It runs on the tracer's goroutine and
-	// must not block; it must not keep the event.
+	// as written (metrics, spans); for a sink that writes nothing
+	// (output.Discarder) without the process fields. It runs on the
+	// tracer's goroutine and must not block; it must not keep the event
+	// nor its strings, which may alias the parser's buffers.
 	Observer Observer
 }
 
@@ -77,6 +79,9 @@ type Target struct {
 	CgroupDir string
 	sink      output.Sink
 	att       *bpf.Attachment
+	// bare: the sink writes nothing (output.Discards), so events carry only
+	// what the observer reads, not the process fields nor their encoding.
+	bare bool
 
 	events   atomic.Uint64
 	filtered atomic.Uint64
@@ -244,7 +249,7 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 // Add attaches to a container's cgroup and starts writing its events to
 // sink. cgroupID is the cgroup's id (the inode number of cgroupDir).
 func (t *Tracer) Add(info container.Info, cgroupDir string, cgroupID uint64, sink output.Sink) (*Target, error) {
-	tg := &Target{Info: info, CgroupDir: cgroupDir, sink: sink}
+	tg := &Target{Info: info, CgroupDir: cgroupDir, sink: sink, bare: output.Discards(sink)}
 	// Attach and register under the lock: Run looks targets up under it, so
 	// the first record waits for its target, and every reader of
 	// t.targets sees a target with its attachment set.
@@ -521,11 +526,11 @@ func (c *conn) setOwner(o *bpf.Owner) {
 
 // dirMeta is what the last record of one direction said about its packets.
 type dirMeta struct {
-	src, dst   netip.Addr
-	sport      uint16
-	dport      uint16
-	iface      string
-	ifaceBytes [16]byte
+	src, dst netip.Addr
+	sport    uint16
+	dport    uint16
+	iface    string
+	ifaceRaw [16]int8 // the record's interface name, as iface was made from it
 }
 
 func (t *Tracer) handle(rec *bpf.Record) {
@@ -614,12 +619,14 @@ func (m *dirMeta) update(rec *bpf.Record) {
 		m.dst = addrOf(rec.Family, rec.Daddr)
 		m.sport, m.dport = rec.Sport, rec.Dport
 	}
-	var name [16]byte
-	for i, b := range rec.Iface {
-		name[i] = byte(b)
-	}
-	if name != m.ifaceBytes || m.iface == "" {
-		m.ifaceBytes = name
+	// Compared as the record has it: converting it first cost a copy loop
+	// per record.
+	if rec.Iface != m.ifaceRaw || m.iface == "" {
+		m.ifaceRaw = rec.Iface
+		var name [16]byte
+		for i, b := range rec.Iface {
+			name[i] = byte(b)
+		}
 		m.iface = cString(name[:])
 		if m.iface == "" {
 			m.iface = "any"
@@ -660,7 +667,7 @@ func (t *Tracer) emit(r *httpstream.Response) {
 	}
 	e.Timestamp = int64(r.Info.TimestampNs)
 	e.ProcessorID = uint32(c.cpu)
-	if c.hasOwner {
+	if c.hasOwner && !tg.bare {
 		o := &c.owner
 		e.ProcessID = o.NsTgid
 		e.ThreadID = o.NsTid
@@ -693,10 +700,12 @@ func (t *Tracer) emit(r *httpstream.Response) {
 	e.ContainerRuntime = tg.Info.Runtime
 	// What names the process and the container is the same for every
 	// response of a connection until its owner changes: encode it once.
-	if !c.identity.Matches(e) {
-		c.identity.Encode(e)
+	if !tg.bare {
+		if !c.identity.Matches(e) {
+			c.identity.Encode(e)
+		}
+		e.Identity = &c.identity
 	}
-	e.Identity = &c.identity
 	e.LostRecords = tg.lost
 	e.Evicted = tg.evicted.Load()
 	if t.opts.Observer != nil {

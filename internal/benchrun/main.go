@@ -303,9 +303,9 @@ func (m measurement) brief() string {
 	s := fmt.Sprintf("%9.0f req/s  p99 %-9s", m.rps, m.p99.Round(time.Microsecond))
 	switch m.tool {
 	case toolBoxtap:
-		s += fmt.Sprintf(" exchanges %d/%d (%d lines, %d dup, %d bad, boxtap counted %d)  cpu %.2fs + eBPF %.2fs  rss %.1f MiB  lost %d",
+		s += fmt.Sprintf(" exchanges %d/%d (%d lines, %d dup, %d bad, boxtap counted %d)  cpu %.2fs + eBPF %.2fs (%s)  rss %.1f MiB  lost %d",
 			m.obs.tally.distinct, m.served, m.obs.tally.lines, m.obs.tally.duplicates, m.obs.tally.bad, m.obs.events,
-			m.obs.cpu, m.obs.bpf.runTime.Seconds(), float64(m.obs.rssKiB)/1024, m.obs.lost)
+			m.obs.cpu, m.obs.bpf.runTime.Seconds(), m.obs.bpf.perRun(m.served), float64(m.obs.rssKiB)/1024, m.obs.lost)
 	case toolTcpdump, toolTshark:
 		s += fmt.Sprintf(" captured %d  dropped %d  cpu %.2fs", m.obs.captured, m.obs.dropped, m.obs.cpu)
 	}
