@@ -110,21 +110,20 @@ struct conn {
  * stack values precisely and would then check every iteration of the loop
  * separately; map values are opaque to it, so one pass suffices. */
 struct scan_state {
-	__u64 hi, lo; /* rolling 16-byte window, lower-cased with |0x20 */
-	__u64 cl;
-	__u32 w4;     /* rolling 4-byte window, to find CRLFCRLF */
+	__u64 cl;     /* the Content-Length value */
 	__u32 hdr_end;
-	__u8 in_cl;   /* 1: in a Content-Length value, 2: in its digits */
 	__u8 cls;     /* Content-Length headers seen */
 	__u8 bad;     /* give up: malformed, Transfer-Encoding, or too long */
-	__u8 pad[5];
+	__u8 pad[2];
 };
 
 /* Scratch space for the Content-Length scan, one per CPU. */
 struct scan_buf {
 	struct scan_state st;
 	struct cls_state cs; /* the classifier while bpf_loop runs it */
-	__u8 b[SCAN_MAX];
+	/* The scan reads 8-byte words: aligned, and 16 bytes of slack past the
+	 * end so that a masked offset plus a word stays inside. */
+	__u8 b[SCAN_MAX + 16] __attribute__((aligned(8)));
 };
 
 struct {

@@ -122,15 +122,11 @@ type captureScanBuf struct {
 	_  structs.HostLayout
 	St struct {
 		_      structs.HostLayout
-		Hi     uint64
-		Lo     uint64
 		Cl     uint64
-		W4     uint32
 		HdrEnd uint32
-		InCl   uint8
 		Cls    uint8
 		Bad    uint8
-		Pad    [5]uint8
+		Pad    [2]uint8
 	}
 	Cs struct {
 		_       structs.HostLayout
@@ -141,7 +137,7 @@ type captureScanBuf struct {
 		N       uint16
 		Flen    uint16
 	}
-	B [512]uint8
+	B [528]uint8
 }
 
 type captureTraced struct {

@@ -15,6 +15,9 @@ package bpf
 // only its object is generated, into testdata, so boxtap never embeds it.
 //go:generate clang -O2 -g -fdebug-compilation-dir=. -Wall -Werror -target bpfel -I include -I uapi-asm -c classify_probe.c -o testdata/classify_probe.o
 
+// scan_probe.c is the same for the Content-Length scan (scan_probe_test.go).
+//go:generate clang -O2 -g -fdebug-compilation-dir=. -Wall -Werror -target bpfel -I include -I uapi-asm -c scan_probe.c -o testdata/scan_probe.o
+
 // tls.c holds the uprobes on TLS libraries; they read registers (pt_regs), so its object is
 // generated per architecture (amd64 only so far: tls_other.go reports the rest), with the
 // build host's x86 <asm/ptrace.h>.

@@ -317,10 +317,10 @@ const nameTable = "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\
 // by table, others in one pass over their bytes.
 func classifyName(hs []Header, i int) headerRef {
 	name := hs[i].Name
-	if !wellKnownName(name) {
+	kind, ok := wellKnownName(name)
+	if !ok {
 		return classifyAnyName(hs, i)
 	}
-	kind := defaultKind(name)
 	// A canonical token: written as is, key = first 4 bytes.
 	var key uint32
 	if len(name) >= 4 {
@@ -335,55 +335,71 @@ func classifyName(hs []Header, i int) headerRef {
 }
 
 // wellKnownName reports whether name is, byte for byte, the canonical form
-// of a common header field name. Such names skip classification by bytes.
-func wellKnownName(name string) bool {
+// of a common header field name, and if so its default redaction kind (what
+// defaultKind returns for it; TestWellKnownNames checks every entry). Such
+// names skip classification by bytes and the scan for secret-like words.
+func wellKnownName(name string) (redactKind, bool) {
+	none, yes := redactNone, true
 	switch len(name) {
 	case 3:
-		return name == "Age" || name == "Via"
+		return none, name == "Age" || name == "Via"
 	case 4:
-		return name == "Date" || name == "Host" || name == "Vary" || name == "Etag" || name == "Link"
+		return none, name == "Date" || name == "Host" || name == "Vary" || name == "Etag" || name == "Link"
 	case 5:
-		return name == "Range" || name == "Allow"
+		return none, name == "Range" || name == "Allow"
 	case 6:
 		switch name {
-		case "Cookie", "Accept", "Server", "Origin", "Pragma", "Expect":
-			return true
+		case "Cookie":
+			return redactCookie, yes
+		case "Accept", "Server", "Origin", "Pragma", "Expect":
+			return none, yes
 		}
 	case 7:
-		return name == "Referer" || name == "Expires" || name == "Upgrade"
+		switch name {
+		case "Referer":
+			return redactURI, yes
+		case "Expires", "Upgrade":
+			return none, yes
+		}
 	case 8:
-		return name == "Location"
+		return redactURI, name == "Location"
 	case 9:
-		return name == "X-Api-Key"
+		return redactWhole, name == "X-Api-Key"
 	case 10:
 		switch name {
-		case "Set-Cookie", "Connection", "User-Agent", "Keep-Alive":
-			return true
+		case "Set-Cookie":
+			return redactSetCookie, yes
+		case "Connection", "User-Agent", "Keep-Alive":
+			return none, yes
 		}
 	case 12:
-		return name == "Content-Type" || name == "X-Request-Id"
+		return none, name == "Content-Type" || name == "X-Request-Id"
 	case 13:
 		switch name {
-		case "Authorization", "Cache-Control", "Last-Modified", "Accept-Ranges", "If-None-Match":
-			return true
+		case "Authorization":
+			return redactAuthorization, yes
+		case "Cache-Control", "Last-Modified", "Accept-Ranges", "If-None-Match":
+			return none, yes
 		}
 	case 14:
-		return name == "Content-Length"
+		return none, name == "Content-Length"
 	case 15:
-		return name == "Accept-Encoding" || name == "Accept-Language" || name == "X-Forwarded-For"
+		return none, name == "Accept-Encoding" || name == "Accept-Language" || name == "X-Forwarded-For"
 	case 16:
 		switch name {
-		case "Www-Authenticate", "Content-Encoding":
-			return true
+		case "Www-Authenticate":
+			return redactChallenge, yes
+		case "Content-Encoding":
+			return none, yes
 		}
 	case 17:
-		return name == "Transfer-Encoding" || name == "If-Modified-Since" || name == "X-Forwarded-Proto"
+		return none, name == "Transfer-Encoding" || name == "If-Modified-Since" || name == "X-Forwarded-Proto"
 	case 18:
-		return name == "Proxy-Authenticate"
+		return redactChallenge, name == "Proxy-Authenticate"
 	case 19:
-		return name == "Proxy-Authorization"
+		return redactAuthorization, name == "Proxy-Authorization"
 	}
-	return false
+	return none, false
 }
 
 // classifyAnyName describes header hs[i]'s name in one pass over its bytes.

@@ -322,23 +322,36 @@ func FuzzAppendEscaped(f *testing.F) {
 	})
 }
 
-// TestWellKnownNames: every name the table knows is canonical and
-// classifies like the byte-by-byte path, plus its default redaction kind.
+// TestWellKnownNames: every name the table knows is canonical, classifies
+// like the byte-by-byte path, and carries its default redaction kind.
 func TestWellKnownNames(t *testing.T) {
-	mustKnow := []string{"Date", "Server", "Content-Type", "Content-Length", "Connection", "Host", "User-Agent",
-		"Accept", "Set-Cookie", "Cookie", "Authorization", "Proxy-Authorization", "Www-Authenticate", "Proxy-Authenticate", "X-Api-Key"}
-	for _, name := range mustKnow {
-		if !wellKnownName(name) {
+	// Every entry of the table: its kind must be defaultKind's.
+	table := []string{"Age", "Via", "Date", "Host", "Vary", "Etag", "Link", "Range", "Allow",
+		"Cookie", "Accept", "Server", "Origin", "Pragma", "Expect", "Referer", "Expires", "Upgrade",
+		"Location", "X-Api-Key", "Set-Cookie", "Connection", "User-Agent", "Keep-Alive",
+		"Content-Type", "X-Request-Id", "Authorization", "Cache-Control", "Last-Modified", "Accept-Ranges",
+		"If-None-Match", "Content-Length", "Accept-Encoding", "Accept-Language", "X-Forwarded-For",
+		"Www-Authenticate", "Content-Encoding", "Transfer-Encoding", "If-Modified-Since", "X-Forwarded-Proto",
+		"Proxy-Authenticate", "Proxy-Authorization"}
+	for _, name := range table {
+		kind, ok := wellKnownName(name)
+		if !ok {
 			t.Errorf("wellKnownName(%q) = false, want true (common header)", name)
+		}
+		if want := defaultKind(name); kind != want {
+			t.Errorf("wellKnownName(%q) kind %d, defaultKind %d", name, kind, want)
 		}
 	}
 	known := 0
-	for _, name := range headerNamePool {
+	for _, name := range append(slices.Clone(headerNamePool), table...) {
 		for _, v := range []string{name, strings.ToLower(name), strings.ToUpper(name), textproto.CanonicalMIMEHeaderKey(name)} {
-			if !wellKnownName(v) {
+			kind, ok := wellKnownName(v)
+			if !ok {
 				continue
 			}
-			kind := defaultKind(v)
+			if want := defaultKind(v); kind != want {
+				t.Errorf("wellKnownName(%q) kind %d, defaultKind %d", v, kind, want)
+			}
 			known++
 			if c := textproto.CanonicalMIMEHeaderKey(v); c != v {
 				t.Errorf("well-known %q is not canonical (%q)", v, c)

@@ -23,6 +23,21 @@ type Sink interface {
 	Close() error
 }
 
+// Discarder is a Sink that may write nothing at all (--output none, where
+// only metrics or spans are fed). When Discards reports true, the events it
+// is given may lack what only a written line shows: the process fields and
+// the pre-encoded Identity. The exchange, the container and the counters
+// are always filled.
+type Discarder interface {
+	Discards() bool
+}
+
+// Discards reports whether s writes nothing (see Discarder).
+func Discards(s Sink) bool {
+	d, ok := s.(Discarder)
+	return ok && d.Discards()
+}
+
 // ErrClosed is returned by Write and Flush after Close.
 var ErrClosed = errors.New("output: sink is closed")
 

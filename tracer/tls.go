@@ -139,13 +139,11 @@ func (c *conn) setTLSOwner(rec *bpf.TLSRecord) {
 	if c.hasOwner && c.owner.Tid == rec.Tid && c.owner.StartNs == rec.StartNs {
 		return
 	}
-	c.owner = bpf.Owner{
+	c.setOwner(&bpf.Owner{
 		StartNs: rec.StartNs, LeaderStartNs: rec.LeaderStartNs, CgroupId: rec.CgroupId,
 		Tid: rec.Tid, Tgid: rec.Tgid, NsTid: rec.NsTid, NsTgid: rec.NsTgid,
 		Uid: rec.Uid, Mntns: rec.Mntns, Pidns: rec.Pidns, Comm: rec.Comm,
-	}
-	c.hasOwner = true
-	c.comm = commString(&c.owner.Comm)
+	})
 }
 
 // setTLSTuple sets both directions' addresses from the socket's local and

@@ -63,8 +63,10 @@ type Options struct {
 	// owns it.
 	TLS tlsOption
 	// Observer, if set, sees every exchange that passed the filter, filled
-	// as written (metrics, spans). It runs on the tracer's goroutine and
-	// must not block; it must not keep the event.
+	// as written (metrics, spans); for a sink that writes nothing
+	// (output.Discarder) without the process fields. It runs on the
+	// tracer's goroutine and must not block; it must not keep the event
+	// nor its strings, which may alias the parser's buffers.
 	Observer Observer
 }
 
@@ -77,6 +79,9 @@ type Target struct {
 	CgroupDir string
 	sink      output.Sink
 	att       *bpf.Attachment
+	// bare: the sink writes nothing (output.Discards), so events carry only
+	// what the observer reads, not the process fields nor their encoding.
+	bare bool
 
 	events   atomic.Uint64
 	filtered atomic.Uint64
@@ -244,7 +249,7 @@ func New(coll *bpf.Collection, opts Options) *Tracer {
 // Add attaches to a container's cgroup and starts writing its events to
 // sink. cgroupID is the cgroup's id (the inode number of cgroupDir).
 func (t *Tracer) Add(info container.Info, cgroupDir string, cgroupID uint64, sink output.Sink) (*Target, error) {
-	tg := &Target{Info: info, CgroupDir: cgroupDir, sink: sink}
+	tg := &Target{Info: info, CgroupDir: cgroupDir, sink: sink, bare: output.Discards(sink)}
 	// Attach and register under the lock: Run looks targets up under it, so
 	// the first record waits for its target, and every reader of
 	// t.targets sees a target with its attachment set.
@@ -491,7 +496,9 @@ type conn struct {
 	owner    bpf.Owner
 	hasOwner bool
 	comm     string // owner.Comm as a string
-	tls      bool   // fed by the TLS source
+	// derived is what emit computes from the owner; setOwner clears it.
+	derived  ownerDerived
+	tls      bool // fed by the TLS source
 	identity output.Identity
 	dirs     [2]dirMeta
 	cpu      uint16
@@ -499,13 +506,31 @@ type conn struct {
 	cost     int // estimated bytes, as last accounted in Tracer.stateBytes
 }
 
+// ownerDerived holds what every event of a connection computes from its
+// owner: the executable path (from the tracer's cache of /proc reads) and
+// the entity ids (hashes). Computed at the first event after the owner was
+// set, not at every event.
+type ownerDerived struct {
+	ok                                  bool
+	exe                                 string
+	threadEntity, procEntity, parentEnt uint32
+}
+
+// setOwner makes o the connection's owner.
+func (c *conn) setOwner(o *bpf.Owner) {
+	c.owner = *o
+	c.hasOwner = true
+	c.comm = commString(&c.owner.Comm)
+	c.derived = ownerDerived{}
+}
+
 // dirMeta is what the last record of one direction said about its packets.
 type dirMeta struct {
-	src, dst   netip.Addr
-	sport      uint16
-	dport      uint16
-	iface      string
-	ifaceBytes [16]byte
+	src, dst netip.Addr
+	sport    uint16
+	dport    uint16
+	iface    string
+	ifaceRaw [16]int8 // the record's interface name, as iface was made from it
 }
 
 func (t *Tracer) handle(rec *bpf.Record) {
@@ -529,7 +554,9 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		if old != nil {
 			// The container was traced again (removed and added): the
 			// kernel sends the owner only when it changes, so keep it.
-			c.owner, c.hasOwner, c.comm = old.owner, old.hasOwner, old.comm
+			if old.hasOwner {
+				c.setOwner(&old.owner)
+			}
 			t.dropConn(rec.Cookie, old)
 		}
 		t.conns[rec.Cookie] = c
@@ -547,9 +574,7 @@ func (t *Tracer) handle(rec *bpf.Record) {
 		t.checkLoss(tg)
 	}
 	if rec.Owner != nil && (!c.hasOwner || *rec.Owner != c.owner) {
-		c.owner = *rec.Owner
-		c.hasOwner = true
-		c.comm = commString(&c.owner.Comm)
+		c.setOwner(rec.Owner)
 	}
 	dir := rec.Dir & 1
 	c.dirs[dir].update(rec)
@@ -594,12 +619,14 @@ func (m *dirMeta) update(rec *bpf.Record) {
 		m.dst = addrOf(rec.Family, rec.Daddr)
 		m.sport, m.dport = rec.Sport, rec.Dport
 	}
-	var name [16]byte
-	for i, b := range rec.Iface {
-		name[i] = byte(b)
-	}
-	if name != m.ifaceBytes || m.iface == "" {
-		m.ifaceBytes = name
+	// Compared as the record has it: converting it first cost a copy loop
+	// per record.
+	if rec.Iface != m.ifaceRaw || m.iface == "" {
+		m.ifaceRaw = rec.Iface
+		var name [16]byte
+		for i, b := range rec.Iface {
+			name[i] = byte(b)
+		}
 		m.iface = cString(name[:])
 		if m.iface == "" {
 			m.iface = "any"
@@ -640,7 +667,7 @@ func (t *Tracer) emit(r *httpstream.Response) {
 	}
 	e.Timestamp = int64(r.Info.TimestampNs)
 	e.ProcessorID = uint32(c.cpu)
-	if c.hasOwner {
+	if c.hasOwner && !tg.bare {
 		o := &c.owner
 		e.ProcessID = o.NsTgid
 		e.ThreadID = o.NsTid
@@ -653,11 +680,18 @@ func (t *Tracer) emit(r *httpstream.Response) {
 		e.PIDNS = o.Pidns
 		e.CgroupID = o.CgroupId
 		e.ProcessName = c.comm
-		e.ExecutablePath = t.exe.path(o.Tgid, o.LeaderStartNs)
+		d := &c.derived
+		if !d.ok {
+			*d = ownerDerived{ok: true, exe: t.exe.path(o.Tgid, o.LeaderStartNs),
+				threadEntity: output.EntityID(o.Tid, o.StartNs),
+				procEntity:   output.EntityID(o.Tgid, o.LeaderStartNs),
+				parentEnt:    output.EntityID(o.Ppid, o.ParentStartNs)}
+		}
+		e.ExecutablePath = d.exe
 		e.ThreadStartTime = int64(t.clock.fromMono(o.StartNs))
-		e.ThreadEntityID = output.EntityID(o.Tid, o.StartNs)
-		e.ProcessEntityID = output.EntityID(o.Tgid, o.LeaderStartNs)
-		e.ParentEntityID = output.EntityID(o.Ppid, o.ParentStartNs)
+		e.ThreadEntityID = d.threadEntity
+		e.ProcessEntityID = d.procEntity
+		e.ParentEntityID = d.parentEnt
 	}
 	e.HostName = tg.Info.Hostname
 	e.Container = output.Container{ID: tg.Info.ID, Name: tg.Info.Name, Image: tg.Info.Image, ImageDigest: tg.Info.ImageDigest}
@@ -666,10 +700,12 @@ func (t *Tracer) emit(r *httpstream.Response) {
 	e.ContainerRuntime = tg.Info.Runtime
 	// What names the process and the container is the same for every
 	// response of a connection until its owner changes: encode it once.
-	if !c.identity.Matches(e) {
-		c.identity.Encode(e)
+	if !tg.bare {
+		if !c.identity.Matches(e) {
+			c.identity.Encode(e)
+		}
+		e.Identity = &c.identity
 	}
-	e.Identity = &c.identity
 	e.LostRecords = tg.lost
 	e.Evicted = tg.evicted.Load()
 	if t.opts.Observer != nil {

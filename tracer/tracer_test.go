@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -294,5 +295,54 @@ func TestMalformedRecordsAreSkippedCountedAndReportedOnce(t *testing.T) {
 	s := tr.Summary()
 	if s.Malformed != 2 || !strings.Contains(s.String(), "2 malformed records skipped") {
 		t.Fatalf("summary %+v (%q), want 2 malformed records", s, s)
+	}
+}
+
+// The fields computed from the owner once per connection (executable path,
+// entity ids) follow the owner when it changes on the same connection.
+func TestOwnerChangeUpdatesDerivedFields(t *testing.T) {
+	var buf bytes.Buffer
+	tr, _ := newTestTracer(t, &buf)
+	req := "GET /a HTTP/1.1\r\nHost: web\r\n\r\n"
+	resp := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	self := uint32(os.Getpid())
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqIn, seqOut := uint32(1000), uint32(5000)
+	for i, o := range []bpf.Owner{
+		{Tid: 4194301, Tgid: 4194301, Ppid: 1, StartNs: 10, LeaderStartNs: 10, ParentStartNs: 1}, // no such process: no path
+		{Tid: self, Tgid: self, Ppid: 1, StartNs: 20, LeaderStartNs: 20, ParentStartNs: 2},
+	} {
+		tr.handle(record(recSpec{dir: bpf.DirIngress, seq: seqIn, data: req}))
+		out := record(recSpec{dir: bpf.DirEgress, seq: seqOut, data: resp})
+		out.Rflags |= bpf.FlagOwner
+		out.Owner = &o
+		tr.handle(out)
+		tr.flush()
+		evs := decodeLines(t, &buf)
+		if len(evs) != i+1 {
+			t.Fatalf("%d events after exchange %d", len(evs), i+1)
+		}
+		ev := evs[i]
+		wantExe := ""
+		if i == 1 {
+			wantExe = exe
+		}
+		if path := ev["executable"].(map[string]any)["path"]; path != wantExe {
+			t.Errorf("exchange %d: executable path %q, want %q", i+1, path, wantExe)
+		}
+		for k, want := range map[string]uint32{
+			"threadEntityId":  output.EntityID(o.Tid, o.StartNs),
+			"processEntityId": output.EntityID(o.Tgid, o.LeaderStartNs),
+			"parentEntityId":  output.EntityID(o.Ppid, o.ParentStartNs),
+		} {
+			if ev[k] != float64(want) {
+				t.Errorf("exchange %d: %s = %v, want %d", i+1, k, ev[k], want)
+			}
+		}
+		seqIn += uint32(len(req))
+		seqOut += uint32(len(resp))
 	}
 }

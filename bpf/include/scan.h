@@ -19,53 +19,120 @@ static __always_inline int status_code(const __u8 *b)
 	return d0 * 100 + d1 * 10 + d2;
 }
 
-/* One byte of the scan. bpf_loop lets the verifier check this once instead
- * of once per byte. ctx points to the nesting level. Returns 1 to stop. */
-static long scan_step(__u64 i, void *ctx)
+/* Bytes of b equal to '\n': the high bit of each such byte is set, exactly
+ * (no false positives next to a match, unlike the shorter zero-byte test). */
+static __always_inline __u64 newline_bytes(__u64 w)
 {
-	struct scan_buf *s = bpf_map_lookup_elem(&scratch, ctx);
-	if (!s)
-		return 1;
-	struct scan_state *st = &s->st;
-	/* "\ncontent-length:" and "\ntransfer-encodi" after |0x20 ('\n' is '*') */
-	const __u64 cl_hi = 0x2a636f6e74656e74ULL; /* "*content" */
-	const __u64 cl_lo = 0x2d6c656e6774683aULL; /* "-length:" */
-	const __u64 te_hi = 0x2a7472616e736665ULL; /* "*transfe" */
-	const __u64 te_lo = 0x722d656e636f6469ULL; /* "r-encodi" */
-	__u8 ch = s->b[(i + 12) & (SCAN_MAX - 1)];
+	const __u64 low7 = 0x7f7f7f7f7f7f7f7fULL;
+	__u64 x = w ^ 0x0a0a0a0a0a0a0a0aULL;
+	return ~(((x & low7) + low7) | x | low7);
+}
 
-	st->w4 = (st->w4 << 8) | ch;
-	if (st->w4 == 0x0d0a0d0a) {
-		st->hdr_end = i + 13;
-		return 1;
-	}
-	if (st->in_cl) {
+/* The 8 bytes at b[at], lower-cased with |0x20 (as the header names are
+ * compared), first byte lowest. */
+static __always_inline __u64 folded8(const __u8 *b, __u32 at)
+{
+	__u64 w;
+	__builtin_memcpy(&w, b + (at & (SCAN_MAX - 1)), sizeof(w));
+	return w | 0x2020202020202020ULL;
+}
+
+/* The Content-Length value that starts at b[at] (after the colon): optional
+ * blanks, digits, then a blank or CR. Sets st->bad when it is anything else
+ * or too large. */
+static __always_inline void scan_cl_value(struct scan_buf *s, __u32 at)
+{
+	struct scan_state *st = &s->st;
+	__u64 cl = 0;
+	int digits = 0;
+	for (int k = 0; k < 24; k++) {
+		__u8 ch = s->b[(at + k) & (SCAN_MAX - 1)];
 		if (ch >= '0' && ch <= '9') {
-			st->cl = st->cl * 10 + (ch - '0');
-			st->in_cl = 2;
-			if (st->cl > 0x7fffffffULL) {
-				st->bad = 1;
-				return 1;
+			cl = cl * 10 + (ch - '0');
+			digits = 1;
+			if (cl > 0x7fffffffULL)
+				break;
+		} else if (ch == ' ' || ch == '\t') {
+			if (digits) {
+				st->cl = cl;
+				return;
 			}
-		} else if (ch == '\r' || ch == ' ' || ch == '\t') {
-			if (st->in_cl == 2)
-				st->in_cl = 0;
+		} else if (ch == '\r' && digits) {
+			st->cl = cl;
+			return;
 		} else {
-			st->bad = 1;
-			return 1;
+			break;
 		}
 	}
-	st->hi = (st->hi << 8) | (st->lo >> 56);
-	st->lo = (st->lo << 8) | (ch | 0x20);
-	if (st->hi == cl_hi && st->lo == cl_lo) {
-		st->in_cl = 1;
+	st->bad = 1;
+}
+
+/* A line feed at b[j], j >= 12: the end of the header block when it closes
+ * an empty line, else the start of a header line, whose name is checked for
+ * Content-Length and Transfer-Encoding. n bytes of b are valid. Returns 1 to
+ * stop the scan. */
+static __always_inline long scan_line(struct scan_buf *s, __u32 j, __u32 n)
+{
+	struct scan_state *st = &s->st;
+	if (j >= 15 && s->b[(j - 1) & (SCAN_MAX - 1)] == '\r' && s->b[(j - 2) & (SCAN_MAX - 1)] == '\n' &&
+	    s->b[(j - 3) & (SCAN_MAX - 1)] == '\r') {
+		st->hdr_end = j + 1;
+		return 1;
+	}
+	if (j + 16 > n)
+		return 0; /* no room for a name of interest before the end */
+	__u8 first = s->b[(j + 1) & (SCAN_MAX - 1)] | 0x20;
+	if (first != 'c' && first != 't')
+		return 0;
+	/* "content-length:" and "transfer-encodi": 8 bytes, then 7 */
+	const __u64 low7 = 0x00ffffffffffffffULL;
+	__u64 a = folded8(s->b, j + 1), c = folded8(s->b, j + 9) & low7;
+	if (a == 0x2d746e65746e6f63ULL && c == 0x003a6874676e656cULL) {
 		if (++st->cls > 1) {
 			st->bad = 1;
 			return 1;
 		}
-	} else if (st->hi == te_hi && st->lo == te_lo) {
+		scan_cl_value(s, j + 16);
+		return st->bad;
+	}
+	if (a == 0x726566736e617274ULL && c == 0x0069646f636e652dULL) {
 		st->bad = 1;
 		return 1;
+	}
+	return 0;
+}
+
+struct scan_ctx {
+	__u32 lvl; /* which scratch buffer */
+	__u32 n;   /* bytes of it that hold the response start */
+};
+
+/* One 8-byte word of the scan, b[8i+8 .. 8i+16): each line feed in it at or
+ * after byte 12 and before n. A header block of 130 bytes takes 16 steps
+ * and a look at each of its 8 or so line feeds. ctx is a struct scan_ctx.
+ * Returns 1 to stop. */
+static long scan_step(__u64 i, void *ctx)
+{
+	struct scan_ctx *x = ctx;
+	struct scan_buf *s = bpf_map_lookup_elem(&scratch, &x->lvl);
+	if (!s)
+		return 1;
+	__u32 base = 8 + 8 * (__u32)i;
+	__u64 w;
+	__builtin_memcpy(&w, s->b + (base & (SCAN_MAX - 1)), sizeof(w));
+	__u64 m = newline_bytes(w);
+	if (!m)
+		return 0;
+	for (__u32 t = 0; t < 8; t++) {
+		if (!((m >> (8 * t + 7)) & 1))
+			continue;
+		__u32 j = base + t;
+		if (j < 12)
+			continue;
+		if (j >= x->n)
+			return 1;
+		if (scan_line(s, j, x->n))
+			return 1;
 	}
 	return 0;
 }
@@ -86,8 +153,9 @@ static __always_inline __u32 scan_response(struct scan_buf *s, __u32 n, __u32 lv
 		return 0;
 	struct scan_state *st = &s->st;
 	__builtin_memset(st, 0, sizeof(*st));
-	bpf_loop(n - 12, scan_step, &lvl, 0);
-	if (st->bad || !st->hdr_end || st->in_cl == 1)
+	struct scan_ctx x = {.lvl = lvl, .n = n};
+	bpf_loop((n - 1) / 8, scan_step, &x, 0);
+	if (st->bad || !st->hdr_end)
 		return 0;
 	if (code < 200 || code == 204 || code == 304)
 		return st->hdr_end;

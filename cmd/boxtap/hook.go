@@ -44,7 +44,7 @@ type hookSettings struct {
 	Runtime           string        `name:"runtime" default:"auto" enum:"auto,containerd,docker,cri-o,podman,oci" help:"The runtime that runs this hook, whose annotations alone name the container (auto: from the bundle path and what only each runtime sets; see README)." placeholder:"NAME"`
 	MaxSize           byteSize      `name:"max-size" default:"0" help:"Rotate a container's file before it grows past this size, e.g. 50M (0: never)." placeholder:"SIZE"`
 	MaxFiles          int           `name:"max-files" default:"5" help:"With --max-size: rotated files kept per container (<id>.json.1 is the newest)." placeholder:"N"`
-	Tracer            string        `name:"tracer" default:"per-container" enum:"per-container,host" help:"per-container: each container gets its own tracer process (loads the eBPF programs at each start); host: one host tracer, started by the first hook and ended with the last container, traces them all (see README)."`
+	Tracer            string        `name:"tracer" default:"host" enum:"host,per-container" help:"host: one host tracer, started by the first hook and ended with the last container, traces them all, so a start costs a hand-over (see README); per-container: each container gets its own tracer process, which loads the eBPF programs at each start."`
 	hookOTLPFlags
 }
 
@@ -64,7 +64,7 @@ func (s *hookSettings) args() []string {
 	if s.MaxSize != 0 {
 		a = append(a, "--max-size="+strconv.FormatInt(int64(s.MaxSize), 10), "--max-files="+strconv.Itoa(s.MaxFiles))
 	}
-	if s.Tracer != "" && s.Tracer != tracerPerContainer {
+	if s.Tracer != "" {
 		a = append(a, "--tracer="+s.Tracer)
 	}
 	if s.FailClosed {
@@ -89,14 +89,15 @@ func (hookCmd) Help() string {
 spec, Docker through "boxtap runc"), with the container state on stdin.
 
 In createRuntime or prestart, boxtap attaches to the container's cgroup before
-its process starts and leaves a tracer running in a cgroup of its own; the
-tracer writes <output-dir>/<container-id>.json (<namespace>@<id>.json for a
-containerd namespace other than Docker's) through the same hardened sink as
-"trace --output-dir", and exits when the container ends (poststop, or its
-cgroup empties). With --tracer=host one host tracer, started by the first
-hook and ending with the last container, traces every container instead
-(each still into its own file); a start then costs a hand-over on
-<run-dir>/host.sock rather than loading the eBPF programs.
+its process starts. By default (--tracer=host) the first hook starts one host
+tracer in a cgroup of its own, which loads the eBPF programs once; every
+later hook hands its container over <run-dir>/host.sock and returns on
+"attached". The host tracer writes <output-dir>/<container-id>.json
+(<namespace>@<id>.json for a containerd namespace other than Docker's) for
+each container, through the same hardened sink as "trace --output-dir",
+detaches a container when it ends (poststop, or its cgroup empties), and
+exits with the last one. With --tracer=per-container each container gets a
+tracer process of its own instead, which loads the programs at each start.
 
 The whole hook, from reading stdin on, ends within --timeout; SIGTERM ends it
 at once. Errors, bad flags and internal errors go to stderr and to syslog (or

@@ -31,7 +31,7 @@ func BenchmarkHookStartCost(b *testing.B) {
 func hookStartCost(t *testing.B, host bool) {
 	e := newHookEnv(t)
 	const n = 20
-	hooks := e.exampleHooks(t)
+	hooks := e.tracerHooks(t, "", tracerPerContainer)
 	if host {
 		killHostTracersOnCleanup(t, e)
 		hooks = e.hostHooks(t, "")

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -74,6 +75,13 @@ func newHookEnv(t testing.TB) *hookEnv {
 	if err := os.WriteFile(filepath.Join(e.rootfs, "testapp"), data, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The default --tracer=host leaves a host tracer while a container runs.
+	killHostTracersOnCleanup(t, e)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("hook log (%s):\n%s", hookLogName, e.hookLog())
+		}
+	})
 	return e
 }
 
@@ -360,8 +368,16 @@ func readHookEvents(t *testing.T, path string) []hookEvent {
 }
 
 // tracerPIDs lists the live boxtap tracers of a container, found in /proc
-// (not through boxtap's pid files).
-func tracerPIDs(id string) []int {
+// (not through boxtap's pid files): its own hook-tracer (--tracer=per-container),
+// or a host tracer (hook-host, the default) whose run directory holds the
+// container's state file, which the host tracer removes only after it has
+// detached the container and closed its file.
+func tracerPIDs(id string) []int { return procTracers(id, true) }
+
+// perContainerTracerPIDs lists only the container's own hook-tracer processes.
+func perContainerTracerPIDs(id string) []int { return procTracers(id, false) }
+
+func procTracers(id string, withHost bool) []int {
 	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, en := range entries {
@@ -373,11 +389,34 @@ func tracerPIDs(id string) []int {
 		if err != nil {
 			continue
 		}
-		if bytes.Contains(cmdline, []byte("hook-tracer\x00")) && bytes.Contains(cmdline, []byte("--id="+id+"\x00")) {
+		args := strings.Split(string(cmdline), "\x00")
+		switch {
+		case slices.Contains(args, "hook-tracer") && slices.Contains(args, "--id="+id):
+			pids = append(pids, pid)
+		case withHost && slices.Contains(args, hostSubcommand) && hostTracerHolds(args, id):
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// hostTracerHolds reports whether the host tracer run with args has the
+// state file of container id (its key is the id, or <namespace>@<id>).
+func hostTracerHolds(args []string, id string) bool {
+	for _, a := range args {
+		runDir, ok := strings.CutPrefix(a, "--run-dir=")
+		if !ok {
+			continue
+		}
+		keys, _ := filepath.Glob(filepath.Join(runDir, hostStateDir, "*.json"))
+		for _, k := range keys {
+			key := strings.TrimSuffix(filepath.Base(k), ".json")
+			if key == id || strings.HasSuffix(key, "@"+id) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // waitNoTracer waits until no tracer for id is left.

@@ -29,13 +29,20 @@ import (
 // bin (the test's boxtap when empty).
 func (e *hookEnv) hostHooks(t testing.TB, bin string, extra ...string) *specs.Hooks {
 	t.Helper()
+	return e.tracerHooks(t, bin, tracerHost, extra...)
+}
+
+// tracerHooks are the example base spec's hooks with --tracer=mode, run by
+// bin (the test's boxtap when empty).
+func (e *hookEnv) tracerHooks(t testing.TB, bin, mode string, extra ...string) *specs.Hooks {
+	t.Helper()
 	h := e.exampleHooks(t)
 	for _, list := range [][]specs.Hook{h.CreateRuntime, h.Poststop} {
 		for i := range list {
 			if bin != "" {
 				list[i].Path = bin
 			}
-			list[i].Args = append(list[i].Args, append([]string{"--tracer=host"}, extra...)...)
+			list[i].Args = append(list[i].Args, append([]string{"--tracer=" + mode}, extra...)...)
 		}
 	}
 	return h
@@ -166,7 +173,6 @@ func waitFileHas(t *testing.T, path, substr string, within time.Duration) {
 // attached, no process and no cgroup.
 func TestHookHostTracerOneProcessPerContainerFilesEndsWithLastContainer(t *testing.T) {
 	e := newHookEnv(t)
-	killHostTracersOnCleanup(t, e)
 	hooks := e.hostHooks(t, "")
 	type ctr struct {
 		id    string
@@ -187,7 +193,7 @@ func TestHookHostTracerOneProcessPerContainerFilesEndsWithLastContainer(t *testi
 	}
 	pids := waitHostTracers(t, e.run, 1, 10*time.Second)
 	for _, c := range cs {
-		if p := tracerPIDs(c.id); len(p) != 0 {
+		if p := perContainerTracerPIDs(c.id); len(p) != 0 {
 			t.Fatalf("%s has a per-container tracer %v besides the host tracer", c.id, p)
 		}
 		firstResponse(t, fmt.Sprintf("http://127.0.0.1:%d/status/201", c.port), time.Now())
@@ -233,7 +239,6 @@ func TestHookHostTracerOneProcessPerContainerFilesEndsWithLastContainer(t *testi
 // its file; both containers are traced afterwards.
 func TestHookHostTracerKilledIsRecoveredByNextHook(t *testing.T) {
 	e := newHookEnv(t)
-	killHostTracersOnCleanup(t, e)
 	hooks := e.hostHooks(t, "")
 	a, b := e.prefix+"ka", e.prefix+"kb"
 	pa, pb := itest.FreePort(t), itest.FreePort(t)
@@ -254,7 +259,7 @@ func TestHookHostTracerKilledIsRecoveredByNextHook(t *testing.T) {
 	if now[0] == old[0] {
 		t.Fatalf("the host tracer %d was not replaced", old[0])
 	}
-	if p := tracerPIDs(b); len(p) != 0 {
+	if p := perContainerTracerPIDs(b); len(p) != 0 {
 		t.Fatalf("%s went to a per-container tracer %v instead of a new host tracer\nhook log:\n%s", b, p, e.hookLog())
 	}
 	firstResponse(t, fmt.Sprintf("http://127.0.0.1:%d/status/202", pb), time.Now())
@@ -284,7 +289,6 @@ func TestHookHostTracerKilledIsRecoveredByNextHook(t *testing.T) {
 // poststop writes the notice into its file.
 func TestHookHostTracerKilledNoticeWrittenAtStop(t *testing.T) {
 	e := newHookEnv(t)
-	killHostTracersOnCleanup(t, e)
 	id := e.prefix + "kstop"
 	port := itest.FreePort(t)
 	if err := e.start(t, id, e.bundle(t, id, e.hostHooks(t, ""), "serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port))); err != nil {
@@ -313,7 +317,6 @@ func TestHookHostTracerKilledNoticeWrittenAtStop(t *testing.T) {
 // host tracer still ends with its last container.
 func TestHookHostTracerOfAnotherBuildGivesAPerContainerTracer(t *testing.T) {
 	e := newHookEnv(t)
-	killHostTracersOnCleanup(t, e)
 	data, err := os.ReadFile(e.boxtap)
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +334,7 @@ func TestHookHostTracerOfAnotherBuildGivesAPerContainerTracer(t *testing.T) {
 	if err := e.start(t, b, e.bundle(t, b, e.hostHooks(t, upgraded), "serve", "-addr", fmt.Sprintf("127.0.0.1:%d", pb))); err != nil {
 		t.Fatal(err)
 	}
-	if p := tracerPIDs(b); len(p) != 1 {
+	if p := perContainerTracerPIDs(b); len(p) != 1 {
 		t.Fatalf("the upgraded hook's container has tracers %v, want one per-container tracer\nhook log:\n%s", p, e.hookLog())
 	}
 	if now := hostTracerPIDs(e.run); len(now) != 1 || now[0] != host[0] {
@@ -373,7 +376,6 @@ func burnCPUs(t *testing.T) {
 // the hook did not give up.
 func TestHookHostTracerAttachesWithAllCPUsBusy(t *testing.T) {
 	e := newHookEnv(t)
-	killHostTracersOnCleanup(t, e)
 	hooks := e.hostHooks(t, "", "--timeout=5s") // the last --timeout wins over hookArgs' 30s
 	burnCPUs(t)
 	ids := []string{e.prefix + "busy0", e.prefix + "busy1"}
@@ -405,7 +407,6 @@ func TestHookHostTracerAttachesWithAllCPUsBusy(t *testing.T) {
 // traced by that one host tracer into its own file.
 func TestHookHostTracerConcurrentFirstStartsShareOneTracer(t *testing.T) {
 	e := newHookEnv(t)
-	killHostTracersOnCleanup(t, e)
 	hooks := e.hostHooks(t, "")
 	const n = 8
 	ids, ports := make([]string, n), make([]int, n)
@@ -422,7 +423,7 @@ func TestHookHostTracerConcurrentFirstStartsShareOneTracer(t *testing.T) {
 	}
 	waitHostTracers(t, e.run, 1, 10*time.Second)
 	for i, id := range ids {
-		if p := tracerPIDs(id); len(p) != 0 {
+		if p := perContainerTracerPIDs(id); len(p) != 0 {
 			t.Fatalf("%s has a per-container tracer %v\nhook log:\n%s", id, p, e.hookLog())
 		}
 		firstResponse(t, fmt.Sprintf("http://127.0.0.1:%d/status/%d", ports[i], 230+i), time.Now())
@@ -453,7 +454,6 @@ func TestHookHostTracerConcurrentFirstStartsShareOneTracer(t *testing.T) {
 // while its neighbour, traced by the same host tracer, gets everything.
 func TestHookHostTracerKeepsEachContainersAnnotationFilter(t *testing.T) {
 	e := newHookEnv(t)
-	killHostTracersOnCleanup(t, e)
 	hooks := e.hostHooks(t, "")
 	filtered, plain := e.prefix+"flt", e.prefix+"all"
 	ports := map[string]int{filtered: itest.FreePort(t), plain: itest.FreePort(t)}
@@ -492,7 +492,6 @@ func TestHookHostTracerKeepsEachContainersAnnotationFilter(t *testing.T) {
 // show the hook's error, which proves the host tracer was asked.
 func TestHookHostTracerWithNoContainerExits(t *testing.T) {
 	e := newHookEnv(t)
-	killHostTracersOnCleanup(t, e)
 	if err := os.Chmod(e.out, 0o777); err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,6 @@ func TestHookIdentityFromTheLaunchingRuntimeOnly(t *testing.T) {
 
 func hookIdentityFromTheLaunchingRuntimeOnly(t *testing.T, mode string) {
 	e := newHookEnv(t)
-	killHostTracersOnCleanup(t, e)
 	port := itest.FreePort(t)
 	id := e.prefix + "ident"
 	const ns = "bxh-ns"

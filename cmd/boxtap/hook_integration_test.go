@@ -32,9 +32,11 @@ func TestHookRuncServerFirstResponse(t *testing.T) {
 	first := firstResponse(t, fmt.Sprintf("http://127.0.0.1:%d/status/203", port), start)
 	t.Logf("first response %s after runc run returned", first)
 	cgDir, cgID := cgroupOf(t, e.mount, e.initPID(t, id))
-	if pids := tracerPIDs(id); len(pids) != 1 {
-		t.Fatalf("want one tracer for %s, have %v", id, pids)
+	pids := tracerPIDs(id)
+	if len(pids) != 1 || len(perContainerTracerPIDs(id)) != 0 {
+		t.Fatalf("want the host tracer (the default) alone for %s, have %v", id, pids)
 	}
+	ownCgroup := filepath.Join(e.mount, "boxtap", cmdlineFlag(t, pids[0], "--cgroup-name="))
 	// The poststop hook (in runc delete) stops the tracer and waits for the
 	// flush. Stop the container without letting its cgroup empty first is
 	// not possible with runc, so either path may end the tracer; both must
@@ -45,6 +47,7 @@ func TestHookRuncServerFirstResponse(t *testing.T) {
 	e.delete(t, id)
 	t2 := time.Now()
 	waitNoTracer(t, id, 10*time.Second)
+	waitHostTracers(t, e.run, 0, 10*time.Second) // it ends with its last container
 	t.Logf("kill %s, delete (poststop) %s, tracer gone %s later", t1.Sub(t0), t2.Sub(t1), time.Since(t2))
 	checkNothingAttached(t, cgDir, cgID)
 	evs := readHookEvents(t, filepath.Join(e.out, id+".json"))
@@ -56,7 +59,7 @@ func TestHookRuncServerFirstResponse(t *testing.T) {
 			t.Errorf("event of another container: %+v", ev)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(e.mount, "boxtap", id)); !os.IsNotExist(err) {
+	if _, err := os.Stat(ownCgroup); !os.IsNotExist(err) {
 		t.Errorf("the tracer's cgroup is left behind: %v", err)
 	}
 }

@@ -17,13 +17,20 @@ import (
 // TestHookTracerMemoryIsLimited: the tracer that the hook leaves running outside the
 // container's own cgroup gets --memory-budget as its cgroup's memory limit (memory.max in
 // cgroup v2, or memory.limit_in_bytes of a v1 memory cgroup on a hybrid host), and leaves
-// no cgroup behind when it ends.
+// no cgroup behind when it ends. In both --tracer modes: the host tracer's limit covers
+// all its containers.
 func TestHookTracerMemoryIsLimited(t *testing.T) {
+	for _, mode := range []string{tracerHost, tracerPerContainer} {
+		t.Run(mode, func(t *testing.T) { hookTracerMemoryIsLimited(t, mode) })
+	}
+}
+
+func hookTracerMemoryIsLimited(t *testing.T, mode string) {
 	e := newHookEnv(t)
 	port := itest.FreePort(t)
 	id := e.prefix + "memlim"
 	const budget = 96 << 20
-	args := e.hookArgs(fmt.Sprintf("--memory-budget=%dMiB", budget>>20))
+	args := e.hookArgs(fmt.Sprintf("--memory-budget=%dMiB", budget>>20), "--tracer="+mode)
 	hooks := &specs.Hooks{
 		CreateRuntime: []specs.Hook{{Path: e.boxtap, Args: append([]string{"boxtap", "hook", "createRuntime"}, args...)}},
 		Poststop:      []specs.Hook{{Path: e.boxtap, Args: append([]string{"boxtap", "hook", "poststop"}, args...)}},
@@ -38,8 +45,14 @@ func TestHookTracerMemoryIsLimited(t *testing.T) {
 	}
 	pid := strconv.Itoa(pids[0])
 
-	v2 := filepath.Join(e.mount, "boxtap", id)
-	v1 := hook.MemoryV1Dir(id)
+	// A per-container tracer's cgroup is named after the container, the host
+	// tracer's is given on its command line.
+	name := id
+	if mode == tracerHost {
+		name = cmdlineFlag(t, pids[0], "--cgroup-name=")
+	}
+	v2 := filepath.Join(e.mount, "boxtap", name)
+	v1 := hook.MemoryV1Dir(name)
 	if v1 != "" {
 		// The boxtap/ level below this process's own memory cgroup: removed when empty.
 		t.Cleanup(func() { os.Remove(filepath.Dir(v1)) })
@@ -92,4 +105,21 @@ func memContainsLine(s, line string) bool {
 		}
 	}
 	return false
+}
+
+// cmdlineFlag is the value of the flag prefix (e.g. "--cgroup-name=") on the command
+// line of process pid.
+func cmdlineFlag(t *testing.T, pid int, prefix string) string {
+	t.Helper()
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range strings.Split(string(cmdline), "\x00") {
+		if v, ok := strings.CutPrefix(a, prefix); ok {
+			return v
+		}
+	}
+	t.Fatalf("process %d has no %s on its command line %q", pid, prefix, cmdline)
+	return ""
 }

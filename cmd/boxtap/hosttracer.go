@@ -159,23 +159,39 @@ func (c *hookCmd) startShared(ctx context.Context, mount string, tc *hookTracerC
 		case errors.As(err, &other):
 			lg.Infof("%v: using a per-container tracer", err)
 			return perContainer()
-		case !errors.Is(err, errNoHost) || attempt >= 20:
+		case !errors.Is(err, errNoHost) || attempt >= maxHostAttempts:
 			return err
 		}
-		busy, err := c.spawnHost(ctx, mount, lg)
-		if err != nil {
-			return err
+		// Another hook's host tracer holds the lock while it starts (or the
+		// last one while it releases its containers): wait for its socket
+		// rather than exec'ing a host tracer that would only find it busy.
+		busy := hostLockHeld(c.RunDir)
+		if !busy {
+			if busy, err = c.spawnHost(ctx, mount, lg); err != nil {
+				return err
+			}
 		}
 		if busy {
-			// Another hook's host tracer is starting (or the last one is
-			// exiting); wait a moment for its socket rather than spinning.
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(time.Duration(attempt+1) * 5 * time.Millisecond):
+			case <-time.After(min(time.Duration(attempt+1)*5*time.Millisecond, 50*time.Millisecond)):
 			}
 		}
 	}
+}
+
+// maxHostAttempts bounds startShared's tries; --timeout bounds their time.
+const maxHostAttempts = 400
+
+// hostLockHeld reports whether a host tracer holds runDir's lock now.
+func hostLockHeld(runDir string) bool {
+	f, err := os.OpenFile(filepath.Join(runDir, hostLockName), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return false // no host tracer ever ran here, or we cannot tell: try to start one
+	}
+	defer f.Close()
+	return errors.Is(unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB), unix.EWOULDBLOCK)
 }
 
 // spawnHost starts "boxtap hook-host" detached, in a cgroup of its own
@@ -543,8 +559,21 @@ func (h *hostTracer) serve(ctx context.Context, idle time.Duration) error {
 	}
 	h.shutdown()
 	h.removeAll()
+	// Nothing is traced or recorded any more: the next hook may start a new
+	// host tracer while this one unloads.
+	h.unlock()
 	cancel()
 	return <-runErr
+}
+
+// unlock releases the host tracer's lock.
+func (h *hostTracer) unlock() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lock != nil {
+		h.lock.Close()
+		h.lock = nil
+	}
 }
 
 // shutdown stops accepting: a hook that comes now starts a new host tracer.
@@ -714,7 +743,5 @@ func (h *hostTracer) close() {
 			fmt.Fprintf(os.Stderr, "boxtap host tracer: releasing eBPF objects: %v\n", err)
 		}
 	}
-	if h.lock != nil {
-		h.lock.Close()
-	}
+	h.unlock()
 }

@@ -340,3 +340,6 @@ func (s *session) markStopped() {
 type sharedSink struct{ output.Sink }
 
 func (s sharedSink) Close() error { return s.Sink.Flush() }
+
+// Discards passes on what the shared sink says (output.Discarder).
+func (s sharedSink) Discards() bool { return output.Discards(s.Sink) }

@@ -113,6 +113,10 @@ func (discardSink) Write(*output.Event) error { return nil }
 func (discardSink) Flush() error              { return nil }
 func (discardSink) Close() error              { return nil }
 
+// Discards tells the tracer that no event is written, so that it fills only
+// what the metrics and spans read.
+func (discardSink) Discards() bool { return true }
+
 var errNoOutputAtAll = errors.New("--output none writes no events: add --metrics-addr, --otlp-endpoint or --summary, or drop --output none")
 
 // checkNone rejects --output none with --output-dir, and --output none with

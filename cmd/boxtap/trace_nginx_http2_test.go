@@ -62,12 +62,7 @@ func nginxH2Events(t *testing.T, x traceExit, c *itest.Container, port int, want
 		}
 		out = append(out, e)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].clientPort != out[j].clientPort {
-			return out[i].clientPort < out[j].clientPort
-		}
-		return out[i].stream < out[j].stream
-	})
+	sortNginxH2(out)
 	return out
 }
 
@@ -227,6 +222,13 @@ func TestTraceTLSHTTP2FromNginxToCurlAndGoClient(t *testing.T) {
 	base := "https://127.0.0.1:" + strconv.Itoa(port)
 	want := curlH2(t, curl, base, []string{"/h2/curl/a", "/h2/missing", "/h2/curl/c", "/h2/curl/d"}, "-k", "--http2")
 	goPort := goH2Requests(t, base, n, false)
+	stopAndCheckNginxH2(t, p, c, port, true, want, goPort, n)
+}
+
+// stopAndCheckNginxH2 waits for curl's events (want), the Go client's n and the
+// one of its POST, stops boxtap and checks them all.
+func stopAndCheckNginxH2(t *testing.T, p *itest.Proc, c *itest.Container, port int, tls bool, want []nginxH2Event, goPort, n int) {
+	t.Helper()
 	if _, err := p.WaitLines(len(want)+n+1, traceExitTimeout); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +238,17 @@ func TestTraceTLSHTTP2FromNginxToCurlAndGoClient(t *testing.T) {
 	}
 	checkCountsLine(t, x.stderr, len(x.events))
 	checkExitCounters(t, x.stderr, 0)
-	checkNginxH2(t, nginxH2Events(t, x, c, port, true), want, goPort, n)
+	checkNginxH2(t, nginxH2Events(t, x, c, port, tls), want, goPort, n)
+}
+
+// sortNginxH2 orders events by client port, then stream.
+func sortNginxH2(evs []nginxH2Event) {
+	sort.Slice(evs, func(i, j int) bool {
+		if evs[i].clientPort != evs[j].clientPort {
+			return evs[i].clientPort < evs[j].clientPort
+		}
+		return evs[i].stream < evs[j].stream
+	})
 }
 
 // checkNginxH2 splits the events into those of the Go client's connection
@@ -251,12 +263,7 @@ func checkNginxH2(t *testing.T, got, want []nginxH2Event, goPort, n int) {
 			curlGot = append(curlGot, e)
 		}
 	}
-	sort.Slice(want, func(i, j int) bool { // as nginxH2Events sorts
-		if want[i].clientPort != want[j].clientPort {
-			return want[i].clientPort < want[j].clientPort
-		}
-		return want[i].stream < want[j].stream
-	})
+	sortNginxH2(want) // as nginxH2Events sorts
 	if fmt.Sprint(curlGot) != fmt.Sprint(want) {
 		t.Errorf("curl's connection:\n got %v\nwant %v", curlGot, want)
 	}
@@ -285,14 +292,5 @@ func TestTraceHTTP2PriorKnowledgeFromNginxCleartext(t *testing.T) {
 		want = append(want, curlH2(t, curl, base, []string{path}, "--http2-prior-knowledge")...)
 	}
 	goPort := goH2Requests(t, base, n, true)
-	if _, err := p.WaitLines(len(want)+n+1, traceExitTimeout); err != nil {
-		t.Fatal(err)
-	}
-	x := stopTrace(t, p, syscall.SIGINT)
-	if x.code != 0 {
-		t.Fatalf("boxtap exited %d:\n%s", x.code, x.stderr)
-	}
-	checkCountsLine(t, x.stderr, len(x.events))
-	checkExitCounters(t, x.stderr, 0)
-	checkNginxH2(t, nginxH2Events(t, x, c, port, false), want, goPort, n)
+	stopAndCheckNginxH2(t, p, c, port, false, want, goPort, n)
 }

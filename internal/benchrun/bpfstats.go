@@ -35,6 +35,15 @@ type progStats struct {
 	runs    uint64
 }
 
+// perRun says how many program runs each response cost and how long one
+// run took: the kernel's share, packet by packet.
+func (s progStats) perRun(served uint64) string {
+	if s.runs == 0 || served == 0 {
+		return "no runs"
+	}
+	return fmt.Sprintf("%.2f runs/response, %d ns/run", float64(s.runs)/float64(served), s.runTime.Nanoseconds()/int64(s.runs))
+}
+
 // procProgStats sums the statistics of every eBPF program a process holds
 // through a program or link file descriptor.
 func procProgStats(pid int) (progStats, error) {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -49,15 +48,7 @@ func runH2load(ctx context.Context, threads, conns, streams int, d time.Duration
 		args = append(args, "-D"+strconv.Itoa(int(d.Seconds())))
 	}
 	args = append(args, url)
-	out, err := exec.CommandContext(ctx, "h2load", args...).CombinedOutput()
-	if err != nil {
-		return load{}, fmt.Errorf("h2load %s: %w: %s", strings.Join(args, " "), err, out)
-	}
-	l, err := parseH2load(string(out))
-	if err != nil {
-		return load{}, fmt.Errorf("h2load %s: %w", strings.Join(args, " "), err)
-	}
-	return l, nil
+	return runLoadTool(ctx, "h2load", args, parseH2load)
 }
 
 // parseH2load reads the req/s of the "finished in" line, the requests line

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,6 +66,9 @@ func envInt(name string, def int) (int, error) {
 	return n, nil
 }
 
+// allGroups are the case groups BENCH_CASES may pick, in the order they run.
+var allGroups = []string{"small", "tools", "neighbour", "big", "filter", "telemetry", "h2c", "burst"}
+
 func parseSettings() (*settings, error) {
 	s := &settings{}
 	rounds, err := envInt("BENCH_ROUNDS", 3)
@@ -80,18 +84,17 @@ func parseSettings() (*settings, error) {
 		return nil, err
 	}
 	s.rounds, s.duration, s.warmup = rounds, time.Duration(secs)*time.Second, time.Duration(warm)*time.Second
-	groups := "small,tools,neighbour,big,filter,telemetry,h2c"
+	groups := strings.Join(allGroups, ",")
 	if v := os.Getenv("BENCH_CASES"); v != "" {
 		groups = v
 	}
 	s.groups = map[string]bool{}
 	for _, g := range strings.Split(groups, ",") {
-		switch g = strings.TrimSpace(g); g {
-		case "small", "tools", "neighbour", "big", "filter", "telemetry", "h2c":
-			s.groups[g] = true
-		default:
-			return nil, fmt.Errorf("BENCH_CASES: unknown case %q (use small, tools, neighbour, big, filter, telemetry, h2c)", g)
+		g = strings.TrimSpace(g)
+		if !slices.Contains(allGroups, g) {
+			return nil, fmt.Errorf("BENCH_CASES: unknown case %q (use %s)", g, strings.Join(allGroups, ", "))
 		}
+		s.groups[g] = true
 	}
 	flag.StringVar(&s.boxtap, "boxtap", "bin/boxtap", "the boxtap binary to measure")
 	flag.StringVar(&s.mdPath, "md", "BENCHMARKS.md", "the page that receives the results table")
@@ -100,7 +103,7 @@ func parseSettings() (*settings, error) {
 	flag.BoolVar(&s.check, "check", false, "exit non-zero when a target is missed or a round is invalid (make bench-check)")
 	flag.Parse()
 	// Only a full run replaces the published table.
-	s.write = len(s.groups) == 7 && os.Getenv("BENCH_WRITE") != "0"
+	s.write = len(s.groups) == len(allGroups) && os.Getenv("BENCH_WRITE") != "0"
 	s.command = fmt.Sprintf("sudo make bench  # BENCH_ROUNDS=%d BENCH_SECONDS=%d, wrk -t%d -c%d", rounds, secs, s.threads, s.conns)
 	return s, nil
 }
@@ -245,6 +248,8 @@ type benchCase struct {
 	// toolArgs are extra boxtap flags (filters); such a case writes fewer
 	// events than responses by design.
 	toolArgs []string
+	// burst, when set, stops and resumes the tool during the load (burst.go).
+	burst *burstPlan
 	// h2c loads srv's HTTP/2 cleartext port with h2load instead of wrk.
 	h2c bool
 }
@@ -279,6 +284,9 @@ func planCases(s *settings, a, b *server, haveTshark bool) []benchCase {
 	if s.groups["telemetry"] {
 		cs = append(cs, telemetryCases(a, s.otlp, s.metricsAddr)...)
 	}
+	if s.groups["burst"] {
+		cs = append(cs, burstCases(a)...)
+	}
 	return cs
 }
 
@@ -288,15 +296,16 @@ type measurement struct {
 	served uint64 // responses nginx served while the tool watched (status requests included)
 	tool   tool
 	obs    observed
+	burst  burstStats // the burst case's pauses
 }
 
 func (m measurement) brief() string {
 	s := fmt.Sprintf("%9.0f req/s  p99 %-9s", m.rps, m.p99.Round(time.Microsecond))
 	switch m.tool {
 	case toolBoxtap:
-		s += fmt.Sprintf(" exchanges %d/%d (%d lines, %d dup, %d bad, boxtap counted %d)  cpu %.2fs + eBPF %.2fs  rss %.1f MiB  lost %d",
+		s += fmt.Sprintf(" exchanges %d/%d (%d lines, %d dup, %d bad, boxtap counted %d)  cpu %.2fs + eBPF %.2fs (%s)  rss %.1f MiB  lost %d",
 			m.obs.tally.distinct, m.served, m.obs.tally.lines, m.obs.tally.duplicates, m.obs.tally.bad, m.obs.events,
-			m.obs.cpu, m.obs.bpf.runTime.Seconds(), float64(m.obs.rssKiB)/1024, m.obs.lost)
+			m.obs.cpu, m.obs.bpf.runTime.Seconds(), m.obs.bpf.perRun(m.served), float64(m.obs.rssKiB)/1024, m.obs.lost)
 	case toolTcpdump, toolTshark:
 		s += fmt.Sprintf(" captured %d  dropped %d  cpu %.2fs", m.obs.captured, m.obs.dropped, m.obs.cpu)
 	}
@@ -355,11 +364,43 @@ func runCase(ctx context.Context, s *settings, c *benchCase) (measurement, error
 			return m, err
 		}
 	}
+	type burstResult struct {
+		st  burstStats
+		err error
+	}
+	var burstDone chan burstResult
+	if c.burst != nil && o != nil {
+		// The pauses run beside the load and end before it does: run is
+		// bounded by the load's duration and resumes boxtap on every path.
+		bctx, cancel := context.WithCancel(ctx)
+		done := make(chan burstResult, 1)
+		burstDone = done
+		go func() {
+			st, err := c.burst.run(bctx, o.cmd.Process.Pid, c.srv, s.duration)
+			done <- burstResult{st, err}
+		}()
+		// On an early return, wait until boxtap is resumed before it is
+		// stopped (the deferred stopTool runs after this).
+		defer func() {
+			cancel()
+			if burstDone != nil {
+				<-done
+			}
+		}()
+	}
 	l, err := runLoad(ctx, s, c, s.duration)
 	if err != nil {
 		return m, err
 	}
 	m.load = l
+	if burstDone != nil {
+		res := <-burstDone
+		burstDone = nil
+		if res.err != nil {
+			return m, fmt.Errorf("stopping and resuming boxtap: %w", res.err)
+		}
+		m.burst = res.st
+	}
 	after, err := c.srv.settledRequests(ctx)
 	if err != nil {
 		return m, fmt.Errorf("reading nginx's counter: %w", err)
@@ -370,7 +411,7 @@ func runCase(ctx context.Context, s *settings, c *benchCase) (measurement, error
 	if err := stopTool(); err != nil {
 		return m, err
 	}
-	if c.tool == toolBoxtap && c.watched == c.srv && len(c.toolArgs) == 0 && !m.complete() {
+	if c.tool == toolBoxtap && c.watched == c.srv && len(c.toolArgs) == 0 && c.burst == nil && !m.complete() {
 		keepEvidence(c, m)
 	}
 	return m, nil

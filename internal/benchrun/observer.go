@@ -37,6 +37,8 @@ type observer struct {
 	lines []string
 	ready chan struct{}
 	done  chan struct{} // stderr reached EOF
+	// scanErr is why reading stderr stopped early, if it did (set before done closes).
+	scanErr error
 
 	clkTck   float64   // units of /proc/PID/stat times per second
 	cpuStart float64   // CPU seconds used before the measured window
@@ -90,11 +92,19 @@ func startObserver(ctx context.Context, kind tool, boxtap string, srv *server, d
 	}
 	defer out.Close()
 	o.cmd.Stdout = out
-	stderr, err := o.cmd.StderrPipe()
+	// A pipe of our own, not StderrPipe: Wait closes that one as soon as
+	// the process exits, and lines not read by then (the closing counts)
+	// were lost, which under load made a round fail with "printed no
+	// closing counts". This one is read to its end, then closed.
+	stderr, w, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("creating a pipe for %s's stderr: %w", kind, err)
 	}
-	if err := o.cmd.Start(); err != nil {
+	o.cmd.Stderr = w
+	err = o.cmd.Start()
+	w.Close()
+	if err != nil {
+		stderr.Close()
 		return nil, fmt.Errorf("starting %s: %w", kind, err)
 	}
 	go o.readStderr(stderr)
@@ -113,8 +123,9 @@ func startObserver(ctx context.Context, kind tool, boxtap string, srv *server, d
 	return o, nil
 }
 
-func (o *observer) readStderr(r io.Reader) {
+func (o *observer) readStderr(r io.ReadCloser) {
 	defer close(o.done)
+	defer r.Close()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	once := sync.Once{}
@@ -126,6 +137,11 @@ func (o *observer) readStderr(r io.Reader) {
 		if readyLine[o.kind].MatchString(line) {
 			once.Do(func() { close(o.ready) })
 		}
+	}
+	o.scanErr = sc.Err()
+	if o.scanErr != nil {
+		// Keep the pipe drained, or the tool blocks writing to it.
+		_, _ = io.Copy(io.Discard, r)
 	}
 }
 
@@ -194,7 +210,14 @@ func (o *observer) stop() (observed, error) {
 		<-waited
 		return res, fmt.Errorf("%s did not exit within 60s of SIGINT: %s", o.kind, o.tail())
 	}
-	<-o.done
+	select {
+	case <-o.done:
+	case <-time.After(10 * time.Second):
+		return res, fmt.Errorf("%s exited but its stderr stayed open 10s (a child holds it?): %s", o.kind, o.tail())
+	}
+	if o.scanErr != nil {
+		return res, fmt.Errorf("reading %s's stderr: %w", o.kind, o.scanErr)
+	}
 	res.stderr = o.tail()
 	res.outPath = o.outPath
 	if werr != nil {

@@ -270,6 +270,7 @@ func rows(r *results) []row {
 	out = append(out, filterRows(r)...)
 	out = append(out, h2cRows(r)...)
 	out = append(out, telemetryRows(r)...)
+	out = append(out, burstRows(r)...)
 	for _, t := range []tool{toolTcpdump, toolTshark} {
 		runs := r.of("small/" + string(t))
 		if runs == nil {

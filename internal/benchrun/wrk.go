@@ -22,13 +22,18 @@ type load struct {
 func runWrk(ctx context.Context, threads, conns int, d time.Duration, url string) (load, error) {
 	args := []string{"-t" + strconv.Itoa(threads), "-c" + strconv.Itoa(conns),
 		"-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency", url}
-	out, err := exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
+	return runLoadTool(ctx, "wrk", args, parseWrk)
+}
+
+// runLoadTool runs a load generator and parses its output.
+func runLoadTool(ctx context.Context, tool string, args []string, parse func(string) (load, error)) (load, error) {
+	out, err := exec.CommandContext(ctx, tool, args...).CombinedOutput()
 	if err != nil {
-		return load{}, fmt.Errorf("wrk %s: %w: %s", strings.Join(args, " "), err, out)
+		return load{}, fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, out)
 	}
-	l, err := parseWrk(string(out))
+	l, err := parse(string(out))
 	if err != nil {
-		return load{}, fmt.Errorf("wrk %s: %w", strings.Join(args, " "), err)
+		return load{}, fmt.Errorf("%s %s: %w", tool, strings.Join(args, " "), err)
 	}
 	return l, nil
 }

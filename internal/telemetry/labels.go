@@ -6,6 +6,7 @@ package telemetry
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/boxtap/boxtap/summary"
@@ -71,7 +72,7 @@ func (l *routeLimiter) route(container, uri string) string {
 			clear(l.routes)
 		}
 		seen = map[string]struct{}{}
-		l.routes[container] = seen
+		l.routes[strings.Clone(container)] = seen
 	}
 	if _, ok := seen[r]; ok {
 		return r
@@ -79,6 +80,8 @@ func (l *routeLimiter) route(container, uri string) string {
 	if len(seen) >= l.limit {
 		return summary.OtherRoute
 	}
+	// r may alias the caller's buffers (an event's request path): keep a copy.
+	r = strings.Clone(r)
 	seen[r] = struct{}{}
 	return r
 }

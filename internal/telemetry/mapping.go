@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 
@@ -33,6 +34,27 @@ type SpanModel struct {
 // server to the client, so server.* is its source and client.* its
 // destination.
 func SpanOf(e *output.Event) SpanModel {
+	var a addrStrings
+	return spanOf(e, make([]attribute.KeyValue, 0, 10), &a)
+}
+
+// addrStrings remembers the text of the last server and client addresses,
+// which repeat from span to span (one server, few clients).
+type addrStrings struct {
+	server, client         netip.Addr
+	serverText, clientText string
+}
+
+func (a *addrStrings) text(last *netip.Addr, text *string, ip netip.Addr) string {
+	if ip != *last || *text == "" {
+		*last, *text = ip, ip.Unmap().String()
+	}
+	return *text
+}
+
+// spanOf is SpanOf appending the attributes to attrs (which the span does
+// not keep: the SDK copies them).
+func spanOf(e *output.Event, attrs []attribute.KeyValue, addrs *addrStrings) SpanModel {
 	end := time.Unix(0, e.Timestamp)
 	m := SpanModel{Start: end, End: end, Kind: trace.SpanKindInternal}
 	if e.LatencyKnown && e.Latency > 0 {
@@ -46,24 +68,26 @@ func SpanOf(e *output.Event) SpanModel {
 	}
 	m.Name = "HTTP"
 	code := e.Response.StatusCode
-	m.Attrs = make([]attribute.KeyValue, 0, 10)
+	m.Attrs = attrs[:0]
 	if e.Request != nil {
 		meth := Method(e.Request.Method)
 		if meth != OtherMethod {
 			m.Name = meth
 		}
 		m.Attrs = append(m.Attrs, semconv.HTTPRequestMethodKey.String(meth))
+		// The span outlives the event, whose strings may alias the
+		// parser's buffers: what comes from the wire is copied.
 		if meth == OtherMethod {
-			m.Attrs = append(m.Attrs, semconv.HTTPRequestMethodOriginal(e.Request.Method))
+			m.Attrs = append(m.Attrs, semconv.HTTPRequestMethodOriginal(strings.Clone(e.Request.Method)))
 		}
-		m.Attrs = append(m.Attrs, semconv.URLPath(URLPath(e.Request.URIPath)))
+		m.Attrs = append(m.Attrs, semconv.URLPath(strings.Clone(URLPath(e.Request.URIPath))))
 	}
 	m.Attrs = append(m.Attrs, semconv.HTTPResponseStatusCode(code))
 	if e.Meta.SrcIP.IsValid() {
-		m.Attrs = append(m.Attrs, semconv.ServerAddress(e.Meta.SrcIP.Unmap().String()), semconv.ServerPort(int(e.Meta.SrcPort)))
+		m.Attrs = append(m.Attrs, semconv.ServerAddress(addrs.text(&addrs.server, &addrs.serverText, e.Meta.SrcIP)), semconv.ServerPort(int(e.Meta.SrcPort)))
 	}
 	if e.Meta.DstIP.IsValid() {
-		m.Attrs = append(m.Attrs, semconv.ClientAddress(e.Meta.DstIP.Unmap().String()), semconv.ClientPort(int(e.Meta.DstPort)))
+		m.Attrs = append(m.Attrs, semconv.ClientAddress(addrs.text(&addrs.client, &addrs.clientText, e.Meta.DstIP)), semconv.ClientPort(int(e.Meta.DstPort)))
 	}
 	if v, ok := strings.CutPrefix(e.Response.Protocol, "HTTP/"); ok && v != "" {
 		m.Attrs = append(m.Attrs, semconv.NetworkProtocolName("http"), semconv.NetworkProtocolVersion(v))

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/boxtap/boxtap/output"
@@ -31,7 +33,29 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	duration *prometheus.HistogramVec
 	routes   *routeLimiter
+	// series caches the histogram child of each label set already seen, so
+	// that an exchange of a known series costs one map lookup and the
+	// observation: no label hashing, validation or string building.
+	mu     sync.Mutex
+	series map[seriesKey]prometheus.Observer
+	// last is the series of the previous exchange (its key's strings are
+	// the cached copies), compared before the map is hashed.
+	last    seriesKey
+	lastObs prometheus.Observer
 }
+
+// seriesKey is what decides an exchange's labels: the container label, the
+// direction, the method label, the route and the status code. Its strings
+// are copies (an event's strings may alias the parser's buffers).
+type seriesKey struct {
+	container, method, route string
+	dir                      output.Direction
+	status                   int
+}
+
+// maxSeries bounds the cached label sets; past it the cache starts afresh
+// (the series themselves stay in the histogram).
+const maxSeries = 16384
 
 // durationBuckets cover 0.5 ms to 10 s, the span of web request latencies.
 var durationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
@@ -47,6 +71,7 @@ func NewMetrics(stats func() []ContainerStats, spans *Spans) *Metrics {
 			Buckets: durationBuckets,
 		}, []string{"container", "direction", "method", "route", "status_code"}),
 		routes: newRouteLimiter(summary.MaxRoutes),
+		series: map[seriesKey]prometheus.Observer{},
 	}
 	m.reg.MustRegister(m.duration,
 		collectors.NewGoCollector(),
@@ -67,9 +92,37 @@ func (m *Metrics) Observe(e *output.Event) {
 	if !e.LatencyKnown || e.Request == nil {
 		return // no duration to record; the event still counts in boxtap_events_total
 	}
+	m.observer(e).Observe(e.Latency.Seconds())
+}
+
+// observer returns the histogram child of the exchange's labels. A known
+// series is found with the route collapsed but not yet checked against the
+// per-container limit: only routes the limit admitted are cached, so a hit
+// is a route the limiter would return as it is.
+func (m *Metrics) observer(e *output.Event) prometheus.Observer {
 	c := ContainerLabel(e.Container.ID, e.Container.Name)
-	m.duration.WithLabelValues(c, e.Direction.String(), Method(e.Request.Method),
-		m.routes.route(c, e.Request.URIPath), StatusCode(e.Response.StatusCode)).Observe(e.Latency.Seconds())
+	k := seriesKey{container: c, method: Method(e.Request.Method), route: summary.CollapseRoute(e.Request.URIPath),
+		dir: e.Direction, status: e.Response.StatusCode}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lastObs != nil && k == m.last {
+		return m.lastObs // a busy series: no hashing at all
+	}
+	if o, ok := m.series[k]; ok {
+		m.last, m.lastObs = k, o
+		return o
+	}
+	route := m.routes.route(c, e.Request.URIPath)
+	o := m.duration.WithLabelValues(strings.Clone(c), e.Direction.String(), k.method, strings.Clone(route), StatusCode(k.status))
+	if route == k.route {
+		if len(m.series) >= maxSeries {
+			clear(m.series)
+		}
+		k.container, k.route = strings.Clone(k.container), strings.Clone(k.route)
+		m.series[k] = o
+		m.last, m.lastObs = k, o
+	}
+	return o
 }
 
 // ContainerLabel names a container in labels: its name, else its short id.

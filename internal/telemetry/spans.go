@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/boxtap/boxtap/output"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -50,6 +51,8 @@ type Spans struct {
 	queue     chan sdktrace.ReadOnlySpan
 	host      string
 	providers map[string]trace.Tracer // container id -> its tracer; used by the tracer goroutine only
+	attrs     []attribute.KeyValue    // a span's attributes while it is built (the SDK copies them); tracer goroutine only
+	addrs     addrStrings             // tracer goroutine only
 	queued    atomic.Uint64           // spans accepted into the queue
 	dropped   atomic.Uint64
 	exported  atomic.Uint64
@@ -200,7 +203,8 @@ func (s *Spans) Observe(e *output.Event) {
 		tr = tp.Tracer("github.com/boxtap/boxtap")
 		s.providers[e.Container.ID] = tr
 	}
-	m := SpanOf(e)
+	m := spanOf(e, s.attrs, &s.addrs)
+	s.attrs = m.Attrs
 	_, sp := tr.Start(context.Background(), m.Name, trace.WithSpanKind(m.Kind),
 		trace.WithTimestamp(m.Start), trace.WithAttributes(m.Attrs...))
 	if m.Error {
