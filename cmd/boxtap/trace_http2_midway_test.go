@@ -269,8 +269,10 @@ func TestHookHTTP2NeverPartial(t *testing.T) {
 	e.kill(t, id)
 	e.delete(t, id)
 	waitNoTracer(t, id, 10*time.Second)
+	waitHostTracers(t, e.run, 0, 10*time.Second) // it ends with its last container, its files closed
 	var h2 []hookEvent
-	for _, ev := range readHookEvents(t, filepath.Join(e.out, id+".json")) {
+	all := readHookEvents(t, filepath.Join(e.out, id+".json"))
+	for _, ev := range all {
 		if ev.Partial {
 			t.Errorf("partial event in hook mode: %+v", ev)
 		}
@@ -282,7 +284,7 @@ func TestHookHTTP2NeverPartial(t *testing.T) {
 	want := []hookEvent{{Stream: 1, URIPath: "/h2/ok", Status: 200}, {Stream: 3, URIPath: "/h2/ok", Status: 200},
 		{Stream: 5, URIPath: "/h2/status/404", Status: 404}, {Stream: 7, URIPath: "/h2/status/404", Status: 404}}
 	if len(h2) != len(want) {
-		t.Fatalf("%d HTTP/2 events, want %d: %+v\nhook log:\n%s", len(h2), len(want), h2, e.hookLog())
+		t.Fatalf("%d HTTP/2 events, want %d: %+v\nall events: %+v\nhook log:\n%s", len(h2), len(want), h2, all, e.hookLog())
 	}
 	for i, w := range want {
 		g := h2[i]
