@@ -200,23 +200,15 @@ func (c *hookCmd) start(ctx context.Context, st *specs.State, lg *hookLogger) er
 	perContainer := func() error {
 		return c.spawnTracer(ctx, mount, dir, key, req.OutputDir, info, req.RedactHeaders, req.Filter, lg)
 	}
-	if c.Tracer == tracerHost && c.hostTracerServes() {
+	if c.Tracer == tracerHost {
 		tc, err := c.tracerRequest(dir, key, req.OutputDir, info, req.RedactHeaders, req.Filter)
 		if err != nil {
 			return err
 		}
 		return c.startShared(ctx, mount, tc, lg, perContainer)
 	}
-	if c.Tracer == tracerHost {
-		lg.Infof("--otlp-endpoint: the host tracer sends no spans; %s gets a tracer of its own", key)
-	}
 	return perContainer()
 }
-
-// hostTracerServes reports whether --tracer=host can serve these settings:
-// the host tracer sends no spans yet, so with --otlp-endpoint each container
-// gets a tracer of its own.
-func (c *hookCmd) hostTracerServes() bool { return c.OTLPEndpoint == "" }
 
 // Values of --tracer.
 const (
@@ -237,6 +229,7 @@ func (c *hookCmd) tracerRequest(cgroupDir, key, subdir string, info container.In
 		RedactHeader: append(append([]string{}, c.RedactHeader...), redact...),
 		hookFilterFlags: hookFilterFlags{Status: filter.Status, Method: filter.Method, Path: filter.Path,
 			Host: filter.Host, MinLatency: filter.MinLatency, Direction: filter.Direction},
+		hookOTLPFlags: c.hookOTLPFlags,
 	}
 	if subdir != "" {
 		tc.OutputSubdir, tc.Tenant = subdir, hook.Tenant(info)

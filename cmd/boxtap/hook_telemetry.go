@@ -12,8 +12,9 @@ import (
 // hookOTLPFlags send each hooked container's spans to a collector. The hook
 // starts its tracer with a clean environment, so OTEL_EXPORTER_OTLP_* of
 // the runtime do not reach it: these flags carry what it needs. (Metrics
-// are not offered here: the hook runs one tracer process per container, and
-// one port each is not what a scraper wants; use boxtap watch for them.)
+// are not offered here: a port per per-container tracer is not what a
+// scraper wants, and the host tracer comes and goes with its containers;
+// use boxtap watch for them.)
 type hookOTLPFlags struct {
 	OTLPEndpoint string   `name:"otlp-endpoint" help:"Send each container's spans to this OTLP collector URL, e.g. http://127.0.0.1:4317 (see boxtap trace --help)." placeholder:"URL"`
 	OTLPProtocol string   `name:"otlp-protocol" help:"OTLP protocol: grpc or http/protobuf (default grpc)." placeholder:"PROTO"`

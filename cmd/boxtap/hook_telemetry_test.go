@@ -12,11 +12,10 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
 
-// The hook's per-container tracer, given --otlp-endpoint through the hook's
-// options, sends one span per exchange it writes to the container's file.
-//
-// With --tracer=host the container still gets its spans: the host tracer
-// sends none, so the hook gives such a container a tracer of its own.
+// The hook's tracer, given --otlp-endpoint through the hook's options, sends
+// one span per exchange it writes to the container's file: a per-container
+// tracer, or the host tracer, which keeps an exporter per container (no
+// tracer of its own is started for the container).
 func TestHookTracerSendsASpanPerExchangeInItsFile(t *testing.T) {
 	e := newHookEnv(t)
 	for _, mode := range []string{tracerPerContainer, tracerHost} {
@@ -35,6 +34,9 @@ func hookSpansPerExchange(t *testing.T, e *hookEnv, mode string) {
 	b := e.bundle(t, id, hooks, "serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port))
 	if err := e.start(t, id, b); err != nil {
 		t.Fatal(err)
+	}
+	if pids, own := tracerPIDs(id), perContainerTracerPIDs(id); len(pids) != 1 || (mode == tracerHost) != (len(own) == 0) {
+		t.Fatalf("--tracer=%s: tracers %v, of which the container's own %v\nhook log:\n%s", mode, pids, own, e.hookLog())
 	}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	firstResponse(t, base+"/status/203", time.Now())

@@ -18,6 +18,7 @@ import (
 
 	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/hook"
+	"github.com/boxtap/boxtap/internal/telemetry"
 	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/runtime/cgroup"
 	"github.com/boxtap/boxtap/runtime/container"
@@ -341,6 +342,7 @@ type hostTarget struct {
 	tg     *tracer.Target
 	dir    *output.Dir
 	sink   *output.FileSink
+	spans  *telemetry.Spans // nil without --otlp-endpoint
 	cancel context.CancelFunc
 }
 
@@ -493,29 +495,41 @@ func (h *hostTracer) add(tc *hookTracerCmd, notice string) (t *hostTarget, err e
 	if notice != "" {
 		_ = t.sink.WriteNotice(time.Now(), notice)
 	}
-	var sink output.Sink = t.sink
+	sink := hostSink{FileSink: t.sink}
 	if filter.Active() {
-		sink = filteredSink{Sink: t.sink, f: filter}
+		sink.filter = filter
 	}
+	if t.spans, err = tc.hookOTLPFlags.spans(context.Background()); err != nil {
+		t.dir.Close()
+		return nil, err
+	}
+	sink.spans = t.spans
 	if t.tg, err = h.tr.Add(info, tc.CgroupDir, cgID, sink); err != nil {
 		t.dir.Close()
+		closeHookSpans(tc.ID, t.spans)
 		return nil, err
 	}
 	return t, nil
 }
 
-// filteredSink applies a container's own filter (its annotation's) in the
-// host tracer, whose Tracer serves containers with different filters.
-type filteredSink struct {
-	output.Sink
-	f *output.Filter
+// hostSink is one container's sink in the host tracer, whose Tracer serves
+// containers with different settings: the container's own filter (its
+// annotation's) first, then its spans (its hook's --otlp-endpoint), then its
+// file. The file sink's other methods (Dropped, Close) are its own.
+type hostSink struct {
+	*output.FileSink
+	filter *output.Filter   // nil: none
+	spans  *telemetry.Spans // nil: no spans
 }
 
-func (s filteredSink) Write(e *output.Event) error {
-	if !s.f.Match(e) {
+func (s hostSink) Write(e *output.Event) error {
+	if s.filter != nil && !s.filter.Match(e) {
 		return nil
 	}
-	return s.Sink.Write(e)
+	if s.spans != nil {
+		s.spans.Observe(e) // on the tracer's goroutine, as Observe wants
+	}
+	return s.FileSink.Write(e)
 }
 
 // serve runs the tracer and answers hooks until the last container is
@@ -715,6 +729,7 @@ func (h *hostTracer) release(key string, t *hostTarget) error {
 	if cerr := t.dir.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("writing output: %w", cerr))
 	}
+	closeHookSpans(key, t.spans)
 	_ = os.Remove(filepath.Join(h.runDir, hostStateDir, key+".json"))
 	return err
 }
