@@ -82,6 +82,8 @@ type session struct {
 	keepAlive bool
 	// onRemoved, if set, is called after a stopped container was detached.
 	onRemoved func(*tracer.Target)
+	// unreadable counts processes with TLS boxtap cannot read (session_tls.go).
+	unreadable unreadableTLS
 	// view holds the summary table, if any (view.go).
 	view *viewFlags
 	// tel feeds metrics and spans, if asked for (telemetry.go).
@@ -128,6 +130,7 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 			coll.Close()
 			return nil, fmt.Errorf("--tls: %w", err)
 		}
+		s.tls.OnUnreadable(s.reportUnreadable)
 		// Processes started later in a traced container: instrumented
 		// when they map their libraries. Ends in closeTLS.
 		go s.tls.Watch(func(err error) { fmt.Fprintf(s.stderr, "boxtap: warning: TLS capture: %v\n", err) })
@@ -207,6 +210,7 @@ func (s *session) addCgroup(info container.Info, dir string, sink output.Sink) e
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	s.noteCgroup(id, info)
 	tg, err := s.tr.Add(info, dir, id, sink)
 	if err != nil {
 		s.wg.Done()
@@ -246,6 +250,7 @@ func (s *session) watch(tg *tracer.Target) {
 	if n := tg.Evicted(); n > 0 {
 		lost += fmt.Sprintf(", %d evicted (memory budget)", n)
 	}
+	lost += s.unreadableNote(tg.CgroupID())
 	fmt.Fprintf(s.stderr, "container %s (%s) stopped: %d events%s\n", display.Quote(tg.Info.Name), tg.Info.ShortID(), tg.Events(), lost)
 	if s.onRemoved != nil {
 		s.onRemoved(tg)
@@ -297,7 +302,7 @@ func (s *session) run() error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	fmt.Fprintf(s.stderr, "boxtap: %s%s\n", sum, spans)
+	fmt.Fprintf(s.stderr, "boxtap: %s%s%s\n", sum, s.unreadableTotal(), spans)
 	if err := s.writeSummary(s.view, time.Now()); err != nil {
 		errs = append(errs, err)
 	}
