@@ -7,12 +7,18 @@
  *
  * No uretprobe: a uretprobe replaces the return address on the stack, and
  * Go copies goroutine stacks when they grow, which then crash the program.
- * User space puts a uprobe on each RET instruction of the two functions
- * instead. Go's register ABI (amd64, Go 1.17 and later) passes the
- * receiver in RAX and the buffer's pointer and length in RBX and RCX; at a
- * RET, n is in RAX. R14 holds the current goroutine (g) throughout: the
- * call in flight is keyed by goroutine, not by thread, since a goroutine
- * blocked in Read may resume on another thread.
+ * Go's register ABI (amd64, Go 1.17 and later) passes the receiver in RAX
+ * and the buffer's pointer and length in RBX and RCX. Write's plaintext is
+ * copied when Write starts, so that a request is recorded before the
+ * response another goroutine reads. Read's is copied at each of its RET
+ * instructions (user space puts a uprobe on each), where n is in RAX, from
+ * the buffer noted when Read started. R14 holds the current goroutine (g)
+ * throughout: the Read in flight is keyed by goroutine, not by thread,
+ * since a goroutine blocked in Read may resume on another thread.
+ *
+ * The probes at a function's start sit after its stack check, which
+ * otherwise re-runs the entry each time the stack grows (user space finds
+ * the place).
  *
  * The socket is found from the *tls.Conn itself (its net.Conn is a
  * *net.TCPConn, whose netFD holds the fd) and then, as in tls.c, from the
@@ -47,11 +53,11 @@ struct linux_binprm;
 #define GO_TCPCONN_FD 0
 #define GO_NETFD_SYSFD 16
 
-/* One Read or Write in flight on a goroutine. */
+/* One Read in flight on a goroutine. */
 struct go_call_key {
 	__u64 g;
 	__u32 tgid;
-	__u32 dir;
+	__u32 pad;
 };
 
 struct go_call {
@@ -74,23 +80,10 @@ static __always_inline int traced(void)
 	return bpf_map_lookup_elem(&tls_cgroups, &cg) != NULL;
 }
 
-static __always_inline struct go_call_key call_key(struct pt_regs *ctx, __u32 dir)
+static __always_inline struct go_call_key call_key(struct pt_regs *ctx)
 {
-	struct go_call_key k = {.g = ctx->r14, .tgid = bpf_get_current_pid_tgid() >> 32, .dir = dir};
+	struct go_call_key k = {.g = ctx->r14, .tgid = bpf_get_current_pid_tgid() >> 32};
 	return k;
-}
-
-/* go_enter notes the receiver and buffer of a call. Go may run a
- * function's entry twice (its stack check grows the stack and restarts
- * it); the second note replaces the first, with the same values. */
-static __always_inline int go_enter(struct pt_regs *ctx, __u32 dir)
-{
-	if (!traced())
-		return 0;
-	struct go_call_key k = call_key(ctx, dir);
-	struct go_call call = {.conn = ctx->rax, .buf = ctx->rbx};
-	bpf_map_update_elem(&go_calls, &k, &call, BPF_ANY);
-	return 0;
 }
 
 /* go_sysfd follows *tls.Conn -> net.Conn data -> *net.netFD -> Sysfd; -1
@@ -134,37 +127,53 @@ static __always_inline struct tls_conn *go_conn(__u64 conn, __u32 tgid)
 	return c;
 }
 
-/* go_ret emits the n bytes (RAX) the call moved, at one of its RETs. */
-static __always_inline int go_ret(struct pt_regs *ctx, __u32 dir)
+/* go_emit copies n bytes at buf of (*tls.Conn) conn, direction dir. */
+static __always_inline void go_emit(__u64 conn, __u64 buf, __s64 n, __u8 dir)
 {
-	struct go_call_key k = call_key(ctx, dir);
+	if (n <= 0)
+		return;
+	struct tls_conn *c = go_conn(conn, bpf_get_current_pid_tgid() >> 32);
+	if (!c)
+		return;
+	struct tls_call call = {.ssl = conn, .buf = buf, .fd = -1, .dir = dir};
+	emit(&call, c, (__u64)n);
+}
+
+/* (*Conn).Write(b): the plaintext b (RBX, RCX) of conn (RAX). A Write
+ * that fails midway is copied whole: it is the connection's last. */
+SEC("uprobe")
+int go_write_enter(struct pt_regs *ctx)
+{
+	if (traced())
+		go_emit(ctx->rax, ctx->rbx, (__s64)ctx->rcx, 0);
+	return 0;
+}
+
+/* (*Conn).Read(b): notes conn and b for the RET. */
+SEC("uprobe")
+int go_read_enter(struct pt_regs *ctx)
+{
+	if (!traced())
+		return 0;
+	struct go_call_key k = call_key(ctx);
+	struct go_call call = {.conn = ctx->rax, .buf = ctx->rbx};
+	bpf_map_update_elem(&go_calls, &k, &call, BPF_ANY);
+	return 0;
+}
+
+/* A RET of (*Conn).Read: copies the n bytes (RAX) it read. */
+SEC("uprobe")
+int go_read_ret(struct pt_regs *ctx)
+{
+	struct go_call_key k = call_key(ctx);
 	struct go_call *p = bpf_map_lookup_elem(&go_calls, &k);
 	if (!p)
 		return 0;
 	struct go_call gc = *p;
 	bpf_map_delete_elem(&go_calls, &k);
-	__s64 n = (__s64)ctx->rax;
-	if (n <= 0)
-		return 0;
-	struct tls_conn *c = go_conn(gc.conn, k.tgid);
-	if (!c)
-		return 0;
-	struct tls_call call = {.ssl = gc.conn, .buf = gc.buf, .fd = -1, .dir = (__u8)dir};
-	emit(&call, c, (__u64)n);
+	go_emit(gc.conn, gc.buf, (__s64)ctx->rax, 1);
 	return 0;
 }
-
-SEC("uprobe")
-int go_write_enter(struct pt_regs *ctx) { return go_enter(ctx, 0); }
-
-SEC("uprobe")
-int go_read_enter(struct pt_regs *ctx) { return go_enter(ctx, 1); }
-
-SEC("uprobe")
-int go_write_ret(struct pt_regs *ctx) { return go_ret(ctx, 0); }
-
-SEC("uprobe")
-int go_read_ret(struct pt_regs *ctx) { return go_ret(ctx, 1); }
 
 /* (*Conn).Close: tell user space the stream ended, since the garbage
  * collector may give a later Conn the same address. */

@@ -54,11 +54,11 @@ func (g *goTLS) close() error {
 }
 
 // GoTLSProbes are where AttachGoTLS sets uprobes in one Go executable, as
-// file offsets: the entries of crypto/tls.(*Conn).Read, Write and Close
-// and each RET instruction of Read and Write.
+// file offsets: the starts (past the stack check) of crypto/tls.(*Conn).Read,
+// Write and Close and each RET instruction of Read.
 type GoTLSProbes struct {
-	Read, Write, Close  uint64
-	ReadRets, WriteRets []uint64
+	Read, Write, Close uint64
+	ReadRets           []uint64
 }
 
 // AttachGoTLS attaches the Go crypto/tls probes to the executable at path
@@ -80,9 +80,6 @@ func (c *TLSCollection) AttachGoTLS(path string, pid int, p GoTLSProbes) ([]link
 	}
 	for _, off := range p.ReadRets {
 		probes = append(probes, probe{"a RET of (*Conn).Read", off, c.gotls.objs.GoReadRet})
-	}
-	for _, off := range p.WriteRets {
-		probes = append(probes, probe{"a RET of (*Conn).Write", off, c.gotls.objs.GoWriteRet})
 	}
 	var links []link.Link
 	for _, pr := range probes {

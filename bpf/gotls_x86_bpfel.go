@@ -23,7 +23,7 @@ type gotlsGoCallKey struct {
 	_    structs.HostLayout
 	G    uint64
 	Tgid uint32
-	Dir  uint32
+	Pad  uint32
 }
 
 type gotlsTlsConn struct {
@@ -96,7 +96,6 @@ const (
 	gotlsProgGoReadEnter    = "go_read_enter"
 	gotlsProgGoReadRet      = "go_read_ret"
 	gotlsProgGoWriteEnter   = "go_write_enter"
-	gotlsProgGoWriteRet     = "go_write_ret"
 )
 
 // loadGotls returns the embedded CollectionSpec for gotls.
@@ -146,7 +145,6 @@ type gotlsProgramSpecs struct {
 	GoReadEnter  *ebpf.ProgramSpec `ebpf:"go_read_enter"`
 	GoReadRet    *ebpf.ProgramSpec `ebpf:"go_read_ret"`
 	GoWriteEnter *ebpf.ProgramSpec `ebpf:"go_write_enter"`
-	GoWriteRet   *ebpf.ProgramSpec `ebpf:"go_write_ret"`
 }
 
 // gotlsMapSpecs contains maps before they are loaded into the kernel.
@@ -224,7 +222,6 @@ type gotlsPrograms struct {
 	GoReadEnter  *ebpf.Program `ebpf:"go_read_enter"`
 	GoReadRet    *ebpf.Program `ebpf:"go_read_ret"`
 	GoWriteEnter *ebpf.Program `ebpf:"go_write_enter"`
-	GoWriteRet   *ebpf.Program `ebpf:"go_write_ret"`
 }
 
 func (p *gotlsPrograms) Close() error {
@@ -234,7 +231,6 @@ func (p *gotlsPrograms) Close() error {
 		p.GoReadEnter,
 		p.GoReadRet,
 		p.GoWriteEnter,
-		p.GoWriteRet,
 	)
 }
 

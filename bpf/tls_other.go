@@ -63,6 +63,6 @@ func (c *TLSCollection) CloseMapped() error             { return nil }
 
 // GoTLSProbes mirrors the amd64 type; nothing attaches it here.
 type GoTLSProbes struct {
-	Read, Write, Close  uint64
-	ReadRets, WriteRets []uint64
+	Read, Write, Close uint64
+	ReadRets           []uint64
 }

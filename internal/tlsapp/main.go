@@ -3,7 +3,9 @@
 // ship, and run it in a container or on the host.
 //
 //	tlsapp serve -addr 127.0.0.1:PORT    HTTPS server (self-signed), HTTP/1.1 only
-//	tlsapp get -url URL -n N             N GETs on one keep-alive connection
+//	tlsapp get -url URL -n N [-wait-signal]
+//	                                     N GETs on one keep-alive connection
+//	                                     (after SIGUSR1 with -wait-signal)
 //
 // serve answers every request with 201, the header X-Boxtap-Tls: "go PATH"
 // and a short body. get prints "local port P" once connected, then
@@ -110,8 +112,19 @@ func get(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	url := fs.String("url", "", "https URL; request i gets the path URL/i")
 	n := fs.Int("n", 1, "requests on one connection")
+	waitSignal := fs.Bool("wait-signal", false, "print \"waiting\", then start on SIGUSR1")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *waitSignal {
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		fmt.Println("waiting")
+		select {
+		case <-usr1:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	tr := &http.Transport{
 		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true},

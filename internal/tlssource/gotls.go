@@ -20,12 +20,20 @@ import (
 )
 
 // Go's crypto/tls is read through uprobes on (*Conn).Read and (*Conn).Write
-// of the Go executable itself: at each function's entry (the receiver and
-// the buffer, in registers) and on each of its RET instructions (the
-// count). No uretprobe: a uretprobe rewrites the return address on the
-// goroutine's stack, and Go moves stacks, which then crash. The functions
-// are found in .gopclntab (debug/gosym), which stripped binaries keep: the
-// runtime needs it.
+// of the Go executable itself. Write's plaintext is copied when it starts
+// (the receiver and the buffer are in registers): a request is then always
+// recorded before its response, which another goroutine may read before
+// Write returns. Read's is copied on each of its RET instructions, with
+// the count, from the buffer noted when it started. No uretprobe: a
+// uretprobe rewrites the return address on the goroutine's stack, and Go
+// moves stacks, which then crash. The functions are found in .gopclntab
+// (debug/gosym), which stripped binaries keep: the runtime needs it.
+//
+// "Starts" is the first instruction after the stack check of the
+// function's prologue (CMP against g.stackguard, then a conditional jump
+// to a call of runtime.morestack that jumps back to the entry): a probe at
+// the entry itself fires again each time the stack grows, which would
+// copy a Write twice.
 
 // The functions GoTLS locates.
 const (
@@ -47,12 +55,11 @@ var ErrNoCryptoTLS = errors.New("no crypto/tls in the Go executable")
 // GoTLS is where the probes go in one Go executable, as file offsets (what
 // a uprobe takes).
 type GoTLS struct {
-	Version   string // the Go release that built it, e.g. go1.26.0
-	Read      uint64 // entry of (*Conn).Read
-	Write     uint64 // entry of (*Conn).Write
-	Close     uint64 // entry of (*Conn).Close; 0 if the linker dropped it
-	ReadRets  []uint64
-	WriteRets []uint64
+	Version  string // the Go release that built it, e.g. go1.26.0
+	Read     uint64 // start of (*Conn).Read, past its stack check
+	Write    uint64 // start of (*Conn).Write
+	Close    uint64 // start of (*Conn).Close; 0 if the linker dropped it
+	ReadRets []uint64
 }
 
 // UnreadableGoError says why a Go executable with crypto/tls cannot be
@@ -102,11 +109,11 @@ func FindGoTLS(r io.ReaderAt) (*GoTLS, error) {
 	if g.Read, g.ReadRets, err = funcProbes(f, read); err != nil {
 		return nil, err
 	}
-	if g.Write, g.WriteRets, err = funcProbes(f, write); err != nil {
+	if g.Write, _, err = funcProbes(f, write); err != nil {
 		return nil, err
 	}
 	if c := tab.LookupFunc(goClose); c != nil {
-		if g.Close, err = fileOffset(f, c.Entry); err != nil {
+		if g.Close, _, err = funcProbes(f, c); err != nil {
 			return nil, err
 		}
 	}
@@ -176,10 +183,11 @@ func checkPclnHeader(data []byte) error {
 	return nil
 }
 
-// funcProbes returns the file offsets of fn's entry and of each RET
-// instruction in its body.
-func funcProbes(f *elf.File, fn *gosym.Func) (entry uint64, rets []uint64, err error) {
-	if entry, err = fileOffset(f, fn.Entry); err != nil {
+// funcProbes returns the file offsets of fn's start (past its stack
+// check) and of each RET instruction in its body.
+func funcProbes(f *elf.File, fn *gosym.Func) (start uint64, rets []uint64, err error) {
+	entry, err := fileOffset(f, fn.Entry)
+	if err != nil {
 		return 0, nil, err
 	}
 	if fn.End <= fn.Entry || fn.End-fn.Entry > 1<<20 {
@@ -199,7 +207,32 @@ func funcProbes(f *elf.File, fn *gosym.Func) (entry uint64, rets []uint64, err e
 	for _, o := range offs {
 		rets = append(rets, entry+o)
 	}
-	return entry, rets, nil
+	return entry + pastStackCheck(code), rets, nil
+}
+
+// pastStackCheck returns the offset of the first instruction after the
+// stack check that opens a Go function (CMP, then a conditional jump,
+// within its first three instructions), or 0 when it has none (a function
+// marked nosplit).
+func pastStackCheck(code []byte) uint64 {
+	pc, cmp := 0, false
+	for range 3 {
+		inst, err := x86asm.Decode(code[pc:], 64)
+		if err != nil || inst.Op == 0 {
+			return 0
+		}
+		pc += inst.Len
+		switch inst.Op {
+		case x86asm.CMP:
+			cmp = true
+		case x86asm.JBE, x86asm.JB, x86asm.JA, x86asm.JAE:
+			if cmp {
+				return uint64(pc)
+			}
+			return 0
+		}
+	}
+	return 0
 }
 
 // retOffsets decodes amd64 code from its start and returns the offsets of
@@ -335,7 +368,7 @@ func (s *Source) attachGo(pid int, start, cgroupID uint64, path string, ek exeKe
 		delete(s.procs, k)
 	}
 	links, err := s.coll.AttachGoTLS(path, pid, bpf.GoTLSProbes{
-		Read: g.Read, Write: g.Write, Close: g.Close, ReadRets: g.ReadRets, WriteRets: g.WriteRets,
+		Read: g.Read, Write: g.Write, Close: g.Close, ReadRets: g.ReadRets,
 	})
 	if errors.Is(err, unix.ESRCH) || errors.Is(err, os.ErrNotExist) {
 		return nil // the process exited while being instrumented

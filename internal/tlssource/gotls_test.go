@@ -28,9 +28,10 @@ func tlsappBuilds(t *testing.T) (full, stripped string) {
 }
 
 // objdumpRets lists, with `go tool objdump` of a binary with symbols, the
-// virtual addresses of fn's entry and of its RET instructions: an oracle
-// independent of FindGoTLS's decoding.
-func objdumpRets(t *testing.T, bin, fn string) (entry uint64, rets []uint64) {
+// virtual addresses of fn's start (the instruction after the stack check's
+// JBE) and of its RET instructions: an oracle independent of FindGoTLS's
+// decoding.
+func objdumpRets(t *testing.T, bin, fn string) (start uint64, rets []uint64) {
 	t.Helper()
 	goBin, err := itest.GoBinary()
 	if err != nil {
@@ -42,6 +43,7 @@ func objdumpRets(t *testing.T, bin, fn string) (entry uint64, rets []uint64) {
 	if err != nil {
 		t.Fatalf("go tool objdump: %v", err)
 	}
+	afterJBE := false
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -52,23 +54,24 @@ func objdumpRets(t *testing.T, bin, fn string) (entry uint64, rets []uint64) {
 		if err != nil {
 			t.Fatalf("objdump line %q", sc.Text())
 		}
-		if entry == 0 {
-			entry = addr
+		if afterJBE && start == 0 {
+			start = addr
 		}
+		afterJBE = f[3] == "JBE"
 		if f[3] == "RET" {
 			rets = append(rets, addr)
 		}
 	}
-	if entry == 0 || len(rets) == 0 {
-		t.Fatalf("objdump found no code or no RET for %s:\n%s", fn, out)
+	if start == 0 || len(rets) == 0 {
+		t.Fatalf("objdump found no stack check or no RET for %s:\n%s", fn, out)
 	}
-	return entry, rets
+	return start, rets
 }
 
 // TestFindGoTLSMatchesObjdump checks, for the same program with symbols
-// and stripped (-s -w), that the entries and RETs FindGoTLS finds in
+// and stripped (-s -w), that the starts and RETs FindGoTLS finds in
 // .gopclntab are the ones the Go toolchain's disassembler lists, as file
-// offsets, and that each offset holds a RET opcode in the file.
+// offsets, and that each RET offset holds a RET opcode in the file.
 func TestFindGoTLSMatchesObjdump(t *testing.T) {
 	full, stripped := tlsappBuilds(t)
 	ef, err := elf.Open(full)
@@ -87,8 +90,9 @@ func TestFindGoTLSMatchesObjdump(t *testing.T) {
 		}
 		return offs
 	}
-	readEntry, readRets := objdumpRets(t, full, goRead)
-	writeEntry, writeRets := objdumpRets(t, full, goWrite)
+	readStart, readRets := objdumpRets(t, full, goRead)
+	writeStart, _ := objdumpRets(t, full, goWrite)
+	closeStart, _ := objdumpRets(t, full, goClose)
 	for _, tc := range []struct{ name, bin string }{{"symbols", full}, {"stripped", stripped}} {
 		t.Run(tc.name, func(t *testing.T) {
 			data, err := os.ReadFile(tc.bin)
@@ -109,8 +113,9 @@ func TestFindGoTLSMatchesObjdump(t *testing.T) {
 				wantEntry uint64
 				wantRets  []uint64
 			}{
-				{"Read", g.Read, g.ReadRets, toFile(readEntry)[0], toFile(readRets...)},
-				{"Write", g.Write, g.WriteRets, toFile(writeEntry)[0], toFile(writeRets...)},
+				{"Read", g.Read, g.ReadRets, toFile(readStart)[0], toFile(readRets...)},
+				{"Write", g.Write, nil, toFile(writeStart)[0], nil},
+				{"Close", g.Close, nil, toFile(closeStart)[0], nil},
 			} {
 				if c.entry != c.wantEntry || !slices.Equal(c.rets, c.wantRets) {
 					t.Errorf("%s: entry %#x RETs %#x, objdump says %#x and %#x", c.what, c.entry, c.rets, c.wantEntry, c.wantRets)
@@ -120,9 +125,6 @@ func TestFindGoTLSMatchesObjdump(t *testing.T) {
 						t.Errorf("%s: byte %#x at RET offset %#x", c.what, data[r], r)
 					}
 				}
-			}
-			if g.Close == 0 {
-				t.Error("no (*Conn).Close")
 			}
 		})
 	}
@@ -201,6 +203,29 @@ func TestRetOffsets(t *testing.T) {
 			got, err := retOffsets(tc.code)
 			if (err != nil) != tc.err || !slices.Equal(got, tc.want) {
 				t.Fatalf("retOffsets(% x) = %v, %v; want %v, error %v", tc.code, got, err, tc.want, tc.err)
+			}
+		})
+	}
+}
+
+func TestPastStackCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code []byte
+		want uint64
+	}{
+		// CMPQ SP, 0x10(R14); JBE rel32; PUSHQ BP
+		{"small frame", []byte{0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x7a, 0x03, 0x00, 0x00, 0x55}, 10},
+		// LEAQ -0x48(SP), R12; CMPQ R12, 0x10(R14); JBE rel32; PUSHQ BP
+		{"large frame", []byte{0x4c, 0x8d, 0x64, 0x24, 0xb8, 0x4d, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x93, 0x07, 0x00, 0x00, 0x55}, 15},
+		// PUSHQ BP; MOVQ SP, BP; ... (nosplit: no check)
+		{"no check", []byte{0x55, 0x48, 0x89, 0xe5, 0x90, 0x90}, 0},
+		{"jump without compare", []byte{0x0f, 0x86, 0x00, 0x00, 0x00, 0x00, 0x55}, 0},
+		{"undecodable", []byte{0x06}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := pastStackCheck(tc.code); got != tc.want {
+				t.Fatalf("pastStackCheck = %d, want %d", got, tc.want)
 			}
 		})
 	}
