@@ -49,9 +49,10 @@ func tlsEvent(ev trace.Event) string {
 
 // goTLSImage is the image of internal/tlsapp built static and stripped
 // (CGO_ENABLED=0, -ldflags='-s -w'): Go crypto/tls with no symbol table.
-func (e *traceEnv) goTLSImage(t *testing.T) string {
+// toolchain "" is the installed Go.
+func (e *traceEnv) goTLSImage(t *testing.T, toolchain string) string {
 	t.Helper()
-	return e.docker.FileImage(t, itest.BuildGoStatic(t, "./internal/tlsapp", "-s -w"))
+	return e.docker.FileImage(t, itest.BuildGoStatic(t, "./internal/tlsapp", "-s -w", toolchain))
 }
 
 // goHTTPSRequests sends n GETs to path/i on one keep-alive HTTP/1.1
@@ -99,10 +100,23 @@ func goHTTPSRequests(t *testing.T, port, n int, path string) int {
 // response on one keep-alive connection is one event with tls=true and the
 // server's own status, header, path, ports and process. Nothing else is
 // reported (the packets are ciphertext; no "cannot read" line).
+//
+// It runs once per Go toolchain under test: the installed one and those
+// BOXTAP_TEST_GO_TOOLCHAINS lists (see TESTING.md).
 func TestIntegrationTraceTLSGoStrippedServer(t *testing.T) {
 	e := newTraceEnv(t)
+	for _, tc := range itest.GoToolchains() {
+		name := tc
+		if name == "" {
+			name = "installed"
+		}
+		t.Run(name, func(t *testing.T) { e.testGoStrippedServer(t, tc) })
+	}
+}
+
+func (e *traceEnv) testGoStrippedServer(t *testing.T, toolchain string) {
 	port := itest.FreePort(t)
-	srv := e.docker.Run(t, itest.RunOpts{Image: e.goTLSImage(t), Network: "host",
+	srv := e.docker.Run(t, itest.RunOpts{Image: e.goTLSImage(t, toolchain), Network: "host",
 		Args: []string{"serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port)}})
 	if err := srv.WaitLog("listening on", containerTimeout); err != nil {
 		t.Fatal(err)
@@ -150,7 +164,7 @@ func TestIntegrationTraceTLSGoClientInContainer(t *testing.T) {
 	defer srv.Close()
 	port := srv.Listener.Addr().(*net.TCPAddr).Port
 	const n = 12
-	cl := e.docker.Run(t, itest.RunOpts{Image: e.goTLSImage(t), Network: "host",
+	cl := e.docker.Run(t, itest.RunOpts{Image: e.goTLSImage(t, ""), Network: "host",
 		Args: []string{"get", "-url", fmt.Sprintf("https://127.0.0.1:%d/client", port), "-n", strconv.Itoa(n), "-wait-signal"}})
 	if err := cl.WaitLog("waiting", containerTimeout); err != nil {
 		t.Fatal(err)
@@ -249,5 +263,72 @@ func TestIntegrationTraceTLSReportsUnreadableOncePerProcess(t *testing.T) {
 	}
 	if !strings.Contains(x.stderr, "boxtap: 0 events, ") || !strings.Contains(x.stderr, ", 2 processes with TLS boxtap cannot read") {
 		t.Fatalf("exit line does not count 2 processes:\n%s", x.stderr)
+	}
+}
+
+// TestIntegrationTraceTLSGoProgramStartedLater starts a second Go HTTPS
+// server in a container boxtap already traces (docker exec): boxtap sees
+// its exec (a static Go program maps no library), instruments it, and each
+// of its responses is one event.
+func TestIntegrationTraceTLSGoProgramStartedLater(t *testing.T) {
+	e := newTraceEnv(t)
+	first, later := itest.FreePort(t), itest.FreePort(t)
+	c := e.docker.Run(t, itest.RunOpts{Image: e.goTLSImage(t, ""), Network: "host",
+		Args: []string{"serve", "-addr", fmt.Sprintf("127.0.0.1:%d", first)}})
+	if err := c.WaitLog("listening on", containerTimeout); err != nil {
+		t.Fatal(err)
+	}
+	p := e.startTrace(t, []*itest.Container{c}, "--tls", "--format", "json")
+	e.docker.Command(t, "exec", "-d", c.Name, "/tlsapp", "serve", "-addr", fmt.Sprintf("127.0.0.1:%d", later))
+	// Wait, bounded, for the new process and for boxtap's uprobes on its
+	// executable (bpftool lists them by the path boxtap opened).
+	procs := filepath.Join(e.cgroupDirOf(t, c.PID()), "cgroup.procs")
+	deadline := time.Now().Add(containerTimeout)
+	for pid := 0; ; time.Sleep(50 * time.Millisecond) {
+		if pid == 0 {
+			b, err := os.ReadFile(procs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if n, _ := strconv.Atoi(f); n != c.PID() {
+					pid = n
+				}
+			}
+		}
+		if pid != 0 && strings.Contains(bpftool(t, "perf", "show"), fmt.Sprintf("filename /proc/%d/exe ", pid)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no uprobe on the executable of the process started later (pid %d) in %v; boxtap stderr:\n%s", pid, containerTimeout, p.Stderr())
+		}
+	}
+	for {
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", later), time.Second)
+		if err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server started later does not listen: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	const n = 7
+	lport := goHTTPSRequests(t, later, n, "/later")
+	if _, err := p.WaitLines(n, traceExitTimeout); err != nil {
+		t.Fatal(err)
+	}
+	events := stopTraceOK(t, p, syscall.SIGINT)
+	if len(events) != n {
+		t.Fatalf("%d events, want %d", len(events), n)
+	}
+	for i, ev := range events {
+		got := tlsEvent(ev)
+		want := fmt.Sprint("tls=true status=201 header=go /later/", i, " path=/later/", i,
+			" src=127.0.0.1:", later, " dst=127.0.0.1:", lport, " process=tlsapp container=", c.Name)
+		if got != want {
+			t.Fatalf("event %d:\n got %s\nwant %s", i, got, want)
+		}
 	}
 }

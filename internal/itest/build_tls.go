@@ -9,15 +9,36 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
 
+// GoToolchainsEnv names the variable that lists, comma-separated, further
+// Go releases (e.g. go1.22.0,go1.27.0) the Go crypto/tls tests build their
+// programs with, besides the installed toolchain. The go command fetches
+// each as the module golang.org/toolchain.
+const GoToolchainsEnv = "BOXTAP_TEST_GO_TOOLCHAINS"
+
+// GoToolchains returns "" (the installed toolchain) and the releases
+// GoToolchainsEnv lists.
+func GoToolchains() []string {
+	list := []string{""}
+	for _, v := range strings.Split(os.Getenv(GoToolchainsEnv), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			list = append(list, v)
+		}
+	}
+	return list
+}
+
 // BuildGoStatic compiles the main package pkg (relative to the module
 // root, e.g. "./internal/tlsapp") into a fresh file with CGO_ENABLED=0 and
 // the given -ldflags (e.g. "-s -w" for a stripped binary, as Go services
-// ship), and returns its path.
-func BuildGoStatic(t testing.TB, pkg, ldflags string) string {
+// ship), and returns its path. With toolchain set (e.g. "go1.22.0") the
+// package, which must import only the standard library, is built alone in
+// a module of Go 1.18 by that release.
+func BuildGoStatic(t testing.TB, pkg, ldflags, toolchain string) string {
 	t.Helper()
 	root, err := ModuleRoot()
 	if err != nil {
@@ -27,16 +48,51 @@ func BuildGoStatic(t testing.TB, pkg, ldflags string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	tmp := t.TempDir()
+	out := filepath.Join(tmp, filepath.Base(pkg))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-ldflags="+ldflags, "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
+	if toolchain != "" {
+		dir := filepath.Join(tmp, "src")
+		copyGoFiles(t, filepath.Join(root, pkg), dir)
+		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module boxtaptest\n\ngo 1.18\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd = exec.CommandContext(ctx, goBin, "build", "-trimpath", "-ldflags="+ldflags, "-o", out, ".")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOTOOLCHAIN="+toolchain)
+	}
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s -ldflags=%q: %v\n%s", pkg, ldflags, err, b)
+		t.Fatalf("go build %s -ldflags=%q (toolchain %q): %v\n%s", pkg, ldflags, toolchain, err, b)
 	}
 	return out
+}
+
+// copyGoFiles copies the non-test .go files of directory src into dst.
+func copyGoFiles(t testing.TB, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(src, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // BuildStaticOpenSSL compiles the C file src into a static executable

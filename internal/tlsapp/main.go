@@ -140,7 +140,7 @@ func get(ctx context.Context, args []string) error {
 			fmt.Printf("local port %d\n", info.Conn.LocalAddr().(*net.TCPAddr).Port)
 		}
 	}}
-	for i := range *n {
+	for i := 0; i < *n; i++ { // no range over int: tests build this with Go 1.18
 		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, fmt.Sprintf("%s/%d", *url, i), nil)
 		if err != nil {
 			return err

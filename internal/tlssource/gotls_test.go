@@ -20,11 +20,23 @@ import (
 	"github.com/boxtap/boxtap/internal/itest"
 )
 
-// tlsapp builds internal/tlsapp (Go crypto/tls), with symbols and DWARF
-// or stripped, once per test binary run.
-func tlsappBuilds(t *testing.T) (full, stripped string) {
+// tlsappBuilds builds internal/tlsapp (Go crypto/tls) with toolchain (""
+// for the installed one), with symbols and DWARF, and stripped.
+func tlsappBuilds(t *testing.T, toolchain string) (full, stripped string) {
 	t.Helper()
-	return itest.BuildGoStatic(t, "./internal/tlsapp", ""), itest.BuildGoStatic(t, "./internal/tlsapp", "-s -w")
+	return itest.BuildGoStatic(t, "./internal/tlsapp", "", toolchain), itest.BuildGoStatic(t, "./internal/tlsapp", "-s -w", toolchain)
+}
+
+// forToolchains runs f as a subtest per Go toolchain under test: the
+// installed one, and those itest.GoToolchainsEnv lists.
+func forToolchains(t *testing.T, f func(t *testing.T, toolchain string)) {
+	for _, tc := range itest.GoToolchains() {
+		name := tc
+		if name == "" {
+			name = "installed"
+		}
+		t.Run(name, func(t *testing.T) { f(t, tc) })
+	}
 }
 
 // objdumpRets lists, with `go tool objdump` of a binary with symbols, the
@@ -73,7 +85,11 @@ func objdumpRets(t *testing.T, bin, fn string) (start uint64, rets []uint64) {
 // .gopclntab are the ones the Go toolchain's disassembler lists, as file
 // offsets, and that each RET offset holds a RET opcode in the file.
 func TestFindGoTLSMatchesObjdump(t *testing.T) {
-	full, stripped := tlsappBuilds(t)
+	forToolchains(t, testFindGoTLSMatchesObjdump)
+}
+
+func testFindGoTLSMatchesObjdump(t *testing.T, toolchain string) {
+	full, stripped := tlsappBuilds(t, toolchain)
 	ef, err := elf.Open(full)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +149,11 @@ func TestFindGoTLSMatchesObjdump(t *testing.T) {
 // TestGoStructOffsets checks the offsets gotls.c hard-codes against the
 // DWARF of a program built by the toolchain under test.
 func TestGoStructOffsets(t *testing.T) {
-	full, _ := tlsappBuilds(t)
+	forToolchains(t, testGoStructOffsets)
+}
+
+func testGoStructOffsets(t *testing.T, toolchain string) {
+	full, _ := tlsappBuilds(t, toolchain)
 	ef, err := elf.Open(full)
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +269,7 @@ func TestGoMinor(t *testing.T) {
 // (readable, through the OpenSSL probes) and stripped (not), and a plain
 // dynamic program with a TLS library mapped.
 func TestClassify(t *testing.T) {
-	full, stripped := tlsappBuilds(t)
+	full, stripped := tlsappBuilds(t, "")
 	src := filepath.Join("testdata", "sslidle.c")
 	sslSyms := itest.BuildStaticOpenSSL(t, src, false)
 	sslStripped := itest.BuildStaticOpenSSL(t, src, true)
