@@ -22,3 +22,7 @@ package bpf
 // generated per architecture (amd64 only so far: tls_other.go reports the rest), with the
 // build host's x86 <asm/ptrace.h>.
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -target amd64 -type tls_record -type tls_mapped tls tls.c -- -O2 -g -Wall -Werror -I tlsinclude -I /usr/include/x86_64-linux-gnu
+
+// gotls.c holds the uprobes on Go's crypto/tls (amd64 register ABI); it shares tls.c's maps,
+// which user space passes in when it loads it.
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -target amd64 gotls gotls.c -- -O2 -g -Wall -Werror -I tlsinclude -I /usr/include/x86_64-linux-gnu

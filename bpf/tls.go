@@ -25,6 +25,7 @@ const tlsHeaderSize = int(unsafe.Sizeof(tlsTlsRecord{}))
 // call to its socket. Nothing is recorded for a cgroup before TraceCgroup.
 type TLSCollection struct {
 	objs     tlsObjects
+	gotls    goTLS // gotls.go
 	sysEnter link.Link
 	sysExit  link.Link
 	fork     link.Link
@@ -49,6 +50,10 @@ func LoadTLS() (*TLSCollection, error) {
 		return nil, fmt.Errorf("attaching to raw_syscalls:sys_enter (tp_btf): %w; TLS capture needs BTF tracepoints", err)
 	}
 	c.sysEnter = l
+	if err := c.loadGoTLS(); err != nil {
+		c.Close()
+		return nil, err
+	}
 	if c.sysExit, err = link.AttachTracing(link.TracingOptions{Program: c.objs.TlsSysExit}); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("attaching to raw_syscalls:sys_exit (tp_btf): %w; TLS capture needs BTF tracepoints", err)
@@ -83,7 +88,7 @@ func (c *TLSCollection) Close() error {
 			errs = append(errs, l.Close())
 		}
 	}
-	errs = append(errs, c.objs.Close())
+	errs = append(errs, c.gotls.close(), c.objs.Close())
 	return errors.Join(errs...)
 }
 

@@ -46,8 +46,11 @@ func (c *TLSCollection) Close() error                                   { return
 func (c *TLSCollection) TraceCgroup(uint64) error                       { return errTLSArch }
 func (c *TLSCollection) UntraceCgroup(uint64) error                     { return nil }
 func (c *TLSCollection) AttachOpenSSL(string, int) ([]link.Link, error) { return nil, errTLSArch }
-func (c *TLSCollection) Lost() (uint64, error)                          { return 0, nil }
-func (c *TLSCollection) NextTLS(*TLSRecord) error                       { return ErrIdle }
+func (c *TLSCollection) AttachGoTLS(string, int, GoTLSProbes) ([]link.Link, error) {
+	return nil, errTLSArch
+}
+func (c *TLSCollection) Lost() (uint64, error)    { return 0, nil }
+func (c *TLSCollection) NextTLS(*TLSRecord) error { return ErrIdle }
 
 // TLSMapped mirrors struct tls_mapped.
 type TLSMapped struct {
@@ -57,3 +60,9 @@ type TLSMapped struct {
 
 func (c *TLSCollection) NextMapped() (TLSMapped, error) { return TLSMapped{}, ErrClosed }
 func (c *TLSCollection) CloseMapped() error             { return nil }
+
+// GoTLSProbes mirrors the amd64 type; nothing attaches it here.
+type GoTLSProbes struct {
+	Read, Write, Close uint64
+	ReadRets           []uint64
+}

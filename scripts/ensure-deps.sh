@@ -64,6 +64,7 @@ TEST_PACKAGES=(
   "nginx:nginx"
   "python3:/usr/bin/python3"
   "libssl3:/usr/share/doc/libssl3/copyright"
+  "libssl-dev:/usr/lib/x86_64-linux-gnu/libssl.a"
   "tcpdump:tcpdump"
   "curl:curl"
   "nghttp2-client:h2load"

@@ -31,7 +31,7 @@ type captureFlags struct {
 	NoRedact     bool          `name:"no-redact" help:"Print secret header values as they are (a warning is printed)."`
 	RingSize     string        `name:"ring-size" default:"4MiB" help:"Kernel ring buffer size: a power of two from 16KiB, e.g. 4MiB, 64KiB." placeholder:"SIZE"`
 	MaxHeader    int           `name:"max-header-bytes" default:"16384" help:"Header blocks longer than this are cut; the event then has the arg truncated=true."`
-	TLS          bool          `name:"tls" help:"Also read HTTPS as plaintext from the OpenSSL (libssl.so) the traced processes have mapped, through uprobes; events carry tls=true (amd64; see README)."`
+	TLS          bool          `name:"tls" help:"Also read HTTPS as plaintext from the OpenSSL (libssl.so) or Go crypto/tls the traced processes use, through uprobes; events carry tls=true. Processes with TLS boxtap cannot read are named on stderr (amd64; see README)."`
 	viewFlags
 	telemetryFlags
 	MemoryBudget string `name:"memory-budget" default:"192MiB" help:"Most memory boxtap may use, e.g. 192MiB or 1GiB. Connection state and buffered bytes are held to a third of it; beyond that the largest (then oldest) state is dropped, counted and reported (arg evicted)." placeholder:"SIZE"`
@@ -82,6 +82,8 @@ type session struct {
 	keepAlive bool
 	// onRemoved, if set, is called after a stopped container was detached.
 	onRemoved func(*tracer.Target)
+	// unreadable counts processes with TLS boxtap cannot read (session_tls.go).
+	unreadable unreadableTLS
 	// view holds the summary table, if any (view.go).
 	view *viewFlags
 	// tel feeds metrics and spans, if asked for (telemetry.go).
@@ -128,6 +130,7 @@ func startSession(ctx context.Context, f *captureFlags, opts bpf.Options) (*sess
 			coll.Close()
 			return nil, fmt.Errorf("--tls: %w", err)
 		}
+		s.tls.OnUnreadable(s.reportUnreadable)
 		// Processes started later in a traced container: instrumented
 		// when they map their libraries. Ends in closeTLS.
 		go s.tls.Watch(func(err error) { fmt.Fprintf(s.stderr, "boxtap: warning: TLS capture: %v\n", err) })
@@ -207,6 +210,7 @@ func (s *session) addCgroup(info container.Info, dir string, sink output.Sink) e
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	s.noteCgroup(id, info)
 	tg, err := s.tr.Add(info, dir, id, sink)
 	if err != nil {
 		s.wg.Done()
@@ -246,6 +250,7 @@ func (s *session) watch(tg *tracer.Target) {
 	if n := tg.Evicted(); n > 0 {
 		lost += fmt.Sprintf(", %d evicted (memory budget)", n)
 	}
+	lost += s.unreadableNote(tg.CgroupID())
 	fmt.Fprintf(s.stderr, "container %s (%s) stopped: %d events%s\n", display.Quote(tg.Info.Name), tg.Info.ShortID(), tg.Events(), lost)
 	if s.onRemoved != nil {
 		s.onRemoved(tg)
@@ -297,7 +302,7 @@ func (s *session) run() error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	fmt.Fprintf(s.stderr, "boxtap: %s%s\n", sum, spans)
+	fmt.Fprintf(s.stderr, "boxtap: %s%s%s\n", sum, s.unreadableTotal(), spans)
 	if err := s.writeSummary(s.view, time.Now()); err != nil {
 		errs = append(errs, err)
 	}

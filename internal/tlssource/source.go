@@ -15,6 +15,7 @@ package tlssource
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,11 @@ type Source struct {
 
 	mu    sync.Mutex
 	procs map[procFile]*probes
+	// exes caches each executable's verdict (classify.go); reported holds
+	// the processes already reported unreadable.
+	exes         map[exeKey]Verdict
+	reported     map[procKey]bool
+	onUnreadable func(Unreadable)
 
 	watching chan struct{} // closed when Watch returns; nil if never started
 }
@@ -67,7 +73,7 @@ func Open() (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{coll: coll, procs: make(map[procFile]*probes)}, nil
+	return &Source{coll: coll, procs: make(map[procFile]*probes), exes: make(map[exeKey]Verdict), reported: make(map[procKey]bool)}, nil
 }
 
 // Watch instruments, as soon as the kernel reports it, each process of a
@@ -164,25 +170,33 @@ func (s *Source) prune() {
 			delete(s.procs, k)
 		}
 	}
+	for k := range s.reported {
+		if start, err := procStart(k.pid); err != nil || start != k.start {
+			delete(s.reported, k)
+		}
+	}
 }
 
 // ScanPID instruments the OpenSSL libraries process pid (of the traced
-// cgroup cgroupID) has mapped, those not already instrumented. A process
-// that exited meanwhile is no error.
+// cgroup cgroupID) has mapped and its executable's Go crypto/tls, those not
+// already instrumented, and reports TLS it cannot read (OnUnreadable). A
+// process that exited meanwhile is no error.
 func (s *Source) ScanPID(pid int, cgroupID uint64) error {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
 			return nil
 		}
 		return fmt.Errorf("reading the mappings of pid %d: %w", pid, err)
 	}
-	libs, err := OpenSSLPaths(f)
-	f.Close()
+	if len(maps) == 0 {
+		return nil // a kernel thread, or a process that exited
+	}
+	libs, err := OpenSSLPaths(bytes.NewReader(maps))
 	if err != nil {
 		return fmt.Errorf("reading the mappings of pid %d: %w", pid, err)
 	}
-	var errs []error
+	errs := []error{s.scanExe(pid, cgroupID, maps)}
 	for _, lib := range libs {
 		if err := s.attach(pid, cgroupID, lib); err != nil {
 			errs = append(errs, err)
