@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -145,6 +147,78 @@ func (e *traceEnv) testGoStrippedServer(t *testing.T, toolchain string) {
 	}
 	if strings.Contains(x.stderr, "cannot read") || strings.Contains(x.stderr, "warning") {
 		t.Fatalf("unexpected stderr:\n%s", x.stderr)
+	}
+}
+
+// TestIntegrationTraceTLSGoServerHTTP2 runs the stripped Go HTTPS server with
+// HTTP/2 offered by ALPN (net/http's default) and sends it n concurrent
+// requests on one HTTP/2 connection: each response stream is one event,
+// tls=true, protocol HTTP/2.0, on a stream of its own, with the server's
+// status, header and path.
+func TestIntegrationTraceTLSGoServerHTTP2(t *testing.T) {
+	e := newTraceEnv(t)
+	port := itest.FreePort(t)
+	srv := e.docker.Run(t, itest.RunOpts{Image: e.goTLSImage(t, ""), Network: "host",
+		Args: []string{"serve", "-h2", "-addr", fmt.Sprintf("127.0.0.1:%d", port)}})
+	if err := srv.WaitLog("listening on", containerTimeout); err != nil {
+		t.Fatal(err)
+	}
+	p := e.startTrace(t, []*itest.Container{srv}, "--tls", "--format", "json")
+	const n = 30
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true, MaxConnsPerHost: 1}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: time.Minute}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/goh2/%d", port, i))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer resp.Body.Close()
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.ProtoMajor != 2 || resp.StatusCode != http.StatusCreated {
+				errs[i] = fmt.Errorf("request %d: %s %d %v", i, resp.Proto, resp.StatusCode, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitLines(n, traceExitTimeout); err != nil {
+		t.Fatal(err)
+	}
+	x := stopTrace(t, p, syscall.SIGINT)
+	if x.code != 0 {
+		t.Fatalf("boxtap exited with %d:\n%s", x.code, x.stderr)
+	}
+	checkCountsLine(t, x.stderr, n)
+	if len(x.events) != n {
+		t.Fatalf("%d events, want %d", len(x.events), n)
+	}
+	paths, streams := map[string]bool{}, map[int64]bool{}
+	for i, ev := range x.events {
+		var path, proto string
+		var stream int64
+		for _, a := range ev.Args {
+			switch a.Name {
+			case "http_request":
+				path = a.Value.(trace.ProtoHTTPRequest).URIPath
+			case "http_response":
+				proto = a.Value.(trace.ProtoHTTPResponse).Protocol
+			case "stream_id":
+				stream = argInt(t, a)
+			}
+		}
+		got := tlsEvent(ev)
+		want := fmt.Sprint("tls=true status=201 header=go ", path, " path=", path, " src=127.0.0.1:", port)
+		if !strings.HasPrefix(got, want) || !strings.HasSuffix(got, " process=tlsapp container="+srv.Name) ||
+			proto != "HTTP/2.0" || paths[path] || !strings.HasPrefix(path, "/goh2/") || stream < 1 || stream%2 != 1 || streams[stream] {
+			t.Errorf("event %d: %s protocol %s stream %v: want an HTTP/2.0 response of its own stream and path", i, got, proto, stream)
+		}
+		paths[path], streams[stream] = true, true
 	}
 }
 

@@ -2,7 +2,9 @@
 // tests build it static and stripped (-ldflags='-s -w'), as Go services
 // ship, and run it in a container or on the host.
 //
-//	tlsapp serve -addr 127.0.0.1:PORT    HTTPS server (self-signed), HTTP/1.1 only
+//	tlsapp serve -addr 127.0.0.1:PORT [-h2]
+//	                                     HTTPS server (self-signed), HTTP/1.1 only
+//	                                     (-h2: also HTTP/2, by ALPN)
 //	tlsapp get -url URL -n N [-wait-signal]
 //	                                     N GETs on one keep-alive connection
 //	                                     (after SIGUSR1 with -wait-signal)
@@ -76,6 +78,7 @@ func selfSigned() (tls.Certificate, error) {
 func serve(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8443", "listen address")
+	h2 := fs.Bool("h2", false, "offer HTTP/2 by ALPN (net/http's default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -96,6 +99,9 @@ func serve(ctx context.Context, args []string) error {
 		// HTTP/1.1 only: an empty TLSNextProto turns ALPN's h2 off.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		TLSConfig:    &tls.Config{Certificates: []tls.Certificate{cert}},
+	}
+	if *h2 {
+		srv.TLSNextProto = nil // net/http's own HTTP/2
 	}
 	go func() {
 		<-ctx.Done()
