@@ -20,6 +20,9 @@ type Bundle struct {
 	Hostname    string
 	CgroupsPath string
 	Annotations map[string]string
+	// Root is root.path as written: the container's root file system,
+	// relative to the bundle unless absolute.
+	Root string
 }
 
 // ReadBundle reads the fields boxtap uses from <bundle>/config.json.
@@ -43,7 +46,10 @@ func ParseBundle(data []byte) (Bundle, error) {
 	var cfg struct {
 		Hostname    string            `json:"hostname"`
 		Annotations map[string]string `json:"annotations"`
-		Linux       *struct {
+		Root        *struct {
+			Path string `json:"path"`
+		} `json:"root"`
+		Linux *struct {
 			CgroupsPath string `json:"cgroupsPath"`
 		} `json:"linux"`
 	}
@@ -51,6 +57,9 @@ func ParseBundle(data []byte) (Bundle, error) {
 		return Bundle{}, fmt.Errorf("not a valid OCI config: %w", err)
 	}
 	b := Bundle{Hostname: cfg.Hostname, Annotations: cfg.Annotations}
+	if cfg.Root != nil {
+		b.Root = cfg.Root.Path
+	}
 	if cfg.Linux != nil {
 		b.CgroupsPath = cfg.Linux.CgroupsPath
 	}
@@ -129,4 +138,16 @@ func CgroupDir(mount string, pid int, bundle string) (string, error) {
 		return "", fmt.Errorf("finding the container's cgroup: %v; and linux.cgroupsPath %q: %w", pidErr, b.CgroupsPath, err)
 	}
 	return dir, nil
+}
+
+// RootFS is the absolute path of the container's root file system for the
+// bundle at dir, "" when config.json names none.
+func (b Bundle) RootFS(dir string) string {
+	if b.Root == "" {
+		return ""
+	}
+	if filepath.IsAbs(b.Root) {
+		return filepath.Clean(b.Root)
+	}
+	return filepath.Join(dir, b.Root)
 }

@@ -201,6 +201,12 @@ func (s *Source) attach(pid int, cgroupID uint64, lib string) error {
 		}
 		return fmt.Errorf("pid %d: %s: %w", pid, lib, err)
 	}
+	return s.attachFile(pid, cgroupID, path, &st)
+}
+
+// attachFile sets the uprobes of pid on the library at path, whose stat is
+// st, unless that process already has them on that file.
+func (s *Source) attachFile(pid int, cgroupID uint64, path string, st *unix.Stat_t) error {
 	start, err := procStart(pid)
 	if err != nil {
 		return nil // the process exited
