@@ -37,7 +37,9 @@ type Source struct {
 	mu    sync.Mutex
 	procs map[procFile]*probes
 
-	watching chan struct{} // closed when Watch returns; nil if never started
+	watching chan struct{}  // closed when Watch returns; nil if never started
+	closing  sync.WaitGroup // prune's detaching goroutines
+	onGap    func(Gap)      // see OnInstrumented; set before Watch
 }
 
 // procFile is one library file (by device and inode) in one process.
@@ -90,10 +92,13 @@ func (s *Source) Watch(onErr func(error)) {
 			onErr(fmt.Errorf("reading TLS library notices: %w", err))
 			continue
 		}
-		s.prune()
+		before := s.Instrumented()
 		if err := s.ScanPID(int(m.Tgid), m.CgroupId); err != nil {
 			onErr(err)
 		}
+		s.noteGap(m, before)
+		// After the attach: a process waits for its uprobes meanwhile.
+		s.prune()
 	}
 }
 
@@ -106,6 +111,7 @@ func (s *Source) Close() error {
 	if done != nil {
 		<-done
 	}
+	s.closing.Wait()
 	s.mu.Lock()
 	var errs []error
 	for k, p := range s.procs {
@@ -154,16 +160,31 @@ func (s *Source) Remove(cgroupID uint64) error {
 	return errors.Join(errs...)
 }
 
-// prune removes the uprobes of processes that exited.
+// prune removes the uprobes of processes that exited. Detaching a uprobe
+// waits for the kernel's grace periods (tens of milliseconds each, nine
+// per library), so the links are closed on a goroutine of their own, which
+// Close waits for: the notices of processes starting meanwhile are not
+// held up.
 func (s *Source) prune() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var stale []*probes
 	for k, p := range s.procs {
 		if start, err := procStart(k.pid); err != nil || start != p.start {
-			_ = p.close()
+			stale = append(stale, p)
 			delete(s.procs, k)
 		}
 	}
+	if len(stale) == 0 {
+		return
+	}
+	s.closing.Add(1)
+	go func() {
+		defer s.closing.Done()
+		for _, p := range stale {
+			_ = p.close()
+		}
+	}()
 }
 
 // ScanPID instruments the OpenSSL libraries process pid (of the traced
