@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -164,21 +163,7 @@ func TestHookTLSServerFirstResponses(t *testing.T) {
 func TestHookTLSClientAtStart(t *testing.T) {
 	e := newHookEnv(t)
 	port := itest.FreePort(t)
-	dir, conf := tlsTestDir(t, port)
-	_, err := os.Stat("/usr/sbin/nginx")
-	itest.Require(t, err == nil, "needs Debian's nginx (apt-get install nginx): %v", err)
-	srv := exec.Command("/usr/sbin/nginx", "-c", conf, "-p", dir, "-e", "stderr")
-	srvLog, err := os.Create(filepath.Join(dir, "nginx.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srvLog.Close()
-	srv.Stdout, srv.Stderr = srvLog, srvLog
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	waitListening(t, port, func() string { b, _ := os.ReadFile(srvLog.Name()); return "nginx: " + string(b) })
+	startNginxOnHost(t, port)
 	id := e.prefix + "tlscli"
 	url := fmt.Sprintf("https://127.0.0.1:%d/at-start", port)
 	b := e.hostUsrBundle(t, id, e.tlsHooks("--tls"), nil, "", "/usr/bin/curl", "-sSk", "--http1.1", "-o", "/dev/null", url)
