@@ -40,6 +40,7 @@ type Source struct {
 	watching chan struct{}  // closed when Watch returns; nil if never started
 	closing  sync.WaitGroup // prune's detaching goroutines
 	onGap    func(Gap)      // see OnInstrumented; set before Watch
+	exes     exeCache       // which executables carry OpenSSL (static.go)
 }
 
 // procFile is one library file (by device and inode) in one process.
@@ -208,6 +209,9 @@ func (s *Source) ScanPID(pid int, cgroupID uint64) error {
 		if err := s.attach(pid, cgroupID, lib); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := s.scanExe(pid, cgroupID); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
