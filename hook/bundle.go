@@ -23,6 +23,9 @@ type Bundle struct {
 	// Root is root.path as written: the container's root file system,
 	// relative to the bundle unless absolute.
 	Root string
+	// Exe is process.args[0]: the program the container runs, "" when
+	// config.json names none.
+	Exe string
 }
 
 // ReadBundle reads the fields boxtap uses from <bundle>/config.json.
@@ -49,6 +52,9 @@ func ParseBundle(data []byte) (Bundle, error) {
 		Root        *struct {
 			Path string `json:"path"`
 		} `json:"root"`
+		Process *struct {
+			Args []string `json:"args"`
+		} `json:"process"`
 		Linux *struct {
 			CgroupsPath string `json:"cgroupsPath"`
 		} `json:"linux"`
@@ -59,6 +65,9 @@ func ParseBundle(data []byte) (Bundle, error) {
 	b := Bundle{Hostname: cfg.Hostname, Annotations: cfg.Annotations}
 	if cfg.Root != nil {
 		b.Root = cfg.Root.Path
+	}
+	if cfg.Process != nil && len(cfg.Process.Args) > 0 {
+		b.Exe = cfg.Process.Args[0]
 	}
 	if cfg.Linux != nil {
 		b.CgroupsPath = cfg.Linux.CgroupsPath

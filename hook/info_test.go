@@ -173,7 +173,7 @@ func FuzzContainerInfo(f *testing.F) {
 // decoded one round-trips its fields.
 func FuzzParseBundle(f *testing.F) {
 	f.Add([]byte(`{"hostname":"h","annotations":{"a":"b"},"linux":{"cgroupsPath":"system.slice:docker:abc"}}`))
-	f.Add([]byte(`{"root":{"path":"rootfs","readonly":true}}`))
+	f.Add([]byte(`{"root":{"path":"rootfs","readonly":true},"process":{"args":["/usr/sbin/nginx","-g"]}}`))
 	f.Add([]byte(`{"linux":null}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"annotations":{"a":1}}`))
@@ -182,7 +182,7 @@ func FuzzParseBundle(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again, err := json.Marshal(map[string]any{"hostname": b.Hostname, "annotations": b.Annotations, "linux": map[string]string{"cgroupsPath": b.CgroupsPath}, "root": map[string]string{"path": b.Root}})
+		again, err := json.Marshal(map[string]any{"hostname": b.Hostname, "annotations": b.Annotations, "linux": map[string]string{"cgroupsPath": b.CgroupsPath}, "root": map[string]string{"path": b.Root}, "process": map[string][]string{"args": {b.Exe}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -208,7 +208,7 @@ func (c *hookCmd) start(ctx context.Context, st *specs.State, lg *hookLogger) er
 		tls.on = *req.TLS
 	}
 	if tls.on {
-		tls.pid, tls.rootfs = st.Pid, b.RootFS(st.Bundle)
+		tls.pid, tls.rootfs, tls.exe = st.Pid, b.RootFS(st.Bundle), b.Exe
 	}
 	perContainer := func() error {
 		return c.spawnTracer(ctx, mount, dir, key, req.OutputDir, info, req.RedactHeaders, req.Filter, tls, lg)
@@ -261,13 +261,14 @@ type tlsArm struct {
 	on     bool
 	pid    int
 	rootfs string
+	exe    string // the program it will exec (process.args[0])
 }
 
 func (a tlsArm) args() []string {
 	if !a.on {
 		return nil
 	}
-	return []string{"--tls", "--tls-pid=" + strconv.Itoa(a.pid), "--tls-rootfs=" + a.rootfs}
+	return []string{"--tls", "--tls-pid=" + strconv.Itoa(a.pid), "--tls-rootfs=" + a.rootfs, "--tls-exe=" + a.exe}
 }
 
 // spawnTracer starts "boxtap hook-tracer" detached: its own session, its
@@ -409,6 +410,7 @@ type hookTracerCmd struct {
 	TLS          bool   `name:"tls"`
 	TLSPid       int    `name:"tls-pid"`
 	TLSRootfs    string `name:"tls-rootfs"`
+	TLSExe       string `name:"tls-exe"`
 	hookOTLPFlags
 }
 
@@ -637,7 +639,7 @@ func (c *hookTracerCmd) armTLS(src *tlssource.Source, cgID uint64) {
 			root += c.TLSRootfs
 		}
 	}
-	n, err := src.Arm(c.TLSPid, cgID, root)
+	n, err := src.Arm(c.TLSPid, cgID, root, c.TLSExe)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "boxtap tracer %s: warning: TLS capture of process %d incomplete: %v\n", c.ID, c.TLSPid, err)
 	}

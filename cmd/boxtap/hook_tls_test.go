@@ -5,11 +5,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,5 +187,76 @@ func TestHookTLSClientAtStart(t *testing.T) {
 	want := hookEvent{ContainerID: id, Direction: "ingress", URIPath: "/at-start", Status: 201, SrcPort: port, DstPort: evs[0].DstPort, TLS: true}
 	if evs[0] != want || want.DstPort == 0 || want.DstPort == port {
 		t.Fatalf("got %+v\nwant %+v (any client port)", evs[0], want)
+	}
+}
+
+// httpsGets sends n GET requests for /s0, /s1, ... on one keep-alive HTTPS
+// connection with Python's ssl module, each answered with status want,
+// and returns the client's local port.
+func httpsGets(t *testing.T, port, n, want int) int {
+	t.Helper()
+	_, err := os.Stat("/usr/bin/python3")
+	itest.Require(t, err == nil, "needs Debian's python3: %v", err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "/usr/bin/python3", "-c", `
+import http.client, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+c = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
+c.connect()
+print(c.sock.getsockname()[1], flush=True)
+for i in range(int(sys.argv[2])):
+    c.request("GET", "/s%d" % i); r = c.getresponse(); r.read()
+    if r.status != int(sys.argv[3]): sys.exit("status %d" % r.status)
+`, strconv.Itoa(port), strconv.Itoa(n), strconv.Itoa(want)).Output()
+	if err != nil {
+		t.Fatalf("python https client: %v", err)
+	}
+	lport, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("python client printed %q", out)
+	}
+	return lport
+}
+
+// A hooked container whose program is an HTTPS server with OpenSSL linked
+// statically (built here against Debian's libssl.a): it maps no libssl, so
+// only the hook, which instruments the program named by the bundle before
+// it is exec'd, can read it; its responses are in its file with tls=true.
+func TestHookTLSStaticServer(t *testing.T) {
+	e := newHookEnv(t)
+	gcc, err := exec.LookPath("gcc")
+	itest.Require(t, err == nil, "needs gcc (apt-get install gcc)")
+	_, err = os.Stat("/usr/lib/x86_64-linux-gnu/libssl.a")
+	itest.Require(t, err == nil, "needs OpenSSL's static libraries (apt-get install libssl-dev): %v", err)
+	port := itest.FreePort(t)
+	dir, _ := tlsTestDir(t, port)
+	bin := filepath.Join(dir, "tls_static_server")
+	if out, err := exec.Command(gcc, "-O2", "-static", "-o", bin, "../../tracer/testdata/tls_static_server.c", "-lssl", "-lcrypto").CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	id := e.prefix + "tlsstatic"
+	b := e.hostUsrBundle(t, id, e.tlsHooks("--tls"), nil, dir, bin, strconv.Itoa(port), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err := e.start(t, id, b); err != nil {
+		t.Fatal(err)
+	}
+	waitListening(t, port, func() string {
+		log, _ := os.ReadFile(filepath.Join(e.dir, id+".log"))
+		return fmt.Sprintf("container log: %s\nhook log: %s", log, e.hookLog())
+	})
+	const n = 12
+	lport := httpsGets(t, port, n, 200)
+	e.kill(t, id)
+	e.delete(t, id)
+	waitNoTracer(t, id, 10*time.Second)
+	evs := readHookEvents(t, filepath.Join(e.out, id+".json"))
+	if len(evs) != n {
+		t.Fatalf("%d events, want %d: %+v\nhook log:\n%s", len(evs), n, evs, e.hookLog())
+	}
+	for i, ev := range evs {
+		want := hookEvent{ContainerID: id, Direction: "egress", URIPath: fmt.Sprintf("/s%d", i), Status: 200, SrcPort: port, DstPort: lport, TLS: true}
+		if ev != want {
+			t.Fatalf("event %d:\n got %+v\nwant %+v", i, ev, want)
+		}
 	}
 }

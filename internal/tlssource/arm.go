@@ -28,9 +28,11 @@ var libDirs = []string{
 // every mapping of it that process makes later, exec included, so the
 // program's first SSL call is seen, with no race against Watch. Symbolic
 // links are resolved inside root, never on the host. Files already
-// instrumented for pid are skipped; it returns how many files it
-// instrumented.
-func (s *Source) Arm(pid int, cgroupID uint64, root string) (int, error) {
+// instrumented for pid are skipped. exe, when an absolute path, is the
+// program the process will exec: it is instrumented too if OpenSSL is
+// linked into it (a static executable maps no library, so no notice would
+// ever name it). It returns how many files it instrumented.
+func (s *Source) Arm(pid int, cgroupID uint64, root, exe string) (int, error) {
 	rootFD, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("opening the container's root file system %s: %w", root, err)
@@ -39,6 +41,15 @@ func (s *Source) Arm(pid int, cgroupID uint64, root string) (int, error) {
 	seen := map[[2]uint64]bool{}
 	var errs []error
 	n := 0
+	if strings.HasPrefix(exe, "/") {
+		ok, err := s.armExe(pid, cgroupID, rootFD, exe, seen)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if ok {
+			n++
+		}
+	}
 	for _, dir := range libDirs {
 		names, err := libsslNames(rootFD, dir)
 		if err != nil {
@@ -117,4 +128,22 @@ func (s *Source) armFile(pid int, cgroupID uint64, rootFD int, rel string, seen 
 func openInRoot(rootFD int, rel string, flags int) (int, error) {
 	how := &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
 	return unix.Openat2(rootFD, strings.TrimPrefix(rel, "/"), how)
+}
+
+// armExe instruments the executable at rel inside the root when it defines
+// OpenSSL's functions.
+func (s *Source) armExe(pid int, cgroupID uint64, rootFD int, rel string, seen map[[2]uint64]bool) (bool, error) {
+	fd, err := openInRoot(rootFD, rel, unix.O_RDONLY)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) {
+			return false, nil // not there: the runtime reports it
+		}
+		return false, fmt.Errorf("opening %s in the container: %w", rel, err)
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	defer f.Close()
+	if !DefinesOpenSSL(f) {
+		return false, nil
+	}
+	return s.armFile(pid, cgroupID, rootFD, rel, seen)
 }
