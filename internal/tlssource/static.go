@@ -21,7 +21,7 @@ const maxExeCache = 4096
 
 // maxSymtabBytes bounds the symbol table read from one executable (the
 // tracer's memory is budgeted); a larger one is not searched.
-const maxSymtabBytes = 64 << 20
+const maxSymtabBytes = 16 << 20
 
 // exeCache remembers, per executable file, whether it defines SSL_read
 // and SSL_write: a process's executable is looked at on every notice, and
