@@ -49,13 +49,7 @@ func ParseBundle(data []byte) (Bundle, error) {
 	var cfg struct {
 		Hostname    string            `json:"hostname"`
 		Annotations map[string]string `json:"annotations"`
-		Root        *struct {
-			Path string `json:"path"`
-		} `json:"root"`
-		Process *struct {
-			Args []string `json:"args"`
-		} `json:"process"`
-		Linux *struct {
+		Linux       *struct {
 			CgroupsPath string `json:"cgroupsPath"`
 		} `json:"linux"`
 	}
@@ -63,11 +57,23 @@ func ParseBundle(data []byte) (Bundle, error) {
 		return Bundle{}, fmt.Errorf("not a valid OCI config: %w", err)
 	}
 	b := Bundle{Hostname: cfg.Hostname, Annotations: cfg.Annotations}
-	if cfg.Root != nil {
-		b.Root = cfg.Root.Path
+	// Root and program serve TLS capture only: a config whose root or
+	// process boxtap cannot read is still traced.
+	var prog struct {
+		Root *struct {
+			Path string `json:"path"`
+		} `json:"root"`
+		Process *struct {
+			Args []string `json:"args"`
+		} `json:"process"`
 	}
-	if cfg.Process != nil && len(cfg.Process.Args) > 0 {
-		b.Exe = cfg.Process.Args[0]
+	if json.Unmarshal(data, &prog) == nil {
+		if prog.Root != nil {
+			b.Root = prog.Root.Path
+		}
+		if prog.Process != nil && len(prog.Process.Args) > 0 {
+			b.Exe = prog.Process.Args[0]
+		}
 	}
 	if cfg.Linux != nil {
 		b.CgroupsPath = cfg.Linux.CgroupsPath

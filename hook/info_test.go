@@ -204,3 +204,22 @@ func TestBundleRootFS(t *testing.T) {
 		}
 	}
 }
+
+// root.path and process.args[0] are read for TLS capture; a config whose
+// process boxtap cannot read is still a bundle, without them.
+func TestParseBundleRootAndProgram(t *testing.T) {
+	for _, tt := range []struct {
+		in         string
+		root, exe  string
+		annotation string
+	}{
+		{`{"root":{"path":"rootfs"},"process":{"args":["/usr/sbin/nginx","-g","daemon off;"]},"annotations":{"a":"b"}}`, "rootfs", "/usr/sbin/nginx", "b"},
+		{`{"process":{"args":[]},"annotations":{"a":"b"}}`, "", "", "b"},
+		{`{"root":{"path":7},"process":{"args":"nginx"},"annotations":{"a":"b"}}`, "", "", "b"},
+	} {
+		b, err := ParseBundle([]byte(tt.in))
+		if err != nil || b.Root != tt.root || b.Exe != tt.exe || b.Annotations["a"] != tt.annotation {
+			t.Errorf("ParseBundle(%s) = %+v, %v; want root %q, exe %q", tt.in, b, err, tt.root, tt.exe)
+		}
+	}
+}
