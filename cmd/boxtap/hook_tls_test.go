@@ -120,6 +120,8 @@ func TestHookTLSServerFirstResponses(t *testing.T) {
 		{"plain", nil, "", 0},
 		{"annotation", nil, "tls=true", 5},
 		{"annotationoff", []string{"--tls"}, "tls=false", 0},
+		// The host tracer reads no TLS: the container gets a tracer of its own.
+		{"hosttracer", []string{"--tls", "--tracer=host"}, "", 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newHookEnv(t)
@@ -139,6 +141,9 @@ func TestHookTLSServerFirstResponses(t *testing.T) {
 				return fmt.Sprintf("container log: %s\nhook log: %s", log, e.hookLog())
 			})
 			lport := httpsRequests(t, port, 5)
+			if pids := tracerPIDs(id); len(pids) != 1 && tc.want > 0 {
+				t.Fatalf("want one tracer of its own for %s, have %v", id, pids)
+			}
 			cgDir, cgID := cgroupOf(t, e.mount, e.initPID(t, id))
 			e.kill(t, id)
 			e.delete(t, id)
