@@ -126,7 +126,7 @@ func TestHookTLSServerFirstResponses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newHookEnv(t)
 			port := itest.FreePort(t)
-			dir, conf := tlsTestDir(t, port)
+			dir, conf := tlsTestDir(t, port, "ssl")
 			id := e.prefix + "tls" + tc.name
 			var ann map[string]string
 			if tc.ann != "" {
@@ -235,7 +235,7 @@ func TestHookTLSStaticServer(t *testing.T) {
 	_, err = os.Stat("/usr/lib/x86_64-linux-gnu/libssl.a")
 	itest.Require(t, err == nil, "needs OpenSSL's static libraries (apt-get install libssl-dev): %v", err)
 	port := itest.FreePort(t)
-	dir, _ := tlsTestDir(t, port)
+	dir, _ := tlsTestDir(t, port, "ssl")
 	bin := filepath.Join(dir, "tls_static_server")
 	if out, err := exec.Command(gcc, "-O2", "-static", "-o", bin, "../../tracer/testdata/tls_static_server.c", "-lssl", "-lcrypto").CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v\n%s", err, out)

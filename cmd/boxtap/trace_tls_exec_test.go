@@ -29,7 +29,7 @@ func startNginxOnHost(t *testing.T, port int) {
 	t.Helper()
 	_, err := os.Stat("/usr/sbin/nginx")
 	itest.Require(t, err == nil, "needs Debian's nginx (apt-get install nginx): %v", err)
-	dir, conf := tlsTestDir(t, port)
+	dir, conf := tlsTestDir(t, port, "ssl")
 	srv := exec.Command("/usr/sbin/nginx", "-c", conf, "-p", dir, "-e", "stderr")
 	log, err := os.Create(filepath.Join(dir, "nginx.log"))
 	if err != nil {
@@ -110,7 +110,7 @@ func TestIntegrationTraceTLSDockerExecClient(t *testing.T) {
 	e := newTraceEnv(t)
 	srvPort, ctrPort := itest.FreePort(t), itest.FreePort(t)
 	startNginxOnHost(t, srvPort)
-	traced := e.startHostNginx(t, ctrPort)
+	traced := e.startHostNginx(t, ctrPort, "ssl")
 	p := e.startTrace(t, []*itest.Container{traced}, "--tls", "--format", "json")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
