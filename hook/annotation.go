@@ -25,6 +25,8 @@ import (
 //	host=*.example.com   are not written
 //	min-latency=100ms
 //	direction=egress
+//	tls=true             read HTTPS as plaintext (as the hook's --tls), or
+//	                     tls=false not to, whatever the hook's --tls says
 const Annotation = "io.boxtap.trace"
 
 // Request is what a container's annotation asks for.
@@ -38,6 +40,8 @@ type Request struct {
 	RedactHeaders []string
 	// Filter selects the exchanges written (empty: all).
 	Filter output.FilterSpec
+	// TLS is the tls= option: nil when absent (the hook's --tls decides).
+	TLS *bool
 }
 
 // ParseAnnotation parses the value of the io.boxtap.trace annotation.
@@ -74,6 +78,15 @@ func ParseAnnotation(value string) (Request, error) {
 				return Request{}, fmt.Errorf("annotation %s: redact-header %q is not a header name", Annotation, name)
 			}
 			req.RedactHeaders = append(req.RedactHeaders, name)
+		case "tls":
+			if req.TLS != nil {
+				return Request{}, fmt.Errorf("annotation %s: tls is given twice", Annotation)
+			}
+			on, err := parseOnOff(strings.TrimSpace(val))
+			if err != nil {
+				return Request{}, fmt.Errorf("annotation %s: tls=%s: %w", Annotation, strings.TrimSpace(val), err)
+			}
+			req.TLS = &on
 		default:
 			if ok, err := req.Filter.Set(strings.TrimSpace(key), strings.TrimSpace(val)); ok || err != nil {
 				if err != nil {
@@ -81,11 +94,22 @@ func ParseAnnotation(value string) (Request, error) {
 				}
 				continue
 			}
-			return Request{}, fmt.Errorf("annotation %s: unknown option %q; known: output-dir, redact-header, status, method, path, host, min-latency, direction", Annotation, key)
+			return Request{}, fmt.Errorf("annotation %s: unknown option %q; known: output-dir, redact-header, tls, status, method, path, host, min-latency, direction", Annotation, key)
 		}
 	}
 	if _, err := output.NewFilter(req.Filter); err != nil {
 		return Request{}, fmt.Errorf("annotation %s: %w", Annotation, err)
 	}
 	return req, nil
+}
+
+// parseOnOff reads a boolean option value.
+func parseOnOff(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "true", "1", "yes", "on":
+		return true, nil
+	case "false", "0", "no", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("not a boolean; write true or false")
 }

@@ -11,6 +11,7 @@ import (
 )
 
 func TestParseAnnotation(t *testing.T) {
+	on, off := true, false
 	tests := []struct {
 		in      string
 		want    Request
@@ -39,6 +40,10 @@ func TestParseAnnotation(t *testing.T) {
 		{"min-latency=soon", Request{}, "min-latency"},
 		{"direction=sideways", Request{}, "--direction"},
 		{"path=/a/[", Request{}, "--path"},
+		{"tls=true", Request{Trace: true, TLS: &on}, ""},
+		{"output-dir=web, tls=Off", Request{Trace: true, OutputDir: "web", TLS: &off}, ""},
+		{"tls=maybe", Request{}, "not a boolean"},
+		{"tls=true,tls=false", Request{}, "given twice"},
 	}
 	for _, tt := range tests {
 		got, err := ParseAnnotation(tt.in)

@@ -20,6 +20,12 @@ type Bundle struct {
 	Hostname    string
 	CgroupsPath string
 	Annotations map[string]string
+	// Root is root.path as written: the container's root file system,
+	// relative to the bundle unless absolute.
+	Root string
+	// Exe is process.args[0]: the program the container runs, "" when
+	// config.json names none.
+	Exe string
 }
 
 // ReadBundle reads the fields boxtap uses from <bundle>/config.json.
@@ -51,6 +57,24 @@ func ParseBundle(data []byte) (Bundle, error) {
 		return Bundle{}, fmt.Errorf("not a valid OCI config: %w", err)
 	}
 	b := Bundle{Hostname: cfg.Hostname, Annotations: cfg.Annotations}
+	// Root and program serve TLS capture only: a config whose root or
+	// process boxtap cannot read is still traced.
+	var prog struct {
+		Root *struct {
+			Path string `json:"path"`
+		} `json:"root"`
+		Process *struct {
+			Args []string `json:"args"`
+		} `json:"process"`
+	}
+	if json.Unmarshal(data, &prog) == nil {
+		if prog.Root != nil {
+			b.Root = prog.Root.Path
+		}
+		if prog.Process != nil && len(prog.Process.Args) > 0 {
+			b.Exe = prog.Process.Args[0]
+		}
+	}
 	if cfg.Linux != nil {
 		b.CgroupsPath = cfg.Linux.CgroupsPath
 	}
@@ -129,4 +153,16 @@ func CgroupDir(mount string, pid int, bundle string) (string, error) {
 		return "", fmt.Errorf("finding the container's cgroup: %v; and linux.cgroupsPath %q: %w", pidErr, b.CgroupsPath, err)
 	}
 	return dir, nil
+}
+
+// RootFS is the absolute path of the container's root file system for the
+// bundle at dir, "" when config.json names none.
+func (b Bundle) RootFS(dir string) string {
+	if b.Root == "" {
+		return ""
+	}
+	if filepath.IsAbs(b.Root) {
+		return filepath.Clean(b.Root)
+	}
+	return filepath.Join(dir, b.Root)
 }

@@ -173,6 +173,7 @@ func FuzzContainerInfo(f *testing.F) {
 // decoded one round-trips its fields.
 func FuzzParseBundle(f *testing.F) {
 	f.Add([]byte(`{"hostname":"h","annotations":{"a":"b"},"linux":{"cgroupsPath":"system.slice:docker:abc"}}`))
+	f.Add([]byte(`{"root":{"path":"rootfs","readonly":true},"process":{"args":["/usr/sbin/nginx","-g"]}}`))
 	f.Add([]byte(`{"linux":null}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"annotations":{"a":1}}`))
@@ -181,7 +182,7 @@ func FuzzParseBundle(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again, err := json.Marshal(map[string]any{"hostname": b.Hostname, "annotations": b.Annotations, "linux": map[string]string{"cgroupsPath": b.CgroupsPath}})
+		again, err := json.Marshal(map[string]any{"hostname": b.Hostname, "annotations": b.Annotations, "linux": map[string]string{"cgroupsPath": b.CgroupsPath}, "root": map[string]string{"path": b.Root}, "process": map[string][]string{"args": {b.Exe}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,4 +191,35 @@ func FuzzParseBundle(f *testing.F) {
 			t.Fatalf("round trip: %+v -> %s -> %+v, %v", b, again, b2, err)
 		}
 	})
+}
+
+func TestBundleRootFS(t *testing.T) {
+	for _, tt := range []struct{ root, want string }{
+		{"", ""},
+		{"rootfs", "/run/b/rootfs"},
+		{"/var/lib/c/merged/", "/var/lib/c/merged"},
+	} {
+		if got := (Bundle{Root: tt.root}).RootFS("/run/b"); got != tt.want {
+			t.Errorf("RootFS with root.path %q = %q, want %q", tt.root, got, tt.want)
+		}
+	}
+}
+
+// root.path and process.args[0] are read for TLS capture; a config whose
+// process boxtap cannot read is still a bundle, without them.
+func TestParseBundleRootAndProgram(t *testing.T) {
+	for _, tt := range []struct {
+		in         string
+		root, exe  string
+		annotation string
+	}{
+		{`{"root":{"path":"rootfs"},"process":{"args":["/usr/sbin/nginx","-g","daemon off;"]},"annotations":{"a":"b"}}`, "rootfs", "/usr/sbin/nginx", "b"},
+		{`{"process":{"args":[]},"annotations":{"a":"b"}}`, "", "", "b"},
+		{`{"root":{"path":7},"process":{"args":"nginx"},"annotations":{"a":"b"}}`, "", "", "b"},
+	} {
+		b, err := ParseBundle([]byte(tt.in))
+		if err != nil || b.Root != tt.root || b.Exe != tt.exe || b.Annotations["a"] != tt.annotation {
+			t.Errorf("ParseBundle(%s) = %+v, %v; want root %q, exe %q", tt.in, b, err, tt.root, tt.exe)
+		}
+	}
 }

@@ -45,7 +45,8 @@ systemd_is_init() {
 # ---------------------------------------------------------------------------
 # "package:proof" where proof is a command name, or an absolute path to a file.
 # gcc and libc6-dev: the race detector the tests run with needs cgo; linux-libc-dev: the
-# x86 <asm/ptrace.h> that make generate compiles bpf/tls.c with.
+# x86 <asm/ptrace.h> that make generate compiles bpf/tls.c with; libssl-dev: the static
+# libssl.a the statically linked OpenSSL test server is built with.
 TEST_PACKAGES=(
   "docker.io:dockerd"
   "containerd:containerd"

@@ -18,6 +18,7 @@ import (
 	"github.com/boxtap/boxtap/hook"
 	"github.com/boxtap/boxtap/internal/display"
 	"github.com/boxtap/boxtap/internal/telemetry"
+	"github.com/boxtap/boxtap/internal/tlssource"
 	"github.com/boxtap/boxtap/output"
 	"github.com/boxtap/boxtap/runtime/cgroup"
 	"github.com/boxtap/boxtap/runtime/container"
@@ -45,6 +46,7 @@ type hookSettings struct {
 	MaxSize           byteSize      `name:"max-size" default:"0" help:"Rotate a container's file before it grows past this size, e.g. 50M (0: never)." placeholder:"SIZE"`
 	MaxFiles          int           `name:"max-files" default:"5" help:"With --max-size: rotated files kept per container (<id>.json.1 is the newest)." placeholder:"N"`
 	Tracer            string        `name:"tracer" default:"host" enum:"host,per-container" help:"host: one host tracer, started by the first hook and ended with the last container, traces them all, so a start costs a hand-over (see README); per-container: each container gets its own tracer process, which loads the eBPF programs at each start."`
+	TLS               bool          `name:"tls" help:"Also read HTTPS as plaintext from the OpenSSL (libssl.so) the container's processes map, from their first call (as boxtap trace --tls; the annotation's tls=false turns it off for one container). A container traced with TLS gets a tracer of its own even with --tracer=host."`
 	hookOTLPFlags
 }
 
@@ -69,6 +71,9 @@ func (s *hookSettings) args() []string {
 	}
 	if s.FailClosed {
 		a = append(a, "--fail-closed")
+	}
+	if s.TLS {
+		a = append(a, "--tls")
 	}
 	if s.RequireAnnotation {
 		a = append(a, "--require-annotation")
@@ -111,7 +116,8 @@ io.boxtap.trace=output-dir=web,redact-header=X-Token, where output-dir names
 a subdirectory that boxtap creates itself, per Kubernetes namespace, and
 filters named like boxtap trace's flags (status=, method=, path=, host=,
 min-latency=, direction=; repeat a key for OR), e.g.
-io.boxtap.trace=status=5xx,status=404. Names and pod come only from the
+io.boxtap.trace=status=5xx,status=404, and tls=true or tls=false (read
+HTTPS as plaintext, as --tls, for this container or not). Names and pod come only from the
 annotations of the runtime that launched the container (--runtime, or auto:
 see README).`
 }
@@ -197,15 +203,25 @@ func (c *hookCmd) start(ctx context.Context, st *specs.State, lg *hookLogger) er
 		}
 		return err
 	}
-	perContainer := func() error {
-		return c.spawnTracer(ctx, mount, dir, key, req.OutputDir, info, req.RedactHeaders, req.Filter, lg)
+	tls := tlsArm{on: c.TLS}
+	if req.TLS != nil {
+		tls.on = *req.TLS
 	}
-	if c.Tracer == tracerHost {
+	if tls.on {
+		tls.pid, tls.rootfs, tls.exe = st.Pid, b.RootFS(st.Bundle), b.Exe
+	}
+	perContainer := func() error {
+		return c.spawnTracer(ctx, mount, dir, key, req.OutputDir, info, req.RedactHeaders, req.Filter, tls, lg)
+	}
+	if c.Tracer == tracerHost && !tls.on {
 		tc, err := c.tracerRequest(dir, key, req.OutputDir, info, req.RedactHeaders, req.Filter)
 		if err != nil {
 			return err
 		}
 		return c.startShared(ctx, mount, tc, lg, perContainer)
+	}
+	if c.Tracer == tracerHost {
+		lg.Infof("TLS capture: the host tracer does not read TLS; %s gets a tracer of its own", key)
 	}
 	return perContainer()
 }
@@ -237,10 +253,28 @@ func (c *hookCmd) tracerRequest(cgroupDir, key, subdir string, info container.In
 	return tc, nil
 }
 
+// tlsArm is how a container's tracer reads TLS: not at all, or from the
+// first SSL call of the container's process pid (the runtime's init, which
+// has not exec'd the container's program yet), whose root file system is
+// rootfs (the bundle's root.path).
+type tlsArm struct {
+	on     bool
+	pid    int
+	rootfs string
+	exe    string // the program it will exec (process.args[0])
+}
+
+func (a tlsArm) args() []string {
+	if !a.on {
+		return nil
+	}
+	return []string{"--tls", "--tls-pid=" + strconv.Itoa(a.pid), "--tls-rootfs=" + a.rootfs, "--tls-exe=" + a.exe}
+}
+
 // spawnTracer starts "boxtap hook-tracer" detached: its own session, its
 // own cgroup, stdio on the hook log or /dev/null, and a readiness pipe on
 // fd 3 that it writes "attached" (or why not) to.
-func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, key, subdir string, info container.Info, redact []string, filter output.FilterSpec, lg *hookLogger) error {
+func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, key, subdir string, info container.Info, redact []string, filter output.FilterSpec, tls tlsArm, lg *hookLogger) error {
 	own, err := hook.NewTracerCgroup(mount, key)
 	if err != nil {
 		return err
@@ -278,6 +312,7 @@ func (c *hookCmd) spawnTracer(ctx context.Context, mount, cgroupDir, key, subdir
 		args = append(args, "--redact-header="+h)
 	}
 	args = append(args, filter.Args()...)
+	args = append(args, tls.args()...)
 	args = append(args, c.hookOTLPFlags.args()...)
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -372,6 +407,10 @@ type hookTracerCmd struct {
 	RedactHeader []string `name:"redact-header" sep:"none"`
 	hookFilterFlags
 	MemoryBudget string `name:"memory-budget" default:"192MiB"`
+	TLS          bool   `name:"tls"`
+	TLSPid       int    `name:"tls-pid"`
+	TLSRootfs    string `name:"tls-rootfs"`
+	TLSExe       string `name:"tls-exe"`
 	hookOTLPFlags
 }
 
@@ -418,7 +457,8 @@ type hookTracer struct {
 	dir    *output.Dir
 	sink   *output.FileSink
 	runDir hook.RunDir
-	spans  *telemetry.Spans // nil without --otlp-endpoint
+	spans  *telemetry.Spans  // nil without --otlp-endpoint
+	tls    *tlssource.Source // nil without --tls
 }
 
 func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
@@ -467,10 +507,19 @@ func (c *hookTracerCmd) setup() (t *hookTracer, err error) {
 	if t.spans != nil {
 		opts.Observer = t.spans
 	}
+	if c.TLS {
+		if t.tls, err = openHookTLS(c.ID); err != nil {
+			return t, err
+		}
+		opts.TLS = t.tls
+	}
 	t.tr = tracer.New(coll, opts)
 	t.tg, err = t.tr.Add(info, c.CgroupDir, cgID, t.sink)
 	if err != nil {
 		return t, err
+	}
+	if t.tls != nil {
+		c.armTLS(t.tls, cgID)
 	}
 	if err := t.runDir.WritePID(c.ID, os.Getpid()); err != nil {
 		return t, err
@@ -550,8 +599,51 @@ func (t *hookTracer) close() {
 		}
 	}
 	closeHookSpans(t.id, t.spans)
+	if t.tls != nil {
+		if err := t.tls.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "boxtap tracer %s: releasing the TLS probes: %v\n", t.id, err)
+		}
+	}
 	t.runDir.RemovePID(t.id, os.Getpid())
 	if err := t.coll.Close(); err != nil {
 		fmt.Fprintf(os.Stderr, "boxtap tracer %s: releasing eBPF objects: %v\n", t.id, err)
+	}
+}
+
+// openHookTLS loads the TLS programs for a container's tracer and starts
+// instrumenting the processes its container starts later (Watch, until
+// the source is closed); what cannot be instrumented is logged.
+func openHookTLS(id string) (*tlssource.Source, error) {
+	src, err := tlssource.Open()
+	if err != nil {
+		return nil, fmt.Errorf("--tls: %w", err)
+	}
+	go src.Watch(func(err error) { fmt.Fprintf(os.Stderr, "boxtap tracer %s: warning: TLS capture: %v\n", id, err) })
+	return src, nil
+}
+
+// armTLS instruments the container's process for the OpenSSL libraries of
+// its root file system before it execs its program, so that its first SSL
+// call is read. The root is seen through the process's own mount
+// namespace: the hook runs before the runtime pivots into the root, when
+// the bundle's mounts are already in place under it. A failure is logged:
+// the container is traced anyway, and later processes are instrumented
+// when they map libssl.
+func (c *hookTracerCmd) armTLS(src *tlssource.Source, cgID uint64) {
+	if c.TLSPid <= 0 {
+		return
+	}
+	root := fmt.Sprintf("/proc/%d/root", c.TLSPid)
+	if c.TLSRootfs != "" {
+		if fi, err := os.Stat(root + c.TLSRootfs); err == nil && fi.IsDir() {
+			root += c.TLSRootfs
+		}
+	}
+	n, err := src.Arm(c.TLSPid, cgID, root, c.TLSExe)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "boxtap tracer %s: warning: TLS capture of process %d incomplete: %v\n", c.ID, c.TLSPid, err)
+	}
+	if n == 0 && err == nil {
+		fmt.Fprintf(os.Stderr, "boxtap tracer %s: note: no libssl.so in the container's library directories; processes that map one later are instrumented then\n", c.ID)
 	}
 }

@@ -305,6 +305,7 @@ type hookEvent struct {
 	DstPort     int
 	Stream      int  // HTTP/2 stream_id, 0 without
 	Partial     bool // the "partial" arg (HTTP/2 joined midway)
+	TLS         bool
 }
 
 // readHookEvents reads a per-container output file: JSON lines, each a
@@ -360,6 +361,8 @@ func readHookEvents(t *testing.T, path string) []hookEvent {
 				_ = json.Unmarshal(a.Value, &ev.Stream)
 			case "partial":
 				_ = json.Unmarshal(a.Value, &ev.Partial)
+			case "tls":
+				_ = json.Unmarshal(a.Value, &ev.TLS)
 			}
 		}
 		evs = append(evs, ev)

@@ -20,7 +20,7 @@ import (
 // <runc arguments>". Its options come first and are parsed here, because
 // everything else on the command line is runc's.
 type runcCmd struct {
-	Args []string `arg:"" optional:"" help:"boxtap's options (--runtime-path, and the hook options --output-dir, --run-dir, --timeout, --fail-closed, --require-annotation, --ring-size, --redact-header, --memory-budget, --max-size, --max-files), then runc's arguments."`
+	Args []string `arg:"" optional:"" help:"boxtap's options (--runtime-path, and the hook options --output-dir, --run-dir, --timeout, --fail-closed, --require-annotation, --ring-size, --redact-header, --memory-budget, --max-size, --max-files, --tls), then runc's arguments."`
 }
 
 func (runcCmd) Help() string {
@@ -74,7 +74,7 @@ func parseRuncOptions(args []string) (runcOptions, []string, error) {
 		}
 		takesValue := true
 		switch name {
-		case "fail-closed", "require-annotation":
+		case "fail-closed", "require-annotation", "tls":
 			takesValue = false
 		case "runtime-path", "output-dir", "run-dir", "timeout", "ring-size", "redact-header", "max-size", "max-files", "memory-budget":
 		default:
@@ -93,6 +93,8 @@ func parseRuncOptions(args []string) (runcOptions, []string, error) {
 			o.FailClosed = true
 		case "require-annotation":
 			o.RequireAnnotation = true
+		case "tls":
+			o.TLS = true
 		case "runtime-path":
 			o.runtimePath = val
 		case "output-dir":

@@ -31,3 +31,30 @@ func TestRuncWrapperPassesSinkOptionsToItsHooks(t *testing.T) {
 		}
 	}
 }
+
+// --tls is the wrapper's own flag (runc has none of that name) and reaches
+// both hooks it writes.
+func TestRuncWrapperPassesTLSToItsHooks(t *testing.T) {
+	o, rest, err := parseRuncOptions([]string{"--tls", "--root", "/run/x", "create", "id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rest, []string{"--root", "/run/x", "create", "id"}) {
+		t.Errorf("runc's arguments: %q", rest)
+	}
+	hooks := runcHooks("/usr/local/bin/boxtap", &o.hookSettings)
+	for _, h := range append(hooks.CreateRuntime, hooks.Poststop...) {
+		if !slices.Contains(h.Args, "--tls") {
+			t.Errorf("hook %q lacks --tls", h.Args)
+		}
+	}
+	o, _, err = parseRuncOptions([]string{"create", "id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range runcHooks("/usr/local/bin/boxtap", &o.hookSettings).CreateRuntime {
+		if slices.Contains(h.Args, "--tls") {
+			t.Errorf("hook %q has --tls that was not asked for", h.Args)
+		}
+	}
+}

@@ -31,7 +31,7 @@ type captureFlags struct {
 	NoRedact     bool          `name:"no-redact" help:"Print secret header values as they are (a warning is printed)."`
 	RingSize     string        `name:"ring-size" default:"4MiB" help:"Kernel ring buffer size: a power of two from 16KiB, e.g. 4MiB, 64KiB." placeholder:"SIZE"`
 	MaxHeader    int           `name:"max-header-bytes" default:"16384" help:"Header blocks longer than this are cut; the event then has the arg truncated=true."`
-	TLS          bool          `name:"tls" help:"Also read HTTPS as plaintext from the OpenSSL (libssl.so) or Go crypto/tls the traced processes use, through uprobes; events carry tls=true. Processes with TLS boxtap cannot read are named on stderr (amd64; see README)."`
+	TLS          bool          `name:"tls" help:"Also read HTTPS as plaintext from the OpenSSL (libssl.so, or linked statically into the executable) or Go crypto/tls the traced processes use, through uprobes; events carry tls=true. Processes with TLS boxtap cannot read are named on stderr (amd64; see README)."`
 	viewFlags
 	telemetryFlags
 	MemoryBudget string `name:"memory-budget" default:"192MiB" help:"Most memory boxtap may use, e.g. 192MiB or 1GiB. Connection state and buffered bytes are held to a third of it; beyond that the largest (then oldest) state is dropped, counted and reported (arg evicted)." placeholder:"SIZE"`

@@ -149,8 +149,9 @@ func ensureImage(ctx context.Context) (string, error) {
 
 // nginxConfig serves "/" (a small response), "/big" (1 MiB) and the
 // stub_status counters on 127.0.0.1:port, in the foreground; with h2Port
-// not 0 the same on 127.0.0.1:h2Port in HTTP/2 cleartext (prior knowledge).
-func nginxConfig(port, h2Port int) string {
+// not 0 the same on 127.0.0.1:h2Port in HTTP/2 cleartext (prior knowledge);
+// "/" over HTTPS on 127.0.0.1:tlsPort (the image's libssl.so.3).
+func nginxConfig(port, h2Port, tlsPort int) string {
 	h2Listen := ""
 	if h2Port != 0 {
 		h2Listen = fmt.Sprintf("\n        listen 127.0.0.1:%d http2 reuseport backlog=4096;", h2Port)
@@ -175,6 +176,12 @@ http {
         location = /big { alias /www/big.bin; default_type application/octet-stream; }
         location = /nginx_status { stub_status; }
     }
+    server {
+        listen 127.0.0.1:%[4]d ssl reuseport backlog=4096;
+        ssl_certificate %[5]s/cert.pem;
+        ssl_certificate_key %[5]s/key.pem;
+        location = / { return 200 %[3]q; }
+    }
 }
-`, port, h2Listen, smallBody)
+`, port, h2Listen, smallBody, tlsPort, certDir)
 }

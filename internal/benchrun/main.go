@@ -67,7 +67,7 @@ func envInt(name string, def int) (int, error) {
 }
 
 // allGroups are the case groups BENCH_CASES may pick, in the order they run.
-var allGroups = []string{"small", "tools", "neighbour", "big", "filter", "telemetry", "h2c", "burst"}
+var allGroups = []string{"small", "tools", "neighbour", "big", "filter", "telemetry", "h2c", "burst", "https"}
 
 func parseSettings() (*settings, error) {
 	s := &settings{}
@@ -193,6 +193,9 @@ func run() error {
 	if h != nil {
 		warm = append(warm, benchCase{srv: h, path: "/", h2c: true})
 	}
+	if s.groups["https"] {
+		warm = append(warm, benchCase{srv: a, path: "/", tls: true}, benchCase{srv: b, path: "/", tls: true})
+	}
 	for _, w := range warm {
 		fmt.Printf("bench: warm-up %s %s for %s\n", w.srv.name, w.path, s.warmup)
 		l, err := runLoad(ctx, s, &w, s.warmup)
@@ -252,6 +255,8 @@ type benchCase struct {
 	burst *burstPlan
 	// h2c loads srv's HTTP/2 cleartext port with h2load instead of wrk.
 	h2c bool
+	// tls loads srv's HTTPS listener (https.go).
+	tls bool
 }
 
 func planCases(s *settings, a, b *server, haveTshark bool) []benchCase {
@@ -286,6 +291,9 @@ func planCases(s *settings, a, b *server, haveTshark bool) []benchCase {
 	}
 	if s.groups["burst"] {
 		cs = append(cs, burstCases(a)...)
+	}
+	if s.groups["https"] {
+		cs = append(cs, httpsCases(a, b)...)
 	}
 	return cs
 }
@@ -436,6 +444,9 @@ func keepEvidence(c *benchCase, m measurement) {
 func runLoad(ctx context.Context, s *settings, c *benchCase, d time.Duration) (load, error) {
 	if c.h2c {
 		return runH2load(ctx, s.threads, s.conns, h2Streams, d, s.h2Requests, c.srv.h2URL(c.path))
+	}
+	if c.tls {
+		return runWrk(ctx, s.threads, s.conns, d, c.srv.tlsURL(c.path))
 	}
 	return runWrk(ctx, s.threads, s.conns, d, c.srv.url(c.path))
 }

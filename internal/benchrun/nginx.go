@@ -19,10 +19,16 @@ type server struct {
 	name   string
 	port   int // HTTP/1.1, also for nginx's status page
 	h2Port int // HTTP/2 cleartext with prior knowledge; 0: none
+	// tlsPort serves "/" over HTTPS (https.go).
+	tlsPort int
 }
 
 func (s *server) url(path string) string {
 	return "http://127.0.0.1:" + strconv.Itoa(s.port) + path
+}
+
+func (s *server) tlsURL(path string) string {
+	return "https://127.0.0.1:" + strconv.Itoa(s.tlsPort) + path
 }
 
 func (s *server) h2URL(path string) string {
@@ -53,18 +59,26 @@ func startServer(ctx context.Context, image, name, dir string, h2c bool) (*serve
 			return nil, err
 		}
 	}
+	tlsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	certs, err := benchCertificate(dir)
+	if err != nil {
+		return nil, err
+	}
 	conf := filepath.Join(dir, name+".conf")
-	if err := os.WriteFile(conf, []byte(nginxConfig(port, h2Port)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(nginxConfig(port, h2Port, tlsPort)), 0o644); err != nil {
 		return nil, fmt.Errorf("writing nginx config: %w", err)
 	}
 	removeContainer(name)
 	out, err := exec.CommandContext(ctx, "docker", "run", "-d", "--name", name, "--network", "host",
-		"-v", conf+":/etc/nginx/nginx.conf:ro", image,
+		"-v", conf+":/etc/nginx/nginx.conf:ro", "-v", certs+":"+certDir+":ro", image,
 		nginxBinary, "-c", "/etc/nginx/nginx.conf").CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("starting nginx container %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
-	s := &server{name: name, port: port, h2Port: h2Port}
+	s := &server{name: name, port: port, h2Port: h2Port, tlsPort: tlsPort}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := s.status(); err == nil {

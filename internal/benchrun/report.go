@@ -271,6 +271,7 @@ func rows(r *results) []row {
 	out = append(out, h2cRows(r)...)
 	out = append(out, telemetryRows(r)...)
 	out = append(out, burstRows(r)...)
+	out = append(out, httpsRows(r)...)
 	for _, t := range []tool{toolTcpdump, toolTshark} {
 		runs := r.of("small/" + string(t))
 		if runs == nil {

@@ -43,7 +43,10 @@ type Source struct {
 	reported     map[procKey]bool
 	onUnreadable func(Unreadable)
 
-	watching chan struct{} // closed when Watch returns; nil if never started
+	watching  chan struct{}  // closed when Watch returns; nil if never started
+	closing   sync.WaitGroup // prune's detaching goroutines
+	onGap     func(Gap)      // see OnInstrumented; set before Watch
+	staticSSL exeCache       // which executables carry OpenSSL (static.go)
 }
 
 // procFile is one library file (by device and inode) in one process.
@@ -96,10 +99,13 @@ func (s *Source) Watch(onErr func(error)) {
 			onErr(fmt.Errorf("reading TLS library notices: %w", err))
 			continue
 		}
-		s.prune()
+		before := s.Instrumented()
 		if err := s.ScanPID(int(m.Tgid), m.CgroupId); err != nil {
 			onErr(err)
 		}
+		s.noteGap(m, before)
+		// After the attach: a process waits for its uprobes meanwhile.
+		s.prune()
 	}
 }
 
@@ -112,6 +118,7 @@ func (s *Source) Close() error {
 	if done != nil {
 		<-done
 	}
+	s.closing.Wait()
 	s.mu.Lock()
 	var errs []error
 	for k, p := range s.procs {
@@ -160,13 +167,18 @@ func (s *Source) Remove(cgroupID uint64) error {
 	return errors.Join(errs...)
 }
 
-// prune removes the uprobes of processes that exited.
+// prune removes the uprobes of processes that exited. Detaching a uprobe
+// waits for the kernel's grace periods (tens of milliseconds each, nine
+// per library), so the links are closed on a goroutine of their own, which
+// Close waits for: the notices of processes starting meanwhile are not
+// held up.
 func (s *Source) prune() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var stale []*probes
 	for k, p := range s.procs {
 		if start, err := procStart(k.pid); err != nil || start != p.start {
-			_ = p.close()
+			stale = append(stale, p)
 			delete(s.procs, k)
 		}
 	}
@@ -175,6 +187,16 @@ func (s *Source) prune() {
 			delete(s.reported, k)
 		}
 	}
+	if len(stale) == 0 {
+		return
+	}
+	s.closing.Add(1)
+	go func() {
+		defer s.closing.Done()
+		for _, p := range stale {
+			_ = p.close()
+		}
+	}()
 }
 
 // ScanPID instruments the OpenSSL libraries process pid (of the traced
@@ -202,6 +224,9 @@ func (s *Source) ScanPID(pid int, cgroupID uint64) error {
 			errs = append(errs, err)
 		}
 	}
+	if err := s.scanStaticOpenSSL(pid, cgroupID); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -215,6 +240,12 @@ func (s *Source) attach(pid int, cgroupID uint64, lib string) error {
 		}
 		return fmt.Errorf("pid %d: %s: %w", pid, lib, err)
 	}
+	return s.attachFile(pid, cgroupID, path, &st)
+}
+
+// attachFile sets the uprobes of pid on the library at path, whose stat is
+// st, unless that process already has them on that file.
+func (s *Source) attachFile(pid int, cgroupID uint64, path string, st *unix.Stat_t) error {
 	start, err := procStart(pid)
 	if err != nil {
 		return nil // the process exited

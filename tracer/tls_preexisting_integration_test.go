@@ -1,0 +1,129 @@
+//go:build amd64
+
+package tracer
+
+import (
+	"bufio"
+	"context"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/boxtap/boxtap/bpf"
+	"github.com/boxtap/boxtap/internal/itest"
+	"github.com/boxtap/boxtap/internal/tlssource"
+	"github.com/boxtap/boxtap/output"
+	"github.com/boxtap/boxtap/runtime/cgroup"
+	"github.com/boxtap/boxtap/runtime/container"
+)
+
+// TestIntegrationTLSConnectionOpenedBeforeTracing: a client (untraced)
+// opens an HTTPS connection to nginx and makes 7 requests before nginx's
+// cgroup is traced, then 30 more on the same connection: the connection is
+// attributed from nginx's next SSL call on (its socket found from that
+// call's system call), and exactly the 30 later responses are events, with
+// the connection's ports; none of the 7 earlier ones.
+func TestIntegrationTLSConnectionOpenedBeforeTracing(t *testing.T) {
+	mount := itest.RequireBPF(t)
+	tracedDir, tracedFD := testCgroup(t, mount, "pre-traced")
+	_, untracedFD := testCgroup(t, mount, "pre-untraced")
+	port, nginxPID := startNginxTLS(t, tracedFD)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const before, after = 7, 30
+	cmd := exec.CommandContext(ctx, "/usr/bin/python3", "-c", `
+import http.client, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+c = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
+def get(i):
+    c.request("GET", "/pre%d" % i); r = c.getresponse(); r.read()
+    if r.status != 200: sys.exit("status %d" % r.status)
+c.connect()
+for i in range(int(sys.argv[2])): get(i)
+print(c.sock.getsockname()[1], flush=True)
+sys.stdin.readline()
+for i in range(int(sys.argv[2]), int(sys.argv[2]) + int(sys.argv[3])): get(i)
+`, strconv.Itoa(port), strconv.Itoa(before), strconv.Itoa(after))
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(untracedFD.Fd())}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := bufio.NewScanner(stdout)
+	if !out.Scan() {
+		t.Fatalf("python client printed no port: %v; stderr: %s", out.Err(), stderr.String())
+	}
+	lport, err := strconv.Atoi(out.Text())
+	if err != nil {
+		t.Fatalf("python client printed %q", out.Text())
+	}
+
+	coll, err := bpf.Load(bpf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coll.Close()
+	src, err := tlssource.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var warnings []error
+	tr := New(coll, Options{TLS: src, OnError: func(err error) { warnings = append(warnings, err) }})
+	id, err := cgroup.ID(tracedDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &tlsRecordingSink{}
+	tg, err := tr.Add(container.Info{ID: "tlspre", Name: "boxtap-tls-pre"}, tracedDir, id, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Instrumented() != 1 {
+		t.Fatalf("instrumented %d (process, library) pairs for nginx, want 1; warnings: %v", src.Instrumented(), warnings)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- tr.Run(rctx) }()
+	if _, err := stdin.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("python client: %v; stderr: %s", err, stderr.String())
+	}
+	tr.drain(context.Background())
+	rcancel()
+	if err := <-runDone; err != nil {
+		t.Error(err)
+	}
+	sink.mu.Lock()
+	seen := append([]tlsSeen(nil), sink.seen...)
+	sink.mu.Unlock()
+	if len(seen) != after {
+		t.Fatalf("got %d events, want %d (the responses after tracing began); warnings: %v", len(seen), after, warnings)
+	}
+	for i, v := range seen {
+		want := tlsSeen{dir: output.DirectionEgress, status: 200, uri: "/pre" + strconv.Itoa(before+i), header: "small", contentLength: 15,
+			sport: uint16(port), dport: uint16(lport), comm: "nginx", tls: true, hostPID: uint32(nginxPID),
+			src: "127.0.0.1", dst: "127.0.0.1"}
+		if v != want {
+			t.Fatalf("event %d:\n got %+v\nwant %+v", i, v, want)
+		}
+	}
+	if err := tr.Remove(context.Background(), tg); err != nil {
+		t.Error(err)
+	}
+}
