@@ -73,6 +73,82 @@ func (s *tlsRecordingSink) Write(e *output.Event) error {
 func (s *tlsRecordingSink) Flush() error { return nil }
 func (s *tlsRecordingSink) Close() error { return nil }
 
+// snapshot copies the events recorded so far.
+func (s *tlsRecordingSink) snapshot() []tlsSeen {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]tlsSeen(nil), s.seen...)
+}
+
+// tlsTracing is a tracer with a TLS source tracing one cgroup into a
+// recording sink, as the TLS integration tests set it up.
+type tlsTracing struct {
+	tr   *Tracer
+	src  *tlssource.Source
+	tg   *Target
+	sink *tlsRecordingSink
+
+	mu       sync.Mutex
+	warnings []error
+}
+
+// startTLSTracing loads the programs, opens a TLS source (watching for new
+// mappings and processes if watch) and adds tracedDir as info. The source
+// and the programs are closed at cleanup.
+func startTLSTracing(t *testing.T, tracedDir string, info container.Info, watch bool) *tlsTracing {
+	t.Helper()
+	coll, err := bpf.Load(bpf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { coll.Close() })
+	src, err := tlssource.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	x := &tlsTracing{src: src, sink: &tlsRecordingSink{}}
+	if watch {
+		go src.Watch(x.warn)
+	}
+	x.tr = New(coll, Options{TLS: src, OnError: x.warn})
+	id, err := cgroup.ID(tracedDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.tg, err = x.tr.Add(info, tracedDir, id, x.sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+func (x *tlsTracing) warn(err error) {
+	x.mu.Lock()
+	x.warnings = append(x.warnings, err)
+	x.mu.Unlock()
+}
+
+// warningsSoFar copies the errors reported so far.
+func (x *tlsTracing) warningsSoFar() []error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return append([]error(nil), x.warnings...)
+}
+
+// run runs the tracer until the function it returns is called.
+func (x *tlsTracing) run(t *testing.T) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- x.tr.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-runDone; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // writeSelfSigned writes a fresh self-signed certificate for 127.0.0.1 and
 // its key, made with Go's crypto, into dir.
 func writeSelfSigned(t *testing.T, dir string) (certPath, keyPath string) {
@@ -265,41 +341,11 @@ func TestIntegrationTLSNginxResponsesFromTracedCgroupOnly(t *testing.T) {
 	_, untracedFD := testCgroup(t, mount, "untraced")
 	port, nginxPID := startNginxTLS(t, tracedFD)
 
-	coll, err := bpf.Load(bpf.Options{})
-	if err != nil {
-		t.Fatal(err)
+	x := startTLSTracing(t, tracedDir, container.Info{ID: "tlstest", Name: "boxtap-tls-test"}, false)
+	if x.src.Instrumented() != 1 {
+		t.Fatalf("instrumented %d (process, library) pairs for nginx, want 1 (libssl.so.3); warnings: %v", x.src.Instrumented(), x.warningsSoFar())
 	}
-	defer coll.Close()
-	src, err := tlssource.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	var mu sync.Mutex
-	var warnings []error
-	tr := New(coll, Options{TLS: src, OnError: func(err error) { mu.Lock(); warnings = append(warnings, err); mu.Unlock() }})
-	id, err := cgroup.ID(tracedDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &tlsRecordingSink{}
-	tg, err := tr.Add(container.Info{ID: "tlstest", Name: "boxtap-tls-test"}, tracedDir, id, sink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if src.Instrumented() != 1 {
-		mu.Lock()
-		t.Fatalf("instrumented %d (process, library) pairs for nginx, want 1 (libssl.so.3); warnings: %v", src.Instrumented(), warnings)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- tr.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-runDone; err != nil {
-			t.Error(err)
-		}
-	}()
+	defer x.run(t)()
 
 	for _, tc := range []struct {
 		name         string
@@ -311,18 +357,14 @@ func TestIntegrationTLSNginxResponsesFromTracedCgroupOnly(t *testing.T) {
 		{"1 MiB responses", 5, "/big", "big", 1 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sink.mu.Lock()
-			sink.seen = nil
-			sink.mu.Unlock()
+			x.sink.mu.Lock()
+			x.sink.seen = nil
+			x.sink.mu.Unlock()
 			lport := pythonTLSClient(t, untracedFD, port, tc.n, tc.path)
-			tr.drain(context.Background())
-			sink.mu.Lock()
-			seen := append([]tlsSeen(nil), sink.seen...)
-			sink.mu.Unlock()
+			x.tr.drain(context.Background())
+			seen := x.sink.snapshot()
 			if len(seen) != tc.n {
-				mu.Lock()
-				defer mu.Unlock()
-				t.Fatalf("got %d events, want %d (one per response, from nginx only); warnings: %v", len(seen), tc.n, warnings)
+				t.Fatalf("got %d events, want %d (one per response, from nginx only); warnings: %v", len(seen), tc.n, x.warningsSoFar())
 			}
 			for i, v := range seen {
 				wantURI := tc.path
@@ -338,10 +380,10 @@ func TestIntegrationTLSNginxResponsesFromTracedCgroupOnly(t *testing.T) {
 			}
 		})
 	}
-	if lost, err := src.Lost(); err != nil || lost != 0 {
+	if lost, err := x.src.Lost(); err != nil || lost != 0 {
 		t.Errorf("TLS records lost: %d (%v)", lost, err)
 	}
-	if err := tr.Remove(context.Background(), tg); err != nil {
+	if err := x.tr.Remove(context.Background(), x.tg); err != nil {
 		t.Error(err)
 	}
 }
@@ -357,42 +399,11 @@ func TestIntegrationTLSClientStartedAfterAttachIsInstrumented(t *testing.T) {
 	_, untracedFD := testCgroup(t, mount, "server-untraced")
 	port, _ := startNginxTLS(t, untracedFD)
 
-	coll, err := bpf.Load(bpf.Options{})
-	if err != nil {
-		t.Fatal(err)
+	x := startTLSTracing(t, tracedDir, container.Info{ID: "tlsclient", Name: "boxtap-tls-client"}, true)
+	if x.src.Instrumented() != 0 {
+		t.Fatalf("%d (process, library) pairs instrumented in an empty cgroup", x.src.Instrumented())
 	}
-	defer coll.Close()
-	src, err := tlssource.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	var mu sync.Mutex
-	var warnings []error
-	warn := func(err error) { mu.Lock(); warnings = append(warnings, err); mu.Unlock() }
-	go src.Watch(warn)
-	tr := New(coll, Options{TLS: src, OnError: warn})
-	id, err := cgroup.ID(tracedDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &tlsRecordingSink{}
-	tg, err := tr.Add(container.Info{ID: "tlsclient", Name: "boxtap-tls-client"}, tracedDir, id, sink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if src.Instrumented() != 0 {
-		t.Fatalf("%d (process, library) pairs instrumented in an empty cgroup", src.Instrumented())
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- tr.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-runDone; err != nil {
-			t.Error(err)
-		}
-	}()
+	defer x.run(t)()
 
 	// The client loads ssl, then waits for a line on stdin before its
 	// first connection: the test sends it once the library is instrumented.
@@ -421,10 +432,9 @@ for i in range(int(sys.argv[2])):
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for src.Instrumented() == 0 {
+	for x.src.Instrumented() == 0 {
 		if time.Now().After(deadline) {
-			mu.Lock()
-			t.Fatalf("the client's libssl was not instrumented after it started; warnings: %v", warnings)
+			t.Fatalf("the client's libssl was not instrumented after it started; warnings: %v", x.warningsSoFar())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -438,10 +448,8 @@ for i in range(int(sys.argv[2])):
 	if err != nil {
 		t.Fatalf("client printed %q", out.String())
 	}
-	tr.drain(context.Background())
-	sink.mu.Lock()
-	seen := append([]tlsSeen(nil), sink.seen...)
-	sink.mu.Unlock()
+	x.tr.drain(context.Background())
+	seen := x.sink.snapshot()
 	if len(seen) != n {
 		t.Fatalf("got %d events, want %d", len(seen), n)
 	}
@@ -453,7 +461,7 @@ for i in range(int(sys.argv[2])):
 			t.Fatalf("event %d:\n got %+v\nwant %+v", i, v, want)
 		}
 	}
-	if err := tr.Remove(context.Background(), tg); err != nil {
+	if err := x.tr.Remove(context.Background(), x.tg); err != nil {
 		t.Error(err)
 	}
 }
@@ -466,55 +474,21 @@ func TestIntegrationTLSForkedWorkerStartedAfterAttachIsInstrumented(t *testing.T
 	mount := itest.RequireBPF(t)
 	tracedDir, tracedFD := testCgroup(t, mount, "fork-traced")
 	_, untracedFD := testCgroup(t, mount, "fork-untraced")
-	coll, err := bpf.Load(bpf.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer coll.Close()
-	src, err := tlssource.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	var mu sync.Mutex
-	var warnings []error
-	warn := func(err error) { mu.Lock(); warnings = append(warnings, err); mu.Unlock() }
-	go src.Watch(warn)
-	tr := New(coll, Options{TLS: src, OnError: warn})
-	id, err := cgroup.ID(tracedDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &tlsRecordingSink{}
-	tg, err := tr.Add(container.Info{ID: "tlsfork", Name: "boxtap-tls-fork"}, tracedDir, id, sink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- tr.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-runDone; err != nil {
-			t.Error(err)
-		}
-	}()
+	x := startTLSTracing(t, tracedDir, container.Info{ID: "tlsfork", Name: "boxtap-tls-fork"}, true)
+	defer x.run(t)()
 	port, masterPID := startNginxTLSMode(t, tracedFD, "on")
 	// The master and its worker: two processes mapping libssl.so.3.
 	deadline := time.Now().Add(30 * time.Second)
-	for src.Instrumented() < 2 {
+	for x.src.Instrumented() < 2 {
 		if time.Now().After(deadline) {
-			mu.Lock()
-			t.Fatalf("%d (process, library) pairs instrumented, want 2 (nginx master and worker); warnings: %v", src.Instrumented(), warnings)
+			t.Fatalf("%d (process, library) pairs instrumented, want 2 (nginx master and worker); warnings: %v", x.src.Instrumented(), x.warningsSoFar())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	const n = 30
 	lport := pythonTLSClient(t, untracedFD, port, n, "/w")
-	tr.drain(context.Background())
-	sink.mu.Lock()
-	seen := append([]tlsSeen(nil), sink.seen...)
-	sink.mu.Unlock()
+	x.tr.drain(context.Background())
+	seen := x.sink.snapshot()
 	if len(seen) != n {
 		t.Fatalf("got %d events, want %d", len(seen), n)
 	}
@@ -529,7 +503,7 @@ func TestIntegrationTLSForkedWorkerStartedAfterAttachIsInstrumented(t *testing.T
 			t.Fatalf("event %d:\n got %+v\nwant %+v", i, v, want)
 		}
 	}
-	if err := tr.Remove(context.Background(), tg); err != nil {
+	if err := x.tr.Remove(context.Background(), x.tg); err != nil {
 		t.Error(err)
 	}
 }

@@ -12,11 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/internal/itest"
-	"github.com/boxtap/boxtap/internal/tlssource"
 	"github.com/boxtap/boxtap/output"
-	"github.com/boxtap/boxtap/runtime/cgroup"
 	"github.com/boxtap/boxtap/runtime/container"
 )
 
@@ -71,49 +68,22 @@ for i in range(int(sys.argv[2]), int(sys.argv[2]) + int(sys.argv[3])): get(i)
 		t.Fatalf("python client printed %q", out.Text())
 	}
 
-	coll, err := bpf.Load(bpf.Options{})
-	if err != nil {
-		t.Fatal(err)
+	x := startTLSTracing(t, tracedDir, container.Info{ID: "tlspre", Name: "boxtap-tls-pre"}, false)
+	if x.src.Instrumented() != 1 {
+		t.Fatalf("instrumented %d (process, library) pairs for nginx, want 1; warnings: %v", x.src.Instrumented(), x.warningsSoFar())
 	}
-	defer coll.Close()
-	src, err := tlssource.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	var warnings []error
-	tr := New(coll, Options{TLS: src, OnError: func(err error) { warnings = append(warnings, err) }})
-	id, err := cgroup.ID(tracedDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &tlsRecordingSink{}
-	tg, err := tr.Add(container.Info{ID: "tlspre", Name: "boxtap-tls-pre"}, tracedDir, id, sink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if src.Instrumented() != 1 {
-		t.Fatalf("instrumented %d (process, library) pairs for nginx, want 1; warnings: %v", src.Instrumented(), warnings)
-	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- tr.Run(rctx) }()
+	stop := x.run(t)
 	if _, err := stdin.Write([]byte("go\n")); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("python client: %v; stderr: %s", err, stderr.String())
 	}
-	tr.drain(context.Background())
-	rcancel()
-	if err := <-runDone; err != nil {
-		t.Error(err)
-	}
-	sink.mu.Lock()
-	seen := append([]tlsSeen(nil), sink.seen...)
-	sink.mu.Unlock()
+	x.tr.drain(context.Background())
+	stop()
+	seen := x.sink.snapshot()
 	if len(seen) != after {
-		t.Fatalf("got %d events, want %d (the responses after tracing began); warnings: %v", len(seen), after, warnings)
+		t.Fatalf("got %d events, want %d (the responses after tracing began); warnings: %v", len(seen), after, x.warningsSoFar())
 	}
 	for i, v := range seen {
 		want := tlsSeen{dir: output.DirectionEgress, status: 200, uri: "/pre" + strconv.Itoa(before+i), header: "small", contentLength: 15,
@@ -123,7 +93,7 @@ for i in range(int(sys.argv[2]), int(sys.argv[2]) + int(sys.argv[3])): get(i)
 			t.Fatalf("event %d:\n got %+v\nwant %+v", i, v, want)
 		}
 	}
-	if err := tr.Remove(context.Background(), tg); err != nil {
+	if err := x.tr.Remove(context.Background(), x.tg); err != nil {
 		t.Error(err)
 	}
 }

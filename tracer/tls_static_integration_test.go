@@ -15,11 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/boxtap/boxtap/bpf"
 	"github.com/boxtap/boxtap/internal/itest"
-	"github.com/boxtap/boxtap/internal/tlssource"
 	"github.com/boxtap/boxtap/output"
-	"github.com/boxtap/boxtap/runtime/cgroup"
 	"github.com/boxtap/boxtap/runtime/container"
 )
 
@@ -72,47 +69,17 @@ func TestIntegrationTLSStaticOpenSSLServer(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	coll, err := bpf.Load(bpf.Options{})
-	if err != nil {
-		t.Fatal(err)
+	x := startTLSTracing(t, tracedDir, container.Info{ID: "tlsstatic", Name: "boxtap-tls-static"}, false)
+	if x.src.Instrumented() != 1 {
+		t.Fatalf("instrumented %d (process, file) pairs for the static server, want 1 (its executable); warnings: %v", x.src.Instrumented(), x.warningsSoFar())
 	}
-	defer coll.Close()
-	src, err := tlssource.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	var warnings []error
-	tr := New(coll, Options{TLS: src, OnError: func(err error) { warnings = append(warnings, err) }})
-	id, err := cgroup.ID(tracedDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &tlsRecordingSink{}
-	tg, err := tr.Add(container.Info{ID: "tlsstatic", Name: "boxtap-tls-static"}, tracedDir, id, sink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if src.Instrumented() != 1 {
-		t.Fatalf("instrumented %d (process, file) pairs for the static server, want 1 (its executable); warnings: %v", src.Instrumented(), warnings)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- tr.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-runDone; err != nil {
-			t.Error(err)
-		}
-	}()
+	defer x.run(t)()
 	const n = 20
 	lport := pythonTLSClient(t, untracedFD, port, n, "/s")
-	tr.drain(context.Background())
-	sink.mu.Lock()
-	seen := append([]tlsSeen(nil), sink.seen...)
-	sink.mu.Unlock()
+	x.tr.drain(context.Background())
+	seen := x.sink.snapshot()
 	if len(seen) != n {
-		t.Fatalf("got %d events, want %d; warnings: %v", len(seen), n, warnings)
+		t.Fatalf("got %d events, want %d; warnings: %v", len(seen), n, x.warningsSoFar())
 	}
 	for i, v := range seen {
 		want := tlsSeen{dir: output.DirectionEgress, status: 200, uri: "/s" + strconv.Itoa(i), header: "static", contentLength: 15,
@@ -122,7 +89,7 @@ func TestIntegrationTLSStaticOpenSSLServer(t *testing.T) {
 			t.Fatalf("event %d:\n got %+v\nwant %+v", i, v, want)
 		}
 	}
-	if err := tr.Remove(context.Background(), tg); err != nil {
+	if err := x.tr.Remove(context.Background(), x.tg); err != nil {
 		t.Error(err)
 	}
 }
