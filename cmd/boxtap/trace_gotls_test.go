@@ -29,22 +29,7 @@ import (
 
 // tlsEvent is what the TLS tests check of one event, in one line.
 func tlsEvent(ev trace.Event) string {
-	var meta trace.PktMeta
-	var resp trace.ProtoHTTPResponse
-	var req trace.ProtoHTTPRequest
-	var tls bool
-	for _, a := range ev.Args {
-		switch a.Name {
-		case "metadata":
-			meta, _ = a.Value.(trace.PktMeta)
-		case "http_response":
-			resp, _ = a.Value.(trace.ProtoHTTPResponse)
-		case "http_request":
-			req, _ = a.Value.(trace.ProtoHTTPRequest)
-		case "tls":
-			tls, _ = a.Value.(bool)
-		}
-	}
+	meta, resp, req, tls := tlsArgs(ev)
 	return fmt.Sprint("tls=", tls, " status=", resp.StatusCode, " header=", resp.Headers.Get("X-Boxtap-Tls"), " path=", req.URIPath,
 		" src=", meta.SrcIP, ":", meta.SrcPort, " dst=", meta.DstIP, ":", meta.DstPort, " process=", ev.ProcessName, " container=", ev.Container.Name)
 }

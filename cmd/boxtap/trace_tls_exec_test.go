@@ -184,21 +184,6 @@ for i in range(int(sys.argv[2])):
 
 // tlsSummary is an event's tls flag, status, path and addresses.
 func tlsSummary(ev trace.Event) string {
-	var meta trace.PktMeta
-	var resp trace.ProtoHTTPResponse
-	var req trace.ProtoHTTPRequest
-	var tls bool
-	for _, a := range ev.Args {
-		switch a.Name {
-		case "metadata":
-			meta, _ = a.Value.(trace.PktMeta)
-		case "http_response":
-			resp, _ = a.Value.(trace.ProtoHTTPResponse)
-		case "http_request":
-			req, _ = a.Value.(trace.ProtoHTTPRequest)
-		case "tls":
-			tls, _ = a.Value.(bool)
-		}
-	}
+	meta, resp, req, tls := tlsArgs(ev)
 	return fmt.Sprintf("tls=%t %d %s %s:%d -> %s:%d", tls, resp.StatusCode, req.URIPath, meta.SrcIP, meta.SrcPort, meta.DstIP, meta.DstPort)
 }

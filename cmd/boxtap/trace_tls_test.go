@@ -162,22 +162,7 @@ func TestIntegrationTraceTLSReportsOnlyTheTracedContainersHTTPS(t *testing.T) {
 		t.Fatalf("%d events, want %d", len(events), n)
 	}
 	for i, ev := range events {
-		var meta trace.PktMeta
-		var resp trace.ProtoHTTPResponse
-		var req trace.ProtoHTTPRequest
-		var tls bool
-		for _, a := range ev.Args {
-			switch a.Name {
-			case "metadata":
-				meta, _ = a.Value.(trace.PktMeta)
-			case "http_response":
-				resp, _ = a.Value.(trace.ProtoHTTPResponse)
-			case "http_request":
-				req, _ = a.Value.(trace.ProtoHTTPRequest)
-			case "tls":
-				tls, _ = a.Value.(bool)
-			}
-		}
+		meta, resp, req, tls := tlsArgs(ev)
 		if ev.ArgsNum != len(ev.Args) {
 			t.Errorf("event %d: argsNum %d, %d args", i, ev.ArgsNum, len(ev.Args))
 		}
@@ -187,4 +172,22 @@ func TestIntegrationTraceTLSReportsOnlyTheTracedContainersHTTPS(t *testing.T) {
 			t.Fatalf("event %d:\n got %s\nwant %s", i, got, want)
 		}
 	}
+}
+
+// tlsArgs is an event's packet metadata, HTTP response and request, and tls
+// flag (zero values for those it lacks).
+func tlsArgs(ev trace.Event) (meta trace.PktMeta, resp trace.ProtoHTTPResponse, req trace.ProtoHTTPRequest, tls bool) {
+	for _, a := range ev.Args {
+		switch a.Name {
+		case "metadata":
+			meta, _ = a.Value.(trace.PktMeta)
+		case "http_response":
+			resp, _ = a.Value.(trace.ProtoHTTPResponse)
+		case "http_request":
+			req, _ = a.Value.(trace.ProtoHTTPRequest)
+		case "tls":
+			tls, _ = a.Value.(bool)
+		}
+	}
+	return meta, resp, req, tls
 }
