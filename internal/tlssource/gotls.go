@@ -360,12 +360,8 @@ func (s *Source) attachGo(pid int, start, cgroupID uint64, path string, ek exeKe
 	k := procFile{pid: pid, dev: ek.dev, ino: ek.ino}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p, ok := s.procs[k]; ok {
-		if p.start == start {
-			return nil
-		}
-		_ = p.close() // a reused pid
-		delete(s.procs, k)
+	if s.haveProbes(k, start) {
+		return nil
 	}
 	links, err := s.coll.AttachGoTLS(path, pid, bpf.GoTLSProbes{
 		Read: g.Read, Write: g.Write, Close: g.Close, ReadRets: g.ReadRets,

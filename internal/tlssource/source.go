@@ -253,12 +253,8 @@ func (s *Source) attachFile(pid int, cgroupID uint64, path string, st *unix.Stat
 	k := procFile{pid: pid, dev: st.Dev, ino: st.Ino}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p, ok := s.procs[k]; ok {
-		if p.start == start {
-			return nil
-		}
-		_ = p.close() // a reused pid
-		delete(s.procs, k)
+	if s.haveProbes(k, start) {
+		return nil
 	}
 	links, err := s.coll.AttachOpenSSL(path, pid)
 	if errors.Is(err, unix.ESRCH) {
@@ -269,6 +265,22 @@ func (s *Source) attachFile(pid int, cgroupID uint64, path string, st *unix.Stat
 	}
 	s.procs[k] = &probes{links: links, start: start, cgroup: cgroupID}
 	return nil
+}
+
+// haveProbes reports whether the process started at start already has its
+// uprobes on k's file; those of an earlier process with the same pid (a
+// reused pid) are closed and forgotten. s.mu must be held.
+func (s *Source) haveProbes(k procFile, start uint64) bool {
+	p, ok := s.procs[k]
+	if !ok {
+		return false
+	}
+	if p.start == start {
+		return true
+	}
+	_ = p.close()
+	delete(s.procs, k)
+	return false
 }
 
 // Instrumented is how many (process, library file) pairs have uprobes.
