@@ -5,7 +5,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -140,7 +138,7 @@ func TestHookTLSServerFirstResponses(t *testing.T) {
 				log, _ := os.ReadFile(filepath.Join(e.dir, id+".log"))
 				return fmt.Sprintf("container log: %s\nhook log: %s", log, e.hookLog())
 			})
-			lport := httpsRequests(t, port, 5)
+			lport := httpsGets(t, port, 5, "/tls/", 201)
 			if pids := tracerPIDs(id); len(pids) != 1 && tc.want > 0 {
 				t.Fatalf("want one tracer of its own for %s, have %v", id, pids)
 			}
@@ -195,35 +193,6 @@ func TestHookTLSClientAtStart(t *testing.T) {
 	}
 }
 
-// httpsGets sends n GET requests for /s0, /s1, ... on one keep-alive HTTPS
-// connection with Python's ssl module, each answered with status want,
-// and returns the client's local port.
-func httpsGets(t *testing.T, port, n, want int) int {
-	t.Helper()
-	_, err := os.Stat("/usr/bin/python3")
-	itest.Require(t, err == nil, "needs Debian's python3: %v", err)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "/usr/bin/python3", "-c", `
-import http.client, ssl, sys
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-c = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
-c.connect()
-print(c.sock.getsockname()[1], flush=True)
-for i in range(int(sys.argv[2])):
-    c.request("GET", "/s%d" % i); r = c.getresponse(); r.read()
-    if r.status != int(sys.argv[3]): sys.exit("status %d" % r.status)
-`, strconv.Itoa(port), strconv.Itoa(n), strconv.Itoa(want)).Output()
-	if err != nil {
-		t.Fatalf("python https client: %v", err)
-	}
-	lport, err := strconv.Atoi(strings.TrimSpace(string(out)))
-	if err != nil {
-		t.Fatalf("python client printed %q", out)
-	}
-	return lport
-}
-
 // A hooked container whose program is an HTTPS server with OpenSSL linked
 // statically (built here against Debian's libssl.a): it maps no libssl, so
 // only the hook, which instruments the program named by the bundle before
@@ -250,7 +219,7 @@ func TestHookTLSStaticServer(t *testing.T) {
 		return fmt.Sprintf("container log: %s\nhook log: %s", log, e.hookLog())
 	})
 	const n = 12
-	lport := httpsGets(t, port, n, 200)
+	lport := httpsGets(t, port, n, "/s", 200)
 	e.kill(t, id)
 	e.delete(t, id)
 	waitNoTracer(t, id, 10*time.Second)

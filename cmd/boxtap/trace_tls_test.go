@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -111,9 +112,10 @@ func (e *traceEnv) startHostNginx(t *testing.T, port int, listen string) *itest.
 	}
 }
 
-// httpsRequests sends n requests on one keep-alive connection with
-// Python's ssl module (the host's libssl.so.3) and returns its local port.
-func httpsRequests(t *testing.T, port, n int) int {
+// httpsGets sends n GET requests for prefix0, prefix1, ... on one keep-alive
+// connection with Python's ssl module (the host's libssl.so.3), each
+// answered with status want, and returns the client's local port.
+func httpsGets(t *testing.T, port, n int, prefix string, want int) int {
 	t.Helper()
 	_, err := os.Stat("/usr/bin/python3")
 	itest.Require(t, err == nil, "needs Debian's python3: %v", err)
@@ -126,13 +128,13 @@ c = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx, time
 c.connect()
 print(c.sock.getsockname()[1], flush=True)
 for i in range(int(sys.argv[2])):
-    c.request("GET", "/tls/%d" % i); r = c.getresponse(); r.read()
-    if r.status != 201: sys.exit("status %d" % r.status)
-`, strconv.Itoa(port), strconv.Itoa(n)).Output()
+    c.request("GET", "%s%d" % (sys.argv[4], i)); r = c.getresponse(); r.read()
+    if r.status != int(sys.argv[3]): sys.exit("status %d" % r.status)
+`, strconv.Itoa(port), strconv.Itoa(n), strconv.Itoa(want), prefix).Output()
 	if err != nil {
 		t.Fatalf("python https client: %v", err)
 	}
-	lport, err := strconv.Atoi(string(out[:len(out)-1]))
+	lport, err := strconv.Atoi(strings.TrimSpace(string(out)))
 	if err != nil {
 		t.Fatalf("python client printed %q", out)
 	}
@@ -152,8 +154,8 @@ func TestIntegrationTraceTLSReportsOnlyTheTracedContainersHTTPS(t *testing.T) {
 	e.startHostNginx(t, otherPort, "ssl")
 	p := e.startTrace(t, []*itest.Container{traced}, "--tls", "--format", "json")
 	const n = 20
-	lport := httpsRequests(t, tracedPort, n)
-	httpsRequests(t, otherPort, 7)
+	lport := httpsGets(t, tracedPort, n, "/tls/", 201)
+	httpsGets(t, otherPort, 7, "/tls/", 201)
 	if _, err := p.WaitLines(n, traceExitTimeout); err != nil {
 		t.Fatal(err)
 	}
