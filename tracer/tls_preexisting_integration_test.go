@@ -3,11 +3,9 @@
 package tracer
 
 import (
-	"bufio"
 	"context"
 	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -46,20 +44,7 @@ sys.stdin.readline()
 for i in range(int(sys.argv[2]), int(sys.argv[2]) + int(sys.argv[3])): get(i)
 `, strconv.Itoa(port), strconv.Itoa(before), strconv.Itoa(after))
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(untracedFD.Fd())}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	out := bufio.NewScanner(stdout)
+	stdin, out, stderr := itest.StartPiped(t, cmd)
 	if !out.Scan() {
 		t.Fatalf("python client printed no port: %v; stderr: %s", out.Err(), stderr.String())
 	}

@@ -5,7 +5,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -128,20 +127,7 @@ for i in range(int(sys.argv[2])):
     c.request("GET", "/exec/%d" % i); r = c.getresponse(); r.read()
     if r.status != 201: sys.exit("status %d" % r.status)
 `, strconv.Itoa(srvPort), strconv.Itoa(n))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	out := bufio.NewScanner(stdout)
+	stdin, out, stderr := itest.StartPiped(t, cmd)
 	if !out.Scan() || out.Text() != "ready" {
 		t.Fatalf("docker exec python3: %q, %v; stderr: %s", out.Text(), out.Err(), stderr.String())
 	}
