@@ -111,17 +111,7 @@ func (e *traceEnv) testGoStrippedServer(t *testing.T, toolchain string) {
 	p := e.startTrace(t, []*itest.Container{srv}, "--tls", "--format", "json")
 	const n = 25
 	lport := goHTTPSRequests(t, port, n, "/gotls")
-	if _, err := p.WaitLines(n, traceExitTimeout); err != nil {
-		t.Fatal(err)
-	}
-	x := stopTrace(t, p, syscall.SIGINT)
-	if x.code != 0 {
-		t.Fatalf("boxtap exited with %d:\n%s", x.code, x.stderr)
-	}
-	checkCountsLine(t, x.stderr, n)
-	if len(x.events) != n {
-		t.Fatalf("%d events, want %d", len(x.events), n)
-	}
+	x := stopTraceN(t, p, n)
 	for i, ev := range x.events {
 		got := tlsEvent(ev)
 		want := fmt.Sprint("tls=true status=201 header=go /gotls/", i, " path=/gotls/", i,
@@ -172,17 +162,7 @@ func TestIntegrationTraceTLSGoServerHTTP2(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.WaitLines(n, traceExitTimeout); err != nil {
-		t.Fatal(err)
-	}
-	x := stopTrace(t, p, syscall.SIGINT)
-	if x.code != 0 {
-		t.Fatalf("boxtap exited with %d:\n%s", x.code, x.stderr)
-	}
-	checkCountsLine(t, x.stderr, n)
-	if len(x.events) != n {
-		t.Fatalf("%d events, want %d", len(x.events), n)
-	}
+	x := stopTraceN(t, p, n)
 	paths, streams := map[string]bool{}, map[int64]bool{}
 	for i, ev := range x.events {
 		var path, proto string
@@ -375,13 +355,7 @@ func TestIntegrationTraceTLSGoProgramStartedLater(t *testing.T) {
 	}
 	const n = 7
 	lport := goHTTPSRequests(t, later, n, "/later")
-	if _, err := p.WaitLines(n, traceExitTimeout); err != nil {
-		t.Fatal(err)
-	}
-	events := stopTraceOK(t, p, syscall.SIGINT)
-	if len(events) != n {
-		t.Fatalf("%d events, want %d", len(events), n)
-	}
+	events := stopTraceN(t, p, n).events
 	for i, ev := range events {
 		got := tlsEvent(ev)
 		want := fmt.Sprint("tls=true status=201 header=go /later/", i, " path=/later/", i,

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -134,6 +135,25 @@ func stopTraceOK(t *testing.T, p *itest.Proc, sig os.Signal) []trace.Event {
 	}
 	checkCountsLine(t, x.stderr, len(x.events))
 	return x.events
+}
+
+// stopTraceN waits for n event lines, stops boxtap with SIGINT and checks
+// that it exited with status 0 having written exactly n events, as its
+// counts line says.
+func stopTraceN(t *testing.T, p *itest.Proc, n int) traceExit {
+	t.Helper()
+	if _, err := p.WaitLines(n, traceExitTimeout); err != nil {
+		t.Fatal(err)
+	}
+	x := stopTrace(t, p, syscall.SIGINT)
+	if x.code != 0 {
+		t.Fatalf("boxtap exited with status %d; stderr:\n%s", x.code, x.stderr)
+	}
+	checkCountsLine(t, x.stderr, n)
+	if len(x.events) != n {
+		t.Fatalf("%d events, want %d", len(x.events), n)
+	}
+	return x
 }
 
 // checkCountsLine checks the summary boxtap prints on exit against the events it wrote.

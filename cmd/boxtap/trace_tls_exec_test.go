@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -152,13 +151,7 @@ for i in range(int(sys.argv[2])):
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("docker exec python3: %v; stderr: %s", err, stderr.String())
 	}
-	if _, err := p.WaitLines(n, traceExitTimeout); err != nil {
-		t.Fatal(err)
-	}
-	events := stopTraceOK(t, p, syscall.SIGINT)
-	if len(events) != n {
-		t.Fatalf("%d events, want %d", len(events), n)
-	}
+	events := stopTraceN(t, p, n).events
 	for i, ev := range events {
 		got := fmt.Sprint(tlsSummary(ev), ev.ProcessName, ev.HostProcessID, ev.Container.Name)
 		want := fmt.Sprint(fmt.Sprintf("tls=true 201 /exec/%d 127.0.0.1:%d -> 127.0.0.1:%d", i, srvPort, lport), "python3", py, traced.Name)

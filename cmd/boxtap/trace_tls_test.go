@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -156,13 +155,7 @@ func TestIntegrationTraceTLSReportsOnlyTheTracedContainersHTTPS(t *testing.T) {
 	const n = 20
 	lport := httpsGets(t, tracedPort, n, "/tls/", 201)
 	httpsGets(t, otherPort, 7, "/tls/", 201)
-	if _, err := p.WaitLines(n, traceExitTimeout); err != nil {
-		t.Fatal(err)
-	}
-	events := stopTraceOK(t, p, syscall.SIGINT)
-	if len(events) != n {
-		t.Fatalf("%d events, want %d", len(events), n)
-	}
+	events := stopTraceN(t, p, n).events
 	for i, ev := range events {
 		meta, resp, req, tls := tlsArgs(ev)
 		if ev.ArgsNum != len(ev.Args) {
