@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/aquasecurity/tracee/types/trace"
 	"github.com/boxtap/boxtap/internal/itest"
 	"github.com/boxtap/boxtap/runtime/containerd/ctrtest"
 )
@@ -212,18 +213,11 @@ func TestTraceHTTP2JoinedMidwayMarksPartialUntilTheTablesAreKnown(t *testing.T) 
 	}
 	var got []ev
 	for _, v := range viewEvents(t, x.events) {
-		g := ev{port: int(v.meta.DstPort), stream: -1, code: v.resp.StatusCode}
+		g := ev{port: int(v.meta.DstPort), code: v.resp.StatusCode}
 		if v.req != nil {
 			g.method, g.path, g.host = v.req.Method, v.req.URIPath, v.req.Host
 		}
-		for _, a := range v.ev.Args {
-			switch a.Name {
-			case "stream_id":
-				g.stream = argInt(t, a)
-			case "partial":
-				g.partial, _ = a.Value.(bool)
-			}
-		}
+		g.stream, _, g.partial = h2Args(t, v.ev)
 		got = append(got, g)
 	}
 	sort.SliceStable(got, func(i, j int) bool { return got[i].port < got[j].port })
@@ -353,20 +347,11 @@ func TestTraceGRPCJoinedMidwayNeverGivesAWrongValue(t *testing.T) {
 	}
 	var got []ev
 	for _, v := range evs {
-		g := ev{stream: -1, grpc: -1, code: v.resp.StatusCode}
+		g := ev{code: v.resp.StatusCode}
 		if v.req != nil {
 			g.method, g.path, g.host = v.req.Method, v.req.URIPath, v.req.Host
 		}
-		for _, a := range v.ev.Args {
-			switch a.Name {
-			case "stream_id":
-				g.stream = argInt(t, a)
-			case "grpc_status":
-				g.grpc = argInt(t, a)
-			case "partial":
-				g.partial, _ = a.Value.(bool)
-			}
-		}
+		g.stream, g.grpc, g.partial = h2Args(t, v.ev)
 		got = append(got, g)
 	}
 	sort.Slice(got, func(i, j int) bool { return got[i].stream < got[j].stream })
@@ -434,18 +419,11 @@ func TestWatchHTTP2JoinedMidwayGivesPartialEvents(t *testing.T) {
 	}
 	var got []ev
 	for _, v := range viewEvents(t, fileEvents(t, file)) {
-		g := ev{stream: -1, code: v.resp.StatusCode}
+		g := ev{code: v.resp.StatusCode}
 		if v.req != nil {
 			g.path, g.host = v.req.URIPath, v.req.Host
 		}
-		for _, a := range v.ev.Args {
-			switch a.Name {
-			case "stream_id":
-				g.stream = argInt(t, a)
-			case "partial":
-				g.partial, _ = a.Value.(bool)
-			}
-		}
+		g.stream, _, g.partial = h2Args(t, v.ev)
 		got = append(got, g)
 	}
 	sort.Slice(got, func(i, j int) bool { return got[i].stream < got[j].stream })
@@ -458,4 +436,22 @@ func TestWatchHTTP2JoinedMidwayGivesPartialEvents(t *testing.T) {
 			t.Errorf("event %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
+}
+
+// h2Args is an event's stream_id and grpc_status (-1 for those it lacks)
+// and its partial flag.
+func h2Args(t *testing.T, ev trace.Event) (stream, grpc int64, partial bool) {
+	t.Helper()
+	stream, grpc = -1, -1
+	for _, a := range ev.Args {
+		switch a.Name {
+		case "stream_id":
+			stream = argInt(t, a)
+		case "grpc_status":
+			grpc = argInt(t, a)
+		case "partial":
+			partial, _ = a.Value.(bool)
+		}
+	}
+	return stream, grpc, partial
 }
