@@ -185,19 +185,7 @@ int go_close(struct pt_regs *ctx)
 	struct tls_conn_key k = {.ssl = ctx->rax, .tgid = bpf_get_current_pid_tgid() >> 32};
 	if (!bpf_map_lookup_elem(&tls_conns, &k))
 		return 0;
-	__u32 zero = 0;
-	struct tls_scratch *s = bpf_map_lookup_elem(&tls_scratch, &zero);
-	if (s) {
-		struct tls_record *h = &s->h;
-		__builtin_memset(h, 0, sizeof(*h));
-		fill_task(h);
-		h->ts_tai = bpf_ktime_get_tai_ns();
-		h->conn = k.ssl;
-		h->flags = TLS_FLAG_CLOSE;
-		if (bpf_ringbuf_output(&tls_events, h, sizeof(*h), BPF_RB_NO_WAKEUP))
-			count_lost();
-	}
-	bpf_map_delete_elem(&tls_conns, &k);
+	end_conn(&k);
 	return 0;
 }
 

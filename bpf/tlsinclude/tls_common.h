@@ -212,3 +212,23 @@ static __always_inline void emit(struct tls_call *call, struct tls_conn *c, __u6
 		c->off[dir] += h->len;
 	}
 }
+
+/* end_conn tells user space that the stream of connection k ended, so that
+ * a later connection with the same address (SSL* or Go Conn) starts a new
+ * stream, and forgets k. */
+static __always_inline void end_conn(struct tls_conn_key *k)
+{
+	__u32 zero = 0;
+	struct tls_scratch *s = bpf_map_lookup_elem(&tls_scratch, &zero);
+	if (s) {
+		struct tls_record *h = &s->h;
+		__builtin_memset(h, 0, sizeof(*h));
+		fill_task(h);
+		h->ts_tai = bpf_ktime_get_tai_ns();
+		h->conn = k->ssl;
+		h->flags = TLS_FLAG_CLOSE;
+		if (bpf_ringbuf_output(&tls_events, h, sizeof(*h), BPF_RB_NO_WAKEUP))
+			count_lost();
+	}
+	bpf_map_delete_elem(&tls_conns, k);
+}
