@@ -136,6 +136,18 @@ func (x *tlsTracing) warningsSoFar() []error {
 	return append([]error(nil), x.warnings...)
 }
 
+// drained waits until the tracer has handled what the kernel sent so far
+// and returns the events recorded, failing unless there are exactly n.
+func (x *tlsTracing) drained(t *testing.T, n int) []tlsSeen {
+	t.Helper()
+	x.tr.drain(context.Background())
+	seen := x.sink.snapshot()
+	if len(seen) != n {
+		t.Fatalf("got %d events, want %d; warnings: %v", len(seen), n, x.warningsSoFar())
+	}
+	return seen
+}
+
 // run runs the tracer until the function it returns is called.
 func (x *tlsTracing) run(t *testing.T) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -448,11 +460,7 @@ for i in range(int(sys.argv[2])):
 	if err != nil {
 		t.Fatalf("client printed %q", out.String())
 	}
-	x.tr.drain(context.Background())
-	seen := x.sink.snapshot()
-	if len(seen) != n {
-		t.Fatalf("got %d events, want %d", len(seen), n)
-	}
+	seen := x.drained(t, n)
 	for i, v := range seen {
 		want := tlsSeen{dir: output.DirectionIngress, status: 200, uri: "/c" + strconv.Itoa(i), header: "small", contentLength: 15,
 			sport: uint16(port), dport: uint16(lport), comm: "python3", tls: true, hostPID: uint32(cmd.Process.Pid),
@@ -487,11 +495,7 @@ func TestIntegrationTLSForkedWorkerStartedAfterAttachIsInstrumented(t *testing.T
 	}
 	const n = 30
 	lport := pythonTLSClient(t, untracedFD, port, n, "/w")
-	x.tr.drain(context.Background())
-	seen := x.sink.snapshot()
-	if len(seen) != n {
-		t.Fatalf("got %d events, want %d", len(seen), n)
-	}
+	seen := x.drained(t, n)
 	for i, v := range seen {
 		if v.hostPID == uint32(masterPID) {
 			t.Fatalf("event %d names the master (pid %d), not the worker", i, masterPID)

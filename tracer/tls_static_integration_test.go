@@ -76,11 +76,7 @@ func TestIntegrationTLSStaticOpenSSLServer(t *testing.T) {
 	defer x.run(t)()
 	const n = 20
 	lport := pythonTLSClient(t, untracedFD, port, n, "/s")
-	x.tr.drain(context.Background())
-	seen := x.sink.snapshot()
-	if len(seen) != n {
-		t.Fatalf("got %d events, want %d; warnings: %v", len(seen), n, x.warningsSoFar())
-	}
+	seen := x.drained(t, n)
 	for i, v := range seen {
 		want := tlsSeen{dir: output.DirectionEgress, status: 200, uri: "/s" + strconv.Itoa(i), header: "static", contentLength: 15,
 			sport: uint16(port), dport: uint16(lport), comm: "tls_static_serv", tls: true, hostPID: uint32(srv.Process.Pid),
