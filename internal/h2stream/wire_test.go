@@ -133,16 +133,18 @@ type event struct {
 func (e event) String() string { type plain event; return fmt.Sprintf("%+v", plain(e)) }
 
 func record(r *httpstream.Response) event {
-	e := event{Stream: r.StreamID, Code: r.StatusCode, Status: r.Status, CL: r.ContentLength,
-		GRPC: r.HasGRPCStatus, GRPCCode: r.GRPCStatus, GRPCMsg: r.GRPCMessage, Partial: r.Partial,
-		Proto: r.Proto, Dir: r.Dir.String()}
+	// A Response's strings may alias the connection's buffers, valid only
+	// during the callback (httpstream's documented lifetime): keep copies.
+	e := event{Stream: r.StreamID, Code: r.StatusCode, Status: strings.Clone(r.Status), CL: r.ContentLength,
+		GRPC: r.HasGRPCStatus, GRPCCode: r.GRPCStatus, GRPCMsg: strings.Clone(r.GRPCMessage), Partial: r.Partial,
+		Proto: strings.Clone(r.Proto), Dir: r.Dir.String()}
 	var h []string
 	for _, f := range r.Headers {
 		h = append(h, f.Name+"="+f.Value)
 	}
 	e.Headers = strings.Join(h, ",")
 	if q := r.Request; q != nil {
-		e.Method, e.Path, e.Host, e.LatencyKnown = q.Method, q.URI, q.Host, true
+		e.Method, e.Path, e.Host, e.LatencyKnown = strings.Clone(q.Method), strings.Clone(q.URI), strings.Clone(q.Host), true
 		e.ReqHasHeaders = len(q.Headers) > 0
 	}
 	return e
