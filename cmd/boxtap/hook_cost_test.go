@@ -161,17 +161,5 @@ func BenchmarkHookHostMemory(b *testing.B) {
 
 // boxtapTracerPIDs lists every live per-container tracer (any container).
 func boxtapTracerPIDs() []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, en := range entries {
-		pid, err := strconv.Atoi(en.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
-		if strings.Contains(string(cmdline), "hook-tracer\x00") {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return procsWhere(func(args []string) bool { return slices.Contains(args, "hook-tracer") })
 }

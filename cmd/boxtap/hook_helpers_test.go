@@ -381,6 +381,15 @@ func tracerPIDs(id string) []int { return procTracers(id, true) }
 func perContainerTracerPIDs(id string) []int { return procTracers(id, false) }
 
 func procTracers(id string, withHost bool) []int {
+	return procsWhere(func(args []string) bool {
+		return slices.Contains(args, "hook-tracer") && slices.Contains(args, "--id="+id) ||
+			withHost && slices.Contains(args, hostSubcommand) && hostTracerHolds(args, id)
+	})
+}
+
+// procsWhere lists the live processes whose command line (its arguments)
+// match says yes to, found in /proc.
+func procsWhere(match func(args []string) bool) []int {
 	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, en := range entries {
@@ -388,19 +397,20 @@ func procTracers(id string, withHost bool) []int {
 		if err != nil {
 			continue
 		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(cmdline), "\x00")
-		switch {
-		case slices.Contains(args, "hook-tracer") && slices.Contains(args, "--id="+id):
-			pids = append(pids, pid)
-		case withHost && slices.Contains(args, hostSubcommand) && hostTracerHolds(args, id):
+		if args := procArgs(pid); args != nil && match(args) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// procArgs is the command line of process pid (nil once it has exited).
+func procArgs(pid int) []string {
+	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil || len(cmdline) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
 }
 
 // hostTracerHolds reports whether the host tracer run with args has the

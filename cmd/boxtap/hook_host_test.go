@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,22 +52,9 @@ func (e *hookEnv) tracerHooks(t testing.TB, bin, mode string, extra ...string) *
 // hostTracerPIDs lists the live host tracers of run directory runDir, found
 // in /proc.
 func hostTracerPIDs(runDir string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, en := range entries {
-		pid, err := strconv.Atoi(en.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		if bytes.Contains(cmdline, []byte(hostSubcommand+"\x00")) && bytes.Contains(cmdline, []byte("--run-dir="+runDir+"\x00")) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return procsWhere(func(args []string) bool {
+		return slices.Contains(args, hostSubcommand) && slices.Contains(args, "--run-dir="+runDir)
+	})
 }
 
 // waitHostTracers waits until exactly n host tracers of runDir run.

@@ -111,15 +111,12 @@ func memContainsLine(s, line string) bool {
 // line of process pid.
 func cmdlineFlag(t *testing.T, pid int, prefix string) string {
 	t.Helper()
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range strings.Split(string(cmdline), "\x00") {
+	args := procArgs(pid)
+	for _, a := range args {
 		if v, ok := strings.CutPrefix(a, prefix); ok {
 			return v
 		}
 	}
-	t.Fatalf("process %d has no %s on its command line %q", pid, prefix, cmdline)
+	t.Fatalf("process %d has no %s on its command line %q", pid, prefix, args)
 	return ""
 }
