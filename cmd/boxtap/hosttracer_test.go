@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeHost answers one connection on dir/host.sock with hello, then, if
@@ -102,5 +105,35 @@ func TestAskHostHandshake(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHostLockHeldSeesOnlyAHeldLock: a hook waits for the socket instead of
+// exec'ing a host tracer only while another process holds the lock; a run
+// directory without one, or with a lock file nobody holds, starts one.
+func TestHostLockHeldSeesOnlyAHeldLock(t *testing.T) {
+	dir := t.TempDir()
+	if hostLockHeld(dir) {
+		t.Fatal("held in a run directory without a lock file")
+	}
+	f, err := os.OpenFile(filepath.Join(dir, hostLockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if hostLockHeld(dir) {
+		t.Fatal("held while nobody locks the file")
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	if !hostLockHeld(dir) {
+		t.Fatal("not held while a host tracer's lock is taken")
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if hostLockHeld(dir) {
+		t.Fatal("still held after the lock was released")
 	}
 }
