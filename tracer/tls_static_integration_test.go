@@ -41,10 +41,22 @@ func buildStaticTLSServer(t *testing.T) string {
 // instrumented by its own SSL_read and SSL_write symbols, and each of the
 // 20 responses a Python client (untraced, the shared libssl.so.3) reads on
 // one keep-alive connection is one egress event of the server, tls=true,
-// with the test's ports and paths.
+// with the test's ports and paths. The server runs before boxtap attaches
+// (found by the scan at attach), or is started after it in the traced
+// cgroup (found at its exec: it maps no library, so no mmap notice names it).
 func TestIntegrationTLSStaticOpenSSLServer(t *testing.T) {
 	mount := itest.RequireBPF(t)
 	bin := buildStaticTLSServer(t)
+	for _, later := range []bool{false, true} {
+		name := "running-at-attach"
+		if later {
+			name = "started-after-attach"
+		}
+		t.Run(name, func(t *testing.T) { staticOpenSSLServer(t, mount, bin, later) })
+	}
+}
+
+func staticOpenSSLServer(t *testing.T, mount, bin string, later bool) {
 	tracedDir, tracedFD := testCgroup(t, mount, "static-traced")
 	_, untracedFD := testCgroup(t, mount, "static-untraced")
 	cert, key := writeSelfSigned(t, t.TempDir())
@@ -53,6 +65,10 @@ func TestIntegrationTLSStaticOpenSSLServer(t *testing.T) {
 	srv.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(tracedFD.Fd())}
 	var stderr strings.Builder
 	srv.Stderr = &stderr
+	var x *tlsTracing
+	if later {
+		x = startTLSTracing(t, tracedDir, container.Info{ID: "tlsstatic", Name: "boxtap-tls-static"}, true)
+	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +85,14 @@ func TestIntegrationTLSStaticOpenSSLServer(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	x := startTLSTracing(t, tracedDir, container.Info{ID: "tlsstatic", Name: "boxtap-tls-static"}, false)
+	if !later {
+		x = startTLSTracing(t, tracedDir, container.Info{ID: "tlsstatic", Name: "boxtap-tls-static"}, false)
+	}
+	if later { // its exec notice is handled on Watch's goroutine: wait for it, bounded
+		for deadline := time.Now().Add(10 * time.Second); x.src.Instrumented() == 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	if x.src.Instrumented() != 1 {
 		t.Fatalf("instrumented %d (process, file) pairs for the static server, want 1 (its executable); warnings: %v", x.src.Instrumented(), x.warningsSoFar())
 	}
