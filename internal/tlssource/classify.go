@@ -44,6 +44,10 @@ type Verdict struct {
 	Unreadable string
 	// Go is set for a Go program whose crypto/tls boxtap reads.
 	Go *GoTLS
+	// StaticOpenSSL is set for an executable that defines SSL_read and
+	// SSL_write itself (OpenSSL or BoringSSL linked in with symbols): the
+	// OpenSSL probes go on the executable.
+	StaticOpenSSL bool
 }
 
 // unreadableLibs are mapped libraries whose TLS boxtap does not read, by
@@ -108,8 +112,8 @@ func Classify(exe io.ReaderAt, libs []string) (v Verdict, err error) {
 	if err != nil {
 		return Verdict{}, err
 	}
-	if hasSSLSymbols(f) {
-		return Verdict{}, nil
+	if definesOpenSSL(f) {
+		return Verdict{StaticOpenSSL: true}, nil
 	}
 	opensslLib := false
 	for _, l := range libs {
@@ -128,33 +132,6 @@ func Classify(exe io.ReaderAt, libs []string) (v Verdict, err error) {
 	}
 	what, err := findMarker(f, !isGo)
 	return Verdict{Unreadable: what}, err
-}
-
-// hasSSLSymbols reports whether the executable defines SSL_read and
-// SSL_write itself (OpenSSL or BoringSSL linked in with symbols).
-func hasSSLSymbols(f *elf.File) bool {
-	for _, syms := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
-		list, err := syms()
-		if err != nil {
-			continue
-		}
-		read, write := false, false
-		for _, s := range list {
-			if s.Section == elf.SHN_UNDEF || elf.ST_TYPE(s.Info) != elf.STT_FUNC {
-				continue
-			}
-			switch s.Name {
-			case "SSL_read":
-				read = true
-			case "SSL_write":
-				write = true
-			}
-		}
-		if read && write {
-			return true
-		}
-	}
-	return false
 }
 
 // findMarker searches the executable's read-only data (every section of

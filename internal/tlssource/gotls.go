@@ -298,8 +298,9 @@ func (s *Source) OnUnreadable(f func(Unreadable)) {
 }
 
 // scanExe classifies the executable of pid (of cgroupID), whose mappings
-// are maps, attaches the Go crypto/tls probes when it is a Go program
-// boxtap reads, and reports it when its TLS cannot be read.
+// are maps, attaches the OpenSSL probes when OpenSSL is linked into it or
+// the Go crypto/tls probes when it is a Go program boxtap reads, and
+// reports it when its TLS cannot be read.
 func (s *Source) scanExe(pid int, cgroupID uint64, maps []byte) error {
 	path := fmt.Sprintf("/proc/%d/exe", pid)
 	var st unix.Stat_t
@@ -327,12 +328,18 @@ func (s *Source) scanExe(pid int, cgroupID uint64, maps []byte) error {
 			v = Verdict{}
 		}
 		s.mu.Lock()
+		if len(s.exes) >= maxExeCache {
+			clear(s.exes)
+		}
 		s.exes[ek] = v
 		s.mu.Unlock()
 	}
 	if v.Unreadable != "" {
 		s.report(procKey{pid: pid, start: start}, cgroupID, v.Unreadable)
 		return nil
+	}
+	if v.StaticOpenSSL {
+		return s.attachFile(pid, cgroupID, path, &st)
 	}
 	if v.Go == nil {
 		return nil

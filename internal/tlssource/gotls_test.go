@@ -280,15 +280,16 @@ func TestClassify(t *testing.T) {
 		libs       []string
 		unreadable string
 		goTLS      bool
+		static     bool // OpenSSL linked in, with its symbols
 	}{
-		{"go with symbols", full, nil, "", true},
-		{"go stripped", stripped, nil, "", true},
-		{"static openssl with symbols", sslSyms, nil, "", false},
-		{"static openssl stripped", sslStripped, nil, "statically linked OpenSSL without symbols", false},
-		{"dynamic openssl", plain, []string{"/usr/lib/x86_64-linux-gnu/libssl.so.3"}, "", false},
-		{"gnutls", plain, []string{"/usr/lib/x86_64-linux-gnu/libgnutls.so.30"}, "GnuTLS (libgnutls)", false},
-		{"java", plain, []string{"/usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so"}, "a Java VM (JSSE)", false},
-		{"no tls", plain, []string{"/usr/lib/x86_64-linux-gnu/libc.so.6"}, "", false},
+		{"go with symbols", full, nil, "", true, false},
+		{"go stripped", stripped, nil, "", true, false},
+		{"static openssl with symbols", sslSyms, nil, "", false, true},
+		{"static openssl stripped", sslStripped, nil, "statically linked OpenSSL without symbols", false, false},
+		{"dynamic openssl", plain, []string{"/usr/lib/x86_64-linux-gnu/libssl.so.3"}, "", false, false},
+		{"gnutls", plain, []string{"/usr/lib/x86_64-linux-gnu/libgnutls.so.30"}, "GnuTLS (libgnutls)", false, false},
+		{"java", plain, []string{"/usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so"}, "a Java VM (JSSE)", false, false},
+		{"no tls", plain, []string{"/usr/lib/x86_64-linux-gnu/libc.so.6"}, "", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := os.Open(tc.exe)
@@ -300,8 +301,8 @@ func TestClassify(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if v.Unreadable != tc.unreadable || (v.Go != nil) != tc.goTLS {
-				t.Fatalf("verdict %+v; want unreadable %q, Go %v", v, tc.unreadable, tc.goTLS)
+			if v.Unreadable != tc.unreadable || (v.Go != nil) != tc.goTLS || v.StaticOpenSSL != tc.static {
+				t.Fatalf("verdict %+v; want unreadable %q, Go %v, static OpenSSL %v", v, tc.unreadable, tc.goTLS, tc.static)
 			}
 		})
 	}

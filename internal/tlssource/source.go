@@ -43,10 +43,9 @@ type Source struct {
 	reported     map[procKey]bool
 	onUnreadable func(Unreadable)
 
-	watching  chan struct{}  // closed when Watch returns; nil if never started
-	closing   sync.WaitGroup // prune's detaching goroutines
-	onGap     func(Gap)      // see OnInstrumented; set before Watch
-	staticSSL exeCache       // which executables carry OpenSSL (static.go)
+	watching chan struct{}  // closed when Watch returns; nil if never started
+	closing  sync.WaitGroup // prune's detaching goroutines
+	onGap    func(Gap)      // see OnInstrumented; set before Watch
 }
 
 // procFile is one library file (by device and inode) in one process.
@@ -223,9 +222,6 @@ func (s *Source) ScanPID(pid int, cgroupID uint64) error {
 		if err := s.attach(pid, cgroupID, lib); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if err := s.scanStaticOpenSSL(pid, cgroupID); err != nil {
-		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -1,14 +1,6 @@
 package tlssource
 
-import (
-	"debug/elf"
-	"errors"
-	"fmt"
-	"os"
-	"sync"
-
-	"golang.org/x/sys/unix"
-)
+import "debug/elf"
 
 // OpenSSL linked statically (or BoringSSL, which keeps the same names):
 // the SSL_* functions are in the process's own executable, found by their
@@ -23,61 +15,6 @@ const maxExeCache = 4096
 // tracer's memory is budgeted); a larger one is not searched.
 const maxSymtabBytes = 16 << 20
 
-// exeCache remembers, per executable file, whether it defines SSL_read
-// and SSL_write: a process's executable is looked at on every notice, and
-// reading its symbols costs milliseconds.
-type exeCache struct {
-	mu      sync.Mutex
-	verdict map[[2]uint64]bool
-}
-
-func (c *exeCache) get(k [2]uint64) (v, ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok = c.verdict[k]
-	return v, ok
-}
-
-func (c *exeCache) put(k [2]uint64, v bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.verdict == nil || len(c.verdict) >= maxExeCache {
-		c.verdict = make(map[[2]uint64]bool)
-	}
-	c.verdict[k] = v
-}
-
-// scanStaticOpenSSL instruments process pid's executable when OpenSSL is
-// linked into it. A process that exited meanwhile is no error.
-func (s *Source) scanStaticOpenSSL(pid int, cgroupID uint64) error {
-	path := fmt.Sprintf("/proc/%d/exe", pid)
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
-			return nil // exited, or a kernel thread
-		}
-		return fmt.Errorf("pid %d: its executable: %w", pid, err)
-	}
-	k := [2]uint64{st.Dev, st.Ino}
-	has, ok := s.staticSSL.get(k)
-	if !ok {
-		f, err := os.Open(path)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil
-			}
-			return fmt.Errorf("pid %d: its executable: %w", pid, err)
-		}
-		has = DefinesOpenSSL(f)
-		f.Close()
-		s.staticSSL.put(k, has)
-	}
-	if !has {
-		return nil
-	}
-	return s.attachFile(pid, cgroupID, path, &st)
-}
-
 // DefinesOpenSSL reports whether the ELF file f defines (not merely
 // imports) both SSL_read and SSL_write. Anything that is not a readable
 // ELF file defines nothing.
@@ -89,6 +26,11 @@ func DefinesOpenSSL(f interface {
 		return false
 	}
 	defer ef.Close()
+	return definesOpenSSL(ef)
+}
+
+// definesOpenSSL is DefinesOpenSSL for a file already read as ELF.
+func definesOpenSSL(ef *elf.File) bool {
 	for _, sec := range ef.Sections {
 		if (sec.Type == elf.SHT_SYMTAB || sec.Type == elf.SHT_DYNSYM || sec.Type == elf.SHT_STRTAB) && sec.Size > maxSymtabBytes {
 			return false
