@@ -47,7 +47,7 @@ func TestTraceFromAPrivateCgroupNamespaceFindsTheNeighbour(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	p := itest.StartProc(t, ctx, "runc", "--root", h.root, "run", "--bundle", bundle, id)
-	if err := p.WaitStderr(fmt.Sprintf("tracing web (%s)\n", tk.ID[:12]), traceStartTimeout); err != nil {
+	if err := p.WaitStderr(fmt.Sprintf("tracing web (%s)\n", itest.ShortID(tk.ID)), traceStartTimeout); err != nil {
 		t.Fatal(err)
 	}
 	getN(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 3)

@@ -29,7 +29,7 @@ func TestTraceContainerdContainerByID(t *testing.T) {
 	tk := e.ctrd.Run(t, ctrtest.RunOpts{Namespace: ns, Labels: labels, Args: []string{"serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port)}})
 
 	p := e.startBoxtap(t, "trace", tk.ID, "--count", "3")
-	if err := p.WaitStderr(fmt.Sprintf("tracing web (%s)\n", tk.ID[:12]), traceStartTimeout); err != nil {
+	if err := p.WaitStderr(fmt.Sprintf("tracing web (%s)\n", itest.ShortID(tk.ID)), traceStartTimeout); err != nil {
 		t.Fatal(err)
 	}
 	getN(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 3)
@@ -115,7 +115,7 @@ func TestTraceDockerContainerThroughContainerd(t *testing.T) {
 	dc := d.Run(t, itest.RunOpts{Args: []string{"sleep"}})
 	p := e.startBoxtap(t, "trace", "--runtime", "containerd", "--duration", "1s", dc.ID)
 	x := stopTrace(t, p, nil)
-	if x.code != 0 || !strings.Contains(x.stderr, fmt.Sprintf("tracing %s (%s)\n", dc.Name, dc.ID[:12])) {
+	if x.code != 0 || !strings.Contains(x.stderr, fmt.Sprintf("tracing %s (%s)\n", dc.Name, itest.ShortID(dc.ID))) {
 		t.Fatalf("exit %d; want \"tracing %s\" on stderr:\n%s", x.code, dc.Name, x.stderr)
 	}
 }

@@ -41,7 +41,7 @@ func TestHostileContainerNameCannotForgeStderrLines(t *testing.T) {
 		Args: []string{"script-serve", "-addr", addr, "-script", serverJSON}})
 
 	quoted := strconv.Quote(hostileName)
-	short := tk.ID[:12]
+	short := itest.ShortID(tk.ID)
 	p := e.startBoxtap(t, "trace", "--runtime", "containerd", "--namespace", ns, "--ring-size", "16KiB", tk.ID)
 	if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", quoted, short), traceStartTimeout); err != nil {
 		t.Fatal(err)

@@ -128,7 +128,7 @@ func TestHardeningContainerRemoved(t *testing.T) {
 		t.Fatalf("boxtap exited with status %d after its container was removed:\n%s", x.code, x.stderr)
 	}
 	for _, want := range []string{
-		fmt.Sprintf("container %s (%s) stopped: 2 events\n", c.Name, c.ID[:12]),
+		fmt.Sprintf("container %s (%s) stopped: 2 events\n", c.Name, itest.ShortID(c.ID)),
 		"no traced container left\n",
 	} {
 		if !strings.Contains(x.stderr, want) {
@@ -173,7 +173,7 @@ func TestHardeningContainerRestarted(t *testing.T) {
 	if x.code != 0 {
 		t.Fatalf("boxtap exited with status %d after a restart of its container:\n%s", x.code, x.stderr)
 	}
-	if want := fmt.Sprintf("container %s (%s) stopped: 1 events\n", c.Name, c.ID[:12]); !strings.Contains(x.stderr, want) {
+	if want := fmt.Sprintf("container %s (%s) stopped: 1 events\n", c.Name, itest.ShortID(c.ID)); !strings.Contains(x.stderr, want) {
 		t.Errorf("stderr lacks %q:\n%s", want, x.stderr)
 	}
 	requireCount(t, viewEvents(t, x.events), 1)
@@ -223,7 +223,7 @@ func TestHardeningContainerRestartedWhileStalled(t *testing.T) {
 	if err := p.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.WaitStderr(fmt.Sprintf("container %s (%s) stopped", c.Name, c.ID[:12]), traceExitTimeout); err != nil {
+	if err := p.WaitStderr(fmt.Sprintf("container %s (%s) stopped", c.Name, itest.ShortID(c.ID)), traceExitTimeout); err != nil {
 		t.Fatalf("boxtap did not notice that the cgroup it traces was removed (the path now names the restarted container's new cgroup): %v", err)
 	}
 	x := stopTrace(t, p, nil)
@@ -349,7 +349,7 @@ func TestHardeningRingOverflow(t *testing.T) {
 	if !strings.Contains(hxLastStderrLine(x.stderr), fmt.Sprintf("%d lost records", sum.lostRecords)) || sum.lostRecords == 0 {
 		t.Errorf("boxtap's final line must report the lost records:\n%s", x.stderr)
 	}
-	perContainer := fmt.Sprintf("container %s (%s): %d events, %d lost records", c.Name, c.ID[:12], ev, sum.lostRecords)
+	perContainer := fmt.Sprintf("container %s (%s): %d events, %d lost records", c.Name, itest.ShortID(c.ID), ev, sum.lostRecords)
 	if !strings.Contains(x.stderr, perContainer) {
 		t.Errorf("stderr lacks the per-container loss line %q:\n%s", perContainer, x.stderr)
 	}

@@ -35,7 +35,7 @@ func TestHardeningPrivileges(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), traceRunTimeout)
 		defer cancel()
 		p := itest.StartCmd(t, e.hxCapBoxtap(ctx, setpriv, all, "trace", c.Name))
-		if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", c.Name, c.ID[:12]), traceStartTimeout); err != nil {
+		if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", c.Name, itest.ShortID(c.ID)), traceStartTimeout); err != nil {
 			t.Fatal(err)
 		}
 		status := fmt.Sprintf("/proc/%d/status", p.PID())

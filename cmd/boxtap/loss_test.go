@@ -79,8 +79,8 @@ func TestTraceLossIsReportedOnLaterEventsWarningAndStopLines(t *testing.T) {
 	if w == nil {
 		t.Fatalf("the loss warning does not read as documented:\n%s", p.Stderr())
 	}
-	if w[1] != c.Name || w[2] != c.ID[:12] {
-		t.Errorf("the loss warning names %s (%s), want %s (%s)", w[1], w[2], c.Name, c.ID[:12])
+	if w[1] != c.Name || w[2] != itest.ShortID(c.ID) {
+		t.Errorf("the loss warning names %s (%s), want %s (%s)", w[1], w[2], c.Name, itest.ShortID(c.ID))
 	}
 	lost, _ := strconv.ParseUint(w[3], 10, 64)
 	if lost == 0 || lost > 2*m {
@@ -135,7 +135,7 @@ func TestTraceLossIsReportedOnLaterEventsWarningAndStopLines(t *testing.T) {
 	if got := len(lossWarningRE.FindAllString(x.stderr, -1)); got != 1 {
 		t.Errorf("%d loss warnings for one loss, want 1:\n%s", got, x.stderr)
 	}
-	stopLine := fmt.Sprintf("container %s (%s) stopped: %d events, %d lost records\n", c.Name, c.ID[:12], before+after, lost)
+	stopLine := fmt.Sprintf("container %s (%s) stopped: %d events, %d lost records\n", c.Name, itest.ShortID(c.ID), before+after, lost)
 	if !strings.Contains(x.stderr, stopLine) {
 		t.Errorf("stderr lacks the stop line %q:\n%s", stopLine, x.stderr)
 	}

@@ -115,7 +115,7 @@ func startSoakBoxtap(t *testing.T, e *traceEnv, c *itest.Container, args ...stri
 			<-b.done
 		}
 	})
-	want := fmt.Sprintf("tracing %s (%s)\n", c.Name, c.ID[:12])
+	want := fmt.Sprintf("tracing %s (%s)\n", c.Name, itest.ShortID(c.ID))
 	if !hxWaitUntil(traceStartTimeout, func() bool { return strings.Contains(b.stderrText(), want) }) {
 		t.Fatalf("boxtap did not start tracing:\n%s", b.stderrText())
 	}

@@ -102,7 +102,7 @@ func TestTraceClassifiesConnectionsOnTheirBytesNotTheirFirstSegment(t *testing.T
 	if m[1] != strconv.Itoa(notHTTP) {
 		t.Errorf("exit line: %s connections not HTTP, want %d (the non-HTTP cases)\n%s", m[1], notHTTP, x.stderr)
 	}
-	stopLine := fmt.Sprintf("container %s (%s) stopped: %d events, %d connections not HTTP\n", c.Name, c.ID[:12], len(want), notHTTP)
+	stopLine := fmt.Sprintf("container %s (%s) stopped: %d events, %d connections not HTTP\n", c.Name, itest.ShortID(c.ID), len(want), notHTTP)
 	if !strings.Contains(x.stderr, stopLine) {
 		t.Errorf("stderr has no stop line %q:\n%s", stopLine, x.stderr)
 	}

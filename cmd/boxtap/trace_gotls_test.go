@@ -224,7 +224,7 @@ func TestIntegrationTraceTLSGoClientInContainer(t *testing.T) {
 	}
 	// The connection's packets, ciphertext, are the packet path's one
 	// connection that is not HTTP.
-	if !strings.Contains(x.stderr, fmt.Sprintf("container %s (%s) stopped: %d events, 1 connections not HTTP\n", cl.Name, cl.ID[:12], n)) {
+	if !strings.Contains(x.stderr, fmt.Sprintf("container %s (%s) stopped: %d events, 1 connections not HTTP\n", cl.Name, itest.ShortID(cl.ID), n)) {
 		t.Errorf("no stop line with %d events:\n%s", n, x.stderr)
 	}
 	if len(x.events) != n {
@@ -261,7 +261,7 @@ func TestIntegrationTraceTLSReportsUnreadableOncePerProcess(t *testing.T) {
 		}
 	}
 	line := func(pid int) string {
-		return fmt.Sprintf("%s (%s): pid %d (sslidle) uses TLS that boxtap cannot read (statically linked OpenSSL without symbols)\n", stripped.Name, stripped.ID[:12], pid)
+		return fmt.Sprintf("%s (%s): pid %d (sslidle) uses TLS that boxtap cannot read (statically linked OpenSSL without symbols)\n", stripped.Name, itest.ShortID(stripped.ID), pid)
 	}
 	p := e.startTrace(t, []*itest.Container{stripped, symbols}, "--tls")
 	parent := stripped.PID()
@@ -287,7 +287,7 @@ func TestIntegrationTraceTLSReportsUnreadableOncePerProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	stripped.Stop()
-	if err := p.WaitStderr(fmt.Sprintf("container %s (%s) stopped: 0 events, 2 processes with TLS boxtap cannot read\n", stripped.Name, stripped.ID[:12]), traceExitTimeout); err != nil {
+	if err := p.WaitStderr(fmt.Sprintf("container %s (%s) stopped: 0 events, 2 processes with TLS boxtap cannot read\n", stripped.Name, itest.ShortID(stripped.ID)), traceExitTimeout); err != nil {
 		t.Fatal(err)
 	}
 	x := stopTrace(t, p, syscall.SIGINT)
@@ -297,7 +297,7 @@ func TestIntegrationTraceTLSReportsUnreadableOncePerProcess(t *testing.T) {
 	if n := strings.Count(x.stderr, "uses TLS that boxtap cannot read"); n != 2 {
 		t.Fatalf("%d cannot-read lines, want 2 (parent and child, once each):\n%s", n, x.stderr)
 	}
-	if strings.Contains(x.stderr, symbols.ID[:12]+"): pid") {
+	if strings.Contains(x.stderr, itest.ShortID(symbols.ID)+"): pid") {
 		t.Fatalf("the program with symbols was reported:\n%s", x.stderr)
 	}
 	if !strings.Contains(x.stderr, "boxtap: 0 events, ") || !strings.Contains(x.stderr, ", 2 processes with TLS boxtap cannot read") {

@@ -84,7 +84,7 @@ func (e *traceEnv) startTrace(t *testing.T, cs []*itest.Container, args ...strin
 	argv = append(argv, args...)
 	p := itest.StartProc(t, ctx, e.boxtap, argv...)
 	for _, c := range cs {
-		if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", c.Name, c.ID[:12]), traceStartTimeout); err != nil {
+		if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", c.Name, itest.ShortID(c.ID)), traceStartTimeout); err != nil {
 			t.Fatal(err)
 		}
 	}

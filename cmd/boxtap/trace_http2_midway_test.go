@@ -396,7 +396,7 @@ func TestWatchHTTP2JoinedMidwayGivesPartialEvents(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "out")
 	p := e.startBoxtap(t, "watch", "--label", "boxtap-watch="+mark, "--output-dir", dir)
-	if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", c.Name, c.ID[:12]), traceStartTimeout); err != nil {
+	if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", c.Name, itest.ShortID(c.ID)), traceStartTimeout); err != nil {
 		t.Fatal(err)
 	}
 	for _, path := range []string{"/h2/ok", "/h2/status/404"} { // 5, 7

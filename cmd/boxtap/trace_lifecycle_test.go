@@ -81,7 +81,7 @@ func TestTraceExitsWhenTracedContainerStops(t *testing.T) {
 	doCalls(t, "http://127.0.0.1:"+strconv.Itoa(port2), true, serverCalls()[:3])
 
 	first.Stop()
-	stopped := fmt.Sprintf("container %s (%s) stopped: 2 events\n", first.Name, first.ID[:12])
+	stopped := fmt.Sprintf("container %s (%s) stopped: 2 events\n", first.Name, itest.ShortID(first.ID))
 	if err := p.WaitStderr(stopped, traceExitTimeout); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestTraceExitsWhenTracedContainerStops(t *testing.T) {
 		t.Fatalf("boxtap exited with %d after the last container stopped; stderr:\n%s", x.code, x.stderr)
 	}
 	for _, want := range []string{
-		fmt.Sprintf("container %s (%s) stopped: 4 events\n", second.Name, second.ID[:12]),
+		fmt.Sprintf("container %s (%s) stopped: 4 events\n", second.Name, itest.ShortID(second.ID)),
 		"no traced container left\n",
 	} {
 		if !strings.Contains(x.stderr, want) {

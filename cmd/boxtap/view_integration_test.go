@@ -532,7 +532,7 @@ func TestWatchWritesOnlyMatchingExchangesAndSummarisesThem(t *testing.T) {
 	p := e.startBoxtap(t, "watch", "--label", "boxtap-view="+mark, "--format", "json", "--status", "404", "--summary")
 	port := itest.FreePort(t)
 	c := d.Run(t, itest.RunOpts{Flags: []string{"--label", "boxtap-view=" + mark}, Args: []string{"serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port)}})
-	if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", c.Name, c.ID[:12]), traceStartTimeout); err != nil {
+	if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", c.Name, itest.ShortID(c.ID)), traceStartTimeout); err != nil {
 		t.Fatal(err)
 	}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)

@@ -44,14 +44,14 @@ func TestWatchSeparatesContainersIntoFiles(t *testing.T) {
 	// A container without the label is not traced.
 	other := e.ctrd.Run(t, ctrtest.RunOpts{Namespace: ns, Args: []string{"sleep"}})
 
-	for _, want := range []string{fmt.Sprintf("tracing %s (%s)\n", dc.Name, dc.ID[:12]), fmt.Sprintf("tracing %s (%s)\n", tk.ID, tk.ID[:12])} {
+	for _, want := range []string{fmt.Sprintf("tracing %s (%s)\n", dc.Name, itest.ShortID(dc.ID)), fmt.Sprintf("tracing %s (%s)\n", tk.ID, itest.ShortID(tk.ID))} {
 		if err := p.WaitStderr(want, traceStartTimeout); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Docker's container is also a task in containerd's moby namespace: it
 	// must be traced once, under its Docker name.
-	if n := strings.Count(p.Stderr(), "("+dc.ID[:12]+")\n"); n != 1 {
+	if n := strings.Count(p.Stderr(), "("+itest.ShortID(dc.ID)+")\n"); n != 1 {
 		t.Errorf("Docker container attached %d times:\n%s", n, p.Stderr())
 	}
 	getN(t, fmt.Sprintf("http://127.0.0.1:%d/docker", dport), 2)
@@ -63,7 +63,7 @@ func TestWatchSeparatesContainersIntoFiles(t *testing.T) {
 	// The containerd container exits while watched.
 	cgroupDir := e.cgroupOfPID(t, tk.PID)
 	tk.Kill(t, syscall.SIGTERM)
-	if err := p.WaitStderr(fmt.Sprintf("container %s (%s) stopped: 3 events", tk.ID, tk.ID[:12]), traceExitTimeout); err != nil {
+	if err := p.WaitStderr(fmt.Sprintf("container %s (%s) stopped: 3 events", tk.ID, itest.ShortID(tk.ID)), traceExitTimeout); err != nil {
 		t.Fatal(err)
 	}
 	checkDetached(t, cgroupDir)
@@ -109,7 +109,7 @@ func TestWatchSeparatesContainersIntoFiles(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, ns+"@"+other.ID+".json")); !os.IsNotExist(err) {
 		t.Errorf("unselected container got a file: %v", err)
 	}
-	if strings.Contains(p.Stderr(), other.ID[:12]) && !strings.Contains(p.Stderr(), "skipping "+other.ID) {
+	if strings.Contains(p.Stderr(), itest.ShortID(other.ID)) && !strings.Contains(p.Stderr(), "skipping "+other.ID) {
 		t.Errorf("unselected container was traced:\n%s", p.Stderr())
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "by-name", dc.Name+".json")); err != nil {
@@ -207,7 +207,7 @@ func TestWatchBadNamesAndReadOnlyDir(t *testing.T) {
 	port := itest.FreePort(t)
 	evil := "../../escape\x1b[31m/\x00x"
 	tk := e.ctrd.Run(t, ctrtest.RunOpts{Namespace: ns, Labels: map[string]string{container.LabelContainerName: evil}, Args: []string{"serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port)}})
-	if err := p.WaitStderr(tk.ID[:12]+")", traceStartTimeout); err != nil {
+	if err := p.WaitStderr(itest.ShortID(tk.ID)+")", traceStartTimeout); err != nil {
 		t.Fatal(err)
 	}
 	getN(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 1)
@@ -256,7 +256,7 @@ func TestWatchBadNamesAndReadOnlyDir(t *testing.T) {
 	ports := []int{port, itest.FreePort(t)}
 	tk2 := e.ctrd.Run(t, ctrtest.RunOpts{Namespace: ns, Args: []string{"serve", "-addr", fmt.Sprintf("127.0.0.1:%d", ports[1])}})
 	for _, id := range []string{tk.ID, tk2.ID} {
-		if err := p.WaitStderr(id[:12]+")\n", traceStartTimeout); err != nil {
+		if err := p.WaitStderr(itest.ShortID(id)+")\n", traceStartTimeout); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -271,7 +271,7 @@ func TestWatchBadNamesAndReadOnlyDir(t *testing.T) {
 			continue
 		}
 		for _, id := range []string{tk.ID, tk2.ID} {
-			if err := p.WaitStderr(id[:12]+"): output: open", traceStartTimeout); err != nil {
+			if err := p.WaitStderr(itest.ShortID(id)+"): output: open", traceStartTimeout); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -287,9 +287,9 @@ func TestWatchBadNamesAndReadOnlyDir(t *testing.T) {
 		t.Errorf("the exit line must count %d events, all of them not written:\n%s", want, stderr)
 	}
 	for _, id := range []string{tk.ID, tk2.ID} {
-		re := regexp.MustCompile(regexp.QuoteMeta(id[:12]) + `\): output: open [^\n]*read-only file system`)
+		re := regexp.MustCompile(regexp.QuoteMeta(itest.ShortID(id)) + `\): output: open [^\n]*read-only file system`)
 		if n := len(re.FindAllString(stderr, -1)); n != 1 {
-			t.Errorf("container %s: %d write error reports, want 1:\n%s", id[:12], n, stderr)
+			t.Errorf("container %s: %d write error reports, want 1:\n%s", itest.ShortID(id), n, stderr)
 		}
 	}
 }

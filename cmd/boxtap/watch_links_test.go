@@ -38,7 +38,7 @@ func TestWatchSameIDInTwoNamespacesAndPodLinks(t *testing.T) {
 	serve := func(i int) []string { return []string{"serve", "-addr", fmt.Sprintf("127.0.0.1:%d", ports[i])} }
 	a := e.ctrd.Run(t, ctrtest.RunOpts{Namespace: ns1, ID: id, Labels: pod("front-1"), Args: serve(0)})
 	b := e.ctrd.Run(t, ctrtest.RunOpts{Namespace: ns2, ID: id, Labels: pod("front-2"), Args: serve(1)})
-	if err := p.WaitStderr("tracing web ("+id[:12]+")", traceStartTimeout); err != nil {
+	if err := p.WaitStderr("tracing web ("+itest.ShortID(id)+")", traceStartTimeout); err != nil {
 		t.Fatal(err)
 	}
 	// The claimant starts once the first two are traced, so the order is known.

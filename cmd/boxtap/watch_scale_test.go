@@ -50,11 +50,11 @@ func TestWatchHundredContainers(t *testing.T) {
 		if i >= measured {
 			continue
 		}
-		if err := p.WaitStderr("("+tk.ID[:12]+") ", traceStartTimeout); err != nil {
+		if err := p.WaitStderr("("+itest.ShortID(tk.ID)+") ", traceStartTimeout); err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range gapLine.FindAllStringSubmatch(p.Stderr(), -1) {
-			if m[1] == tk.ID[:12] {
+			if m[1] == itest.ShortID(tk.ID) {
 				d, err := time.ParseDuration(m[2])
 				if err != nil {
 					t.Fatalf("gap %q: %v", m[2], err)

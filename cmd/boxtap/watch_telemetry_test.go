@@ -28,7 +28,7 @@ func TestWatchFeedsMetricsAndSpansOfContainersThatStartLater(t *testing.T) {
 	}
 	port := itest.FreePort(t)
 	c := d.Run(t, itest.RunOpts{Flags: []string{"--label", "boxtap-watch=" + mark}, Args: []string{"serve", "-addr", fmt.Sprintf("127.0.0.1:%d", port)}})
-	if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", c.Name, c.ID[:12]), traceStartTimeout); err != nil {
+	if err := p.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", c.Name, itest.ShortID(c.ID)), traceStartTimeout); err != nil {
 		t.Fatal(err)
 	}
 	const n = 4

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/boxtap/boxtap/runtime/container"
 )
 
 // Docker runs the docker CLI against the local daemon for integration tests.
@@ -307,3 +309,6 @@ func (c *Container) WaitLog(substr string, timeout time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// ShortID is the form of a container ID that boxtap's stderr lines show.
+func ShortID(id string) string { return container.Info{ID: id}.ShortID() }

@@ -99,7 +99,7 @@ func TestImageHoldsOnlyTheBinaryAndTracesANeighbourWithTheDaemonSetSettings(t *t
 	tracer := itest.StartCmd(t, exec.CommandContext(ctx, "ctr", args...))
 	// The pod sees containerd's socket only, not Docker's: a Docker container found in
 	// containerd's moby namespace has no Docker name there, so boxtap names it by its ID.
-	if err := tracer.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", neighbour.ID, neighbour.ID[:12]), containerTimeout); err != nil {
+	if err := tracer.WaitStderr(fmt.Sprintf("tracing %s (%s)\n", neighbour.ID, itest.ShortID(neighbour.ID)), containerTimeout); err != nil {
 		t.Fatal(err)
 	}
 	checkTask(t, pidFile, run.caps)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/boxtap/boxtap/output"
+	"github.com/boxtap/boxtap/runtime/container"
 	"github.com/boxtap/boxtap/summary"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -130,10 +131,7 @@ func ContainerLabel(id, name string) string {
 	if name != "" {
 		return name
 	}
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
+	return container.Info{ID: id}.ShortID()
 }
 
 // Serve listens on addr now (so a bad address fails at start) and serves

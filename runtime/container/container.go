@@ -34,13 +34,25 @@ type Info struct {
 	Pod         Pod
 }
 
-// ShortID returns the first 12 characters of the ID, the form Docker prints.
+// ShortID returns the form people read. A generated ID (Docker's and the CRI's
+// are 64 hex digits) is cut to its first 12 characters, as Docker prints it. An
+// ID someone chose (containerd and nerdctl accept any name) is kept whole:
+// cutting "web-frontend-1" and "web-frontend-2" would make them one.
 func (i Info) ShortID() string {
 	const short = 12
-	if len(i.ID) <= short {
+	if len(i.ID) <= short || !isHex(i.ID) {
 		return i.ID
 	}
 	return i.ID[:short]
+}
+
+func isHex(s string) bool {
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Labels set by the CRI implementations (containerd's CRI plugin, dockershim,

@@ -12,6 +12,11 @@ func TestShortID(t *testing.T) {
 		{"abc", "abc"},
 		{"0123456789ab", "0123456789ab"},
 		{"0123456789abcdef0123", "0123456789ab"},
+		{strings.Repeat("f00d", 16), "f00df00df00d"},
+		// Chosen names stay whole: their first 12 characters need not tell them apart.
+		{"boxtap-ctr-d0a1b2c3", "boxtap-ctr-d0a1b2c3"},
+		{"web-frontend-1", "web-frontend-1"},
+		{"0123456789ABCDEF", "0123456789ABCDEF"},
 	}
 	for _, tt := range tests {
 		if got := (Info{ID: tt.id}).ShortID(); got != tt.want {
