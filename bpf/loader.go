@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 	"unsafe"
@@ -145,12 +146,20 @@ func Load(opts Options) (*Collection, error) {
 		}
 		return nil, fmt.Errorf("loading eBPF programs: %w; boxtap needs Linux 6.3 or later with BTF, run as root", err)
 	}
+	releaseLoadMemory()
 	c.reader, err = ringbuf.NewReader(c.objs.Events)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("opening the ring buffer: %w", err)
 	}
 	return c, nil
+}
+
+// releaseLoadMemory hands the heap that loading took (the kernel's BTF,
+// parsed to relocate the programs, is garbage once they are loaded) back to
+// the kernel before the ring buffer is mapped.
+func releaseLoadMemory() {
+	debug.FreeOSMemory()
 }
 
 func lastLines(lines []string, n int) []string {
