@@ -112,6 +112,7 @@ type stream struct {
 	grpcCode int
 	grpcMsg  string
 	partial  bool  // a field could not be decoded (joined midway)
+	missed   bool  // its response head may have been in bytes the capture missed
 	data     int64 // DATA payload bytes of the response, padding excluded
 	info     httpstream.PacketInfo
 	size     int
@@ -119,9 +120,14 @@ type stream struct {
 
 // direction is the frame reassembly and HPACK state of one direction.
 type direction struct {
-	dir     httpstream.Direction
-	lost    bool
-	preface int // bytes of the client preface still expected
+	dir  httpstream.Direction
+	lost bool
+	// hunting: bytes were missed outside a DATA payload; the next segment
+	// that starts a frame resumes decoding (gap.go). rejoined: it did, and
+	// a frame error since then means that start was not one: hunt again.
+	hunting  bool
+	rejoined bool
+	preface  int // bytes of the client preface still expected
 
 	hdr  [frameHeaderLen]byte
 	nhdr int
@@ -194,7 +200,13 @@ func (p *Parser) Footprint() int {
 // Consume takes in-order captured bytes of one direction.
 func (p *Parser) Consume(dir httpstream.Direction, data []byte, info httpstream.PacketInfo, emit func(*httpstream.Response)) {
 	d := &p.dirs[dir&1]
-	for len(data) > 0 && !d.lost {
+	if d.hunting && !d.lost {
+		if !p.frameStart(d, data) {
+			return
+		}
+		p.resume(d, emit)
+	}
+	for len(data) > 0 && !d.lost && !d.hunting {
 		switch {
 		case d.preface > 0:
 			data = p.matchPreface(d, data)
@@ -208,23 +220,27 @@ func (p *Parser) Consume(dir httpstream.Direction, data []byte, info httpstream.
 	}
 }
 
-// Unknown handles n uncaptured bytes: only DATA payload may be missed
-// without losing the direction (an unknown pad length drops the padding
-// exclusion: the count then includes the padding).
+// Unknown handles n uncaptured bytes. Within a DATA payload they are only
+// counted (an unknown pad length drops the padding exclusion: the count then
+// includes the padding); anywhere else the direction rejoins (gap.go).
 func (p *Parser) Unknown(dir httpstream.Direction, n uint64) {
 	d := &p.dirs[dir&1]
-	if d.lost || n == 0 {
+	if d.lost || d.hunting || n == 0 {
 		return
 	}
 	if !d.in || d.fh.Type != http2.FrameData || n > uint64(d.left) {
-		p.lose(d)
+		p.hunt(d)
 		return
 	}
 	if d.padWait {
-		// The pad length is unknown: the count includes the padding, and an
-		// END_STREAM of this frame is only seen when the server's side ends.
+		// The pad length is unknown: the count includes the padding (the
+		// event is partial), and an END_STREAM of this frame is only seen
+		// when the server's side ends.
 		d.padWait = false
 		p.countData(d, d.left)
+		if st := p.streams[d.fh.StreamID]; st != nil && d.dir != p.client {
+			st.partial = true
+		}
 	}
 	d.left -= uint32(n)
 	if d.left == 0 {
@@ -259,6 +275,10 @@ func (p *Parser) settleWhere(match func(id uint32) bool, emit func(*httpstream.R
 }
 
 func (p *Parser) lose(d *direction) {
+	if d.rejoined && !d.lost {
+		p.hunt(d) // the frame start found after a gap was not one
+		return
+	}
 	if !d.lost {
 		d.lost = true
 		d.payload, d.fields = nil, nil
@@ -453,7 +473,7 @@ func (p *Parser) beginBlock(d *direction, id, promised uint32, end bool) {
 // (whose dynamic table lives for the whole connection) and handles the
 // block when it ends.
 func (p *Parser) fragment(d *direction, frag []byte, ended bool, emit func(*httpstream.Response)) {
-	if d.lost {
+	if d.lost || d.hunting {
 		return
 	}
 	d.blockBytes += len(frag)
@@ -657,7 +677,9 @@ func (p *Parser) drop(id uint32) {
 // as cut.
 func (p *Parser) settle(st *stream, emit func(*httpstream.Response)) {
 	if !st.hasResp {
-		p.stats.CutStreams++
+		if !st.missed {
+			p.stats.CutStreams++
+		}
 		return
 	}
 	p.emit(st, emit)
