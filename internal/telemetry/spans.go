@@ -110,6 +110,13 @@ func NewSpans(ctx context.Context, o SpanOptions) (*Spans, error) {
 
 // startSpans starts the goroutines that build and export spans to exp.
 func startSpans(exp sdktrace.SpanExporter, o SpanOptions) *Spans {
+	s := newSpans(exp, o)
+	s.start()
+	return s
+}
+
+// newSpans prepares the queues; start starts the goroutines.
+func newSpans(exp sdktrace.SpanExporter, o SpanOptions) *Spans {
 	n := o.QueueSize
 	if n <= 0 {
 		n = DefaultQueueSize
@@ -120,6 +127,10 @@ func startSpans(exp sdktrace.SpanExporter, o SpanOptions) *Spans {
 		built: make(chan struct{}), done: make(chan struct{})}
 	s.flush.Stop()
 	s.free.New = func() any { return new(spanInput) }
+	return s
+}
+
+func (s *Spans) start() {
 	// Close stops them, after the tracer stopped: not the caller's context,
 	// whose end (a signal) comes before the last exchanges are read.
 	buildCtx, stopBuild := context.WithCancel(context.Background())
@@ -127,7 +138,6 @@ func startSpans(exp sdktrace.SpanExporter, o SpanOptions) *Spans {
 	s.stopBuild, s.stopExport = stopBuild, stopExport
 	go s.build(buildCtx)
 	go s.loop(exportCtx)
-	return s
 }
 
 func newExporter(ctx context.Context, o SpanOptions) (sdktrace.SpanExporter, error) {

@@ -13,16 +13,21 @@ import (
 // gateExporter holds every export until open is closed, then takes the
 // batch (records its spans' url.path) or, if refuse is set, fails it.
 type gateExporter struct {
-	open   chan struct{}
-	refuse bool
-	mu     sync.Mutex
-	paths  []string
-	calls  int
+	open    chan struct{}
+	entered chan struct{} // closed at the first export
+	once    sync.Once
+	refuse  bool
+	mu      sync.Mutex
+	paths   []string
+	calls   int
 }
 
-func newGateExporter() *gateExporter { return &gateExporter{open: make(chan struct{})} }
+func newGateExporter() *gateExporter {
+	return &gateExporter{open: make(chan struct{}), entered: make(chan struct{})}
+}
 
 func (g *gateExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	g.once.Do(func() { close(g.entered) })
 	<-g.open // not ctx: a collector that does not answer at all
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -102,6 +107,29 @@ func TestObserveNeverWaitsForAStuckExporterAndCountsEveryDrop(t *testing.T) {
 	}
 }
 
+// A builder that does not build at all (not started yet): Observe still
+// returns at once, the queue keeps exactly its size, and the rest is
+// dropped and counted.
+func TestObserveNeverWaitsForTheBuilder(t *testing.T) {
+	const queue, n = 4, 1000
+	exp := newGateExporter()
+	close(exp.open)
+	s := newSpans(exp, SpanOptions{QueueSize: queue})
+	observeN(s, n) // would hang if Observe waited for room
+	if s.Dropped() != n-queue {
+		t.Errorf("%d dropped with the builder stalled, want %d", s.Dropped(), n-queue)
+	}
+	s.start()
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := exp.exported()
+	want := []string{"/r/0", "/r/1", "/r/2", "/r/3"}
+	if fmt.Sprint(got) != fmt.Sprint(want) || s.Exported() != queue || s.Dropped() != n-queue {
+		t.Errorf("exported %v (Exported %d, Dropped %d); want %v, %d dropped", got, s.Exported(), s.Dropped(), want, n-queue)
+	}
+}
+
 // A collector that never answers: Close gives up when its context ends,
 // counts what was pending as dropped, and what the goroutines finish later
 // is not counted again.
@@ -111,6 +139,7 @@ func TestCloseGivesUpOnAStuckExporterWithExactCounts(t *testing.T) {
 	exp.refuse = true
 	s := startSpans(exp, SpanOptions{QueueSize: 16})
 	observeN(s, n)
+	<-exp.entered // a batch (flushed after a second at the latest) is stuck in the exporter
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := s.Close(ctx); err != nil {
