@@ -66,7 +66,8 @@ type Options struct {
 	// as written (metrics, spans); for a sink that writes nothing
 	// (output.Discarder) without the process fields. It runs on the
 	// tracer's goroutine and must not block; it must not keep the event
-	// nor its strings, which may alias the parser's buffers.
+	// nor its strings, which may alias the parser's buffers (except the
+	// target's: Container, Kubernetes and ContainerRuntime).
 	Observer Observer
 }
 

@@ -527,7 +527,7 @@ func (s hostSink) Write(e *output.Event) error {
 		return nil
 	}
 	if s.spans != nil {
-		s.spans.Observe(e) // on the tracer's goroutine, as Observe wants
+		s.spans.Observe(e) // a copy, queued: never waits for the span
 	}
 	return s.FileSink.Write(e)
 }

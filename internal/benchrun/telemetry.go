@@ -121,6 +121,7 @@ func telemetryRows(r *results) []row {
 			{"OTLP only: boxtap CPU s per 100k responses", each(ot, cpuPer100k), "%.3f", "<= 0.10", atMost(0.10), nil},
 			{"OTLP only: spans exported / responses", each(ot, spansPerResponse), "%.6f", "", nil, nil},
 			{"OTLP only: spans dropped (queue full)", each(ot, spansDropped), "%.0f", "", nil, nil},
+			{"OTLP only: lost records", each(ot, lost), "%.0f", "0", allEqual(0), nil},
 		}, "telemetry/untraced-2", "telemetry/otlp-only")...)
 	}
 	return out

@@ -3,6 +3,8 @@ package telemetry
 import (
 	"strings"
 	"testing"
+
+	"github.com/boxtap/boxtap/output"
 )
 
 // FuzzParseHeaders: any --otlp-header value is accepted as KEY=VALUE or
@@ -32,6 +34,36 @@ func FuzzURLPath(f *testing.F) {
 	f.Fuzz(func(t *testing.T, uri string) {
 		if p := URLPath(uri); strings.ContainsAny(p, "?#") {
 			t.Fatalf("URLPath(%q) = %q keeps a query or fragment", uri, p)
+		}
+	})
+}
+
+// FuzzSpanOfKeepsTheWireText: whatever text comes from the wire, the span
+// made from the exchange's packed copy carries exactly what the event said.
+func FuzzSpanOfKeepsTheWireText(f *testing.F) {
+	f.Add("GET", "/a?b", "HTTP/1.1", "0")
+	f.Add("PURGE", "http://h/p", "HTTP/2", " 14 ")
+	f.Add("", "", "", "")
+	f.Fuzz(func(t *testing.T, method, uri, proto, grpc string) {
+		e := exchange("web", method, uri, 200, 0)
+		e.Response.Protocol = proto
+		e.Response.Headers = []output.Header{{Name: "Grpc-Status", Value: grpc}}
+		m := SpanOf(e)
+		got := map[string]string{}
+		for _, a := range m.Attrs {
+			got[string(a.Key)] = a.Value.Emit()
+		}
+		if got["url.path"] != URLPath(uri) {
+			t.Errorf("url.path %q, want %q", got["url.path"], URLPath(uri))
+		}
+		if Method(method) == OtherMethod && got["http.request.method_original"] != method {
+			t.Errorf("http.request.method_original %q, want %q", got["http.request.method_original"], method)
+		}
+		if v, ok := strings.CutPrefix(proto, "HTTP/"); ok && v != "" && got["network.protocol.version"] != v {
+			t.Errorf("network.protocol.version %q, want %q", got["network.protocol.version"], v)
+		}
+		if g := strings.TrimSpace(grpc); g != "0" && (!m.Error || m.ErrorDesc != "grpc-status "+g) {
+			t.Errorf("grpc-status %q: error %v %q", grpc, m.Error, m.ErrorDesc)
 		}
 	})
 }

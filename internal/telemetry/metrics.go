@@ -82,7 +82,7 @@ func NewMetrics(stats func() []ContainerStats, spans *Spans) *Metrics {
 		m.reg.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "boxtap_otlp_spans_exported_total", Help: "Spans the OTLP exporter delivered."},
 				func() float64 { return float64(spans.Exported()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "boxtap_otlp_spans_dropped_total", Help: "Spans dropped because the export queue was full or the collector refused or did not answer."},
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "boxtap_otlp_spans_dropped_total", Help: "Spans dropped because a queue was full (span building or export behind) or the collector refused or did not answer."},
 				func() float64 { return float64(spans.Dropped()) }))
 	}
 	return m

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,7 +33,8 @@ type SpanOptions struct {
 	QueueSize int
 }
 
-// DefaultQueueSize is how many spans wait for export at most.
+// DefaultQueueSize is how many exchanges wait to be made into spans, and
+// how many spans wait for export (in batches), at most.
 const DefaultQueueSize = 8192
 
 // Batch limits: a batch goes out when it has maxBatch spans or is
@@ -43,24 +45,51 @@ const (
 	exportTimeout = 10 * time.Second
 )
 
-// Spans turns exchanges into spans and exports them in batches from a
-// bounded queue. One TracerProvider per container carries that container's
-// resource; all share one queue and one exporter (one connection).
+// gatherPause is how long the builder sleeps after emptying its queue.
+// Exchanges then gather in the queue, and the tracer's goroutine, which
+// would have to wake a builder waiting on the queue for each exchange (a
+// futex call, microseconds), only finds it waiting once a pause or so.
+const gatherPause = 5 * time.Millisecond
+
+// Spans turns exchanges into spans and exports them in batches. Nothing of
+// it runs on the caller's goroutine but a copy: Observe hands a copy of the
+// exchange to a bounded queue, which one goroutine (build) drains, making
+// and ending the spans with the SDK and gathering them in batches; full
+// batches go to a second bounded queue, which the export loop sends. A full
+// queue drops and counts, never waits, so neither span building nor a slow
+// collector holds up the tracer. One TracerProvider per container carries
+// that container's resource; all share the queues and one exporter (one
+// connection).
 type Spans struct {
-	exp       sdktrace.SpanExporter
-	queue     chan sdktrace.ReadOnlySpan
-	host      string
-	providers map[string]trace.Tracer // container id -> its tracer; used by the tracer goroutine only
-	attrs     []attribute.KeyValue    // a span's attributes while it is built (the SDK copies them); tracer goroutine only
-	addrs     addrStrings             // tracer goroutine only
-	queued    atomic.Uint64           // spans accepted into the queue
-	dropped   atomic.Uint64
-	exported  atomic.Uint64
-	// droppedAfterQueue counts the queued spans that failed to export.
-	droppedAfterQueue atomic.Uint64
-	lastErr           atomic.Pointer[string]
-	stop              chan struct{}
-	done              chan struct{}
+	exp     sdktrace.SpanExporter
+	in      chan *spanInput // exchanges waiting to be made into spans
+	free    sync.Pool       // of *spanInput, for reuse
+	batches chan []sdktrace.ReadOnlySpan
+	host    string
+	// Used by the build goroutine only:
+	providers map[string]trace.Tracer // container id -> its tracer
+	attrs     []attribute.KeyValue    // a span's attributes while it is built (the SDK copies them)
+	addrs     addrStrings
+	batch     []sdktrace.ReadOnlySpan // ended spans not yet handed to the export loop
+	flush     *time.Timer             // fires when batch is batchDelay old
+
+	// Counts. Every exchange Observe was given ends up exactly once in
+	// exported or dropped. accepted counts those that entered the queue;
+	// droppedAccepted those of them dropped later (span queue full, export
+	// failed, or still pending when Close gave up).
+	accepted        atomic.Uint64
+	dropped         atomic.Uint64
+	exported        atomic.Uint64
+	droppedAccepted atomic.Uint64
+	// mu orders the late counts against Close giving up: once abandoned,
+	// whatever the goroutines still finish is not counted again.
+	mu        sync.Mutex
+	abandoned bool
+	closed    atomic.Bool
+	lastErr   atomic.Pointer[string]
+
+	stopBuild, stopExport context.CancelFunc
+	built, done           chan struct{}
 }
 
 // Enabled reports whether spans were asked for, by flag or environment.
@@ -68,22 +97,47 @@ func Enabled(endpoint string) bool {
 	return endpoint != "" || os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
 }
 
-// NewSpans creates the exporter and starts the export loop; Close ends it.
-// The exporter connects lazily: a collector that is down costs drops, not
-// a failed start.
+// NewSpans creates the exporter and starts the build and export
+// goroutines; Close ends them. The exporter connects lazily: a collector
+// that is down costs drops, not a failed start.
 func NewSpans(ctx context.Context, o SpanOptions) (*Spans, error) {
 	exp, err := newExporter(ctx, o)
 	if err != nil {
 		return nil, err
 	}
+	return startSpans(exp, o), nil
+}
+
+// startSpans starts the goroutines that build and export spans to exp.
+func startSpans(exp sdktrace.SpanExporter, o SpanOptions) *Spans {
+	s := newSpans(exp, o)
+	s.start()
+	return s
+}
+
+// newSpans prepares the queues; start starts the goroutines.
+func newSpans(exp sdktrace.SpanExporter, o SpanOptions) *Spans {
 	n := o.QueueSize
 	if n <= 0 {
 		n = DefaultQueueSize
 	}
-	s := &Spans{exp: exp, queue: make(chan sdktrace.ReadOnlySpan, n), host: o.HostName,
-		providers: map[string]trace.Tracer{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go s.loop()
-	return s, nil
+	s := &Spans{exp: exp, in: make(chan *spanInput, n), batches: make(chan []sdktrace.ReadOnlySpan, max(1, n/maxBatch)),
+		host: o.HostName, providers: map[string]trace.Tracer{}, attrs: make([]attribute.KeyValue, 0, maxSpanAttrs),
+		batch: make([]sdktrace.ReadOnlySpan, 0, maxBatch), flush: time.NewTimer(batchDelay),
+		built: make(chan struct{}), done: make(chan struct{})}
+	s.flush.Stop()
+	s.free.New = func() any { return new(spanInput) }
+	return s
+}
+
+func (s *Spans) start() {
+	// Close stops them, after the tracer stopped: not the caller's context,
+	// whose end (a signal) comes before the last exchanges are read.
+	buildCtx, stopBuild := context.WithCancel(context.Background())
+	exportCtx, stopExport := context.WithCancel(context.Background())
+	s.stopBuild, s.stopExport = stopBuild, stopExport
+	go s.build(buildCtx)
+	go s.loop(exportCtx)
 }
 
 func newExporter(ctx context.Context, o SpanOptions) (sdktrace.SpanExporter, error) {
@@ -170,7 +224,8 @@ func firstEnv(names ...string) string {
 	return ""
 }
 
-// Dropped is how many spans were lost: queue full, or an export failed.
+// Dropped is how many spans were lost: a queue was full, an export
+// failed, or the collector was too slow at exit.
 func (s *Spans) Dropped() uint64 { return s.dropped.Load() }
 
 // Exported is how many spans the collector accepted.
@@ -188,23 +243,109 @@ func (s *Spans) LastError() string {
 // afresh (cheap: they share the processor and the exporter).
 const maxProviders = 4096
 
-// Observe turns one exchange into a span and queues it. Called from the
-// tracer goroutine only.
+// Observe queues a copy of one exchange for its span, without waiting:
+// when the queue is full the span is dropped and counted. It may be called
+// from any goroutine, until Close.
 func (s *Spans) Observe(e *output.Event) {
-	tr, ok := s.providers[e.Container.ID]
+	if s.closed.Load() || len(s.in) == cap(s.in) {
+		s.dropped.Add(1) // full: not even the copy
+		return
+	}
+	x := s.free.Get().(*spanInput)
+	x.fill(e)
+	s.accepted.Add(1) // before the builder may see it
+	select {
+	case s.in <- x:
+	default: // filled up by another caller meanwhile
+		s.accepted.Add(^uint64(0))
+		s.dropped.Add(1)
+		s.recycle(x)
+	}
+}
+
+// recycle returns an exchange for reuse, unless a long path grew its
+// buffer.
+func (s *Spans) recycle(x *spanInput) {
+	if cap(x.wire) > maxKeptWire {
+		x.wire = nil
+	}
+	s.free.Put(x)
+}
+
+// build makes queued exchanges into spans until ctx ends, then the ones
+// still queued, and hands the last batch to the export loop.
+func (s *Spans) build(ctx context.Context) {
+	defer close(s.built)
+	defer s.flush.Stop()
+	pause := time.NewTimer(gatherPause)
+	defer pause.Stop()
+	for {
+		select {
+		case x := <-s.in:
+			s.span(x)
+			s.drain()
+			pause.Reset(gatherPause)
+			select {
+			case <-pause.C:
+			case <-ctx.Done():
+			}
+		case <-s.flush.C:
+			s.handOff()
+		case <-ctx.Done():
+			s.drain()
+			s.handOff()
+			return
+		}
+	}
+}
+
+// drain makes spans of the exchanges queued now.
+func (s *Spans) drain() {
+	for {
+		select {
+		case x := <-s.in:
+			s.span(x)
+		default:
+			return
+		}
+	}
+}
+
+// handOff passes the batch to the export loop, or drops it, counted, when
+// the loop has too many waiting already (the collector is slow or down).
+func (s *Spans) handOff() {
+	s.flush.Stop()
+	if len(s.batch) == 0 {
+		return
+	}
+	select {
+	case s.batches <- s.batch:
+		s.batch = make([]sdktrace.ReadOnlySpan, 0, maxBatch)
+	default:
+		s.settle(0, uint64(len(s.batch)))
+		clear(s.batch)
+		s.batch = s.batch[:0]
+	}
+}
+
+// span makes one exchange into an ended span, which the processor queues.
+func (s *Spans) span(x *spanInput) {
+	tr, ok := s.providers[x.container.ID]
 	if !ok {
 		if len(s.providers) >= maxProviders {
 			clear(s.providers)
 		}
+		e := output.Event{Container: x.container, Kubernetes: x.kube, ContainerRuntime: x.runtime}
 		tp := sdktrace.NewTracerProvider(
-			sdktrace.WithResource(ContainerResource(e, s.host)),
+			sdktrace.WithResource(ContainerResource(&e, s.host)),
 			sdktrace.WithSampler(sdktrace.AlwaysSample()),
 			sdktrace.WithSpanProcessor(queueProcessor{s}))
 		tr = tp.Tracer("github.com/boxtap/boxtap")
-		s.providers[e.Container.ID] = tr
+		s.providers[x.container.ID] = tr
 	}
-	m := spanOf(e, s.attrs, &s.addrs)
+	m := x.span(string(x.wire), s.attrs, &s.addrs)
 	s.attrs = m.Attrs
+	s.recycle(x)
 	_, sp := tr.Start(context.Background(), m.Name, trace.WithSpanKind(m.Kind),
 		trace.WithTimestamp(m.Start), trace.WithAttributes(m.Attrs...))
 	if m.Error {
@@ -213,48 +354,52 @@ func (s *Spans) Observe(e *output.Event) {
 	sp.End(trace.WithTimestamp(m.End))
 }
 
-// queueProcessor hands ended spans to the bounded queue without waiting.
-// The SDK's batch processor drops silently when full; this one counts.
+// settle counts exported and dropped spans of accepted exchanges, unless
+// Close has given up on them and counted them already.
+func (s *Spans) settle(exported, dropped uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.abandoned {
+		return
+	}
+	s.exported.Add(exported)
+	s.dropped.Add(dropped)
+	s.droppedAccepted.Add(dropped)
+}
+
+// queueProcessor gathers ended spans in the builder's batch (the SDK
+// calls it on the goroutine that ends the span: the builder). The SDK's
+// batch processor drops silently when full; this one counts (handOff).
 type queueProcessor struct{ s *Spans }
 
 func (p queueProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
 func (p queueProcessor) OnEnd(sp sdktrace.ReadOnlySpan) {
-	select {
-	case p.s.queue <- sp:
-		p.s.queued.Add(1)
-	default:
-		p.s.dropped.Add(1)
+	s := p.s
+	s.batch = append(s.batch, sp)
+	switch len(s.batch) {
+	case 1:
+		s.flush.Reset(batchDelay)
+	case maxBatch:
+		s.handOff()
 	}
 }
 func (p queueProcessor) Shutdown(context.Context) error   { return nil }
 func (p queueProcessor) ForceFlush(context.Context) error { return nil }
 
-// loop batches queued spans and exports them until Close.
-func (s *Spans) loop() {
+// loop exports the batches handed to it until ctx ends, then the ones
+// still waiting.
+func (s *Spans) loop(ctx context.Context) {
 	defer close(s.done)
-	batch := make([]sdktrace.ReadOnlySpan, 0, maxBatch)
-	tick := time.NewTicker(batchDelay)
-	defer tick.Stop()
 	for {
 		select {
-		case sp := <-s.queue:
-			batch = append(batch, sp)
-			if len(batch) >= maxBatch {
-				batch = s.export(batch)
-			}
-		case <-tick.C:
-			batch = s.export(batch)
-		case <-s.stop:
-			// Drain what is queued, then send it.
+		case b := <-s.batches:
+			s.export(b)
+		case <-ctx.Done():
 			for {
 				select {
-				case sp := <-s.queue:
-					batch = append(batch, sp)
-					if len(batch) >= maxBatch {
-						batch = s.export(batch)
-					}
+				case b := <-s.batches:
+					s.export(b)
 				default:
-					s.export(batch)
 					return
 				}
 			}
@@ -262,48 +407,57 @@ func (s *Spans) loop() {
 	}
 }
 
-// export sends one batch and returns the emptied slice.
-func (s *Spans) export(batch []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
-	if len(batch) == 0 {
-		return batch
-	}
+// export sends one batch.
+func (s *Spans) export(batch []sdktrace.ReadOnlySpan) {
 	ctx, cancel := context.WithTimeout(context.Background(), exportTimeout)
 	err := s.exp.ExportSpans(ctx, batch)
 	cancel()
 	if err != nil {
-		s.dropped.Add(uint64(len(batch)))
-		s.droppedAfterQueue.Add(uint64(len(batch)))
+		s.settle(0, uint64(len(batch)))
 		msg := err.Error()
 		s.lastErr.Store(&msg)
 	} else {
-		s.exported.Add(uint64(len(batch)))
+		s.settle(uint64(len(batch)), 0)
 	}
-	clear(batch)
-	return batch[:0]
 }
 
-// Close exports what is queued and shuts the exporter down, within ctx. A
-// collector too slow for that costs the spans not yet delivered: they are
-// counted as dropped, and boxtap exits anyway.
+// Close makes spans of the queued exchanges, exports them and shuts the
+// exporter down, within ctx. Call it once the callers of Observe are done.
+// A collector too slow for that costs the spans not yet delivered: they
+// are counted as dropped, and boxtap exits anyway.
 func (s *Spans) Close(ctx context.Context) error {
-	close(s.stop)
-	select {
-	case <-s.done:
-	case <-ctx.Done():
-		// The export loop is still waiting for the collector; whatever it
-		// has not delivered is lost with this process.
-		if pending := s.queued.Load() - s.exported.Load() - s.droppedAfterQueue.Load(); pending > 0 {
-			s.dropped.Add(pending)
-			s.droppedAfterQueue.Add(pending)
-		}
-		msg := "collector too slow at exit"
-		s.lastErr.Store(&msg)
+	s.closed.Store(true)
+	s.stopBuild()
+	ok := s.wait(ctx, s.built)
+	s.stopExport() // after the builder's last hand-off, or now if Close gave up
+	if !ok || !s.wait(ctx, s.done) {
 		return nil
 	}
 	if err := s.exp.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("closing the OTLP exporter: %w", err)
 	}
 	return nil
+}
+
+// wait waits for a goroutine to end. If ctx ends first, whatever was
+// accepted and not yet exported or dropped is lost with this process:
+// it is counted as dropped, once.
+func (s *Spans) wait(ctx context.Context, done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pending := s.accepted.Load() - s.exported.Load() - s.droppedAccepted.Load(); pending > 0 {
+		s.dropped.Add(pending)
+		s.droppedAccepted.Add(pending)
+	}
+	s.abandoned = true
+	msg := "collector too slow at exit"
+	s.lastErr.Store(&msg)
+	return false
 }
 
 // Summary is the exit line's part about spans.
