@@ -21,8 +21,8 @@
  * the place).
  *
  * The socket is found from the *tls.Conn itself (its net.Conn is a
- * *net.TCPConn, whose netFD holds the fd) and then, as in tls.c, from the
- * fd to the struct sock. The maps user space reads are tls.c's: user space
+ * *net.TCPConn, whose netFD holds the fd) and then from the fd to the
+ * struct sock (sock_of). The maps user space reads are tls.c's: user space
  * loads this object with them as replacements, so both paths feed one ring
  * buffer and one table of connections.
  */
@@ -135,7 +135,7 @@ static __always_inline void go_emit(__u64 conn, __u64 buf, __s64 n, __u8 dir)
 	struct tls_conn *c = go_conn(conn, bpf_get_current_pid_tgid() >> 32);
 	if (!c)
 		return;
-	struct tls_call call = {.ssl = conn, .buf = buf, .fd = -1, .dir = dir};
+	struct tls_call call = {.ssl = conn, .buf = buf, .dir = dir};
 	emit(&call, c, (__u64)n);
 }
 
@@ -189,9 +189,9 @@ int go_close(struct pt_regs *ctx)
 	return 0;
 }
 
-/* sched_process_exec reports a program started in a traced cgroup: a
- * static Go executable maps nothing through mmap, so tls.c's notice at
- * mmap never comes for it. */
+/* sched_process_exec reports a program started in a traced cgroup, Go or
+ * not: user space then probes its executable, its dynamic loader (whose
+ * uprobe reports later dlopens, tls.c) and the TLS libraries it maps. */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(go_exec, struct task_struct *p, int old_pid, struct linux_binprm *bprm)
 {

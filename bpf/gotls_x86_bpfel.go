@@ -28,6 +28,7 @@ type gotlsGoCallKey struct {
 
 type gotlsTlsConn struct {
 	_       structs.HostLayout
+	Sk      uint64
 	Off     [2]uint32
 	Lost    [2]uint8
 	HasSock uint8
@@ -37,6 +38,7 @@ type gotlsTlsConn struct {
 	Rport   uint16
 	Local   [16]uint8
 	Remote  [16]uint8
+	_       [4]byte
 }
 
 type gotlsTlsConnKey struct {

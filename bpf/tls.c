@@ -5,18 +5,24 @@
  * TLS plaintext of the traced cgroups, from OpenSSL's SSL_read/SSL_write
  * (and their _ex forms) through uprobes, without kprobes.
  *
- * A uprobe fires for every process that maps the library file, in every
- * container sharing it and on the host: each probe first looks the calling
- * task's cgroup up in tls_cgroups and returns when it is not traced.
+ * The uprobes are set per traced process (user space passes the pid), so
+ * no other process mapping the same library file traps into the kernel;
+ * each probe still looks the calling task's cgroup up in tls_cgroups.
  *
  * The socket behind an SSL call is found on the same thread: while a traced
  * thread is inside SSL_read/SSL_write (an entry in tls_calls), the
- * raw_syscalls:sys_enter tracepoint notes the fd of the read/write-family
- * syscall OpenSSL makes. On return the fd is turned into its struct sock
- * (task->files->fdt->fd[fd]->private_data->sk) and the 4-tuple is kept per
- * SSL*, so that a read OpenSSL serves from its own buffer (no syscall) is
- * still attributed. sys_enter runs for every syscall on the host: for any
- * thread outside an SSL call of a traced cgroup it costs one hash lookup.
+ * sock_send_length and sock_recv_length tracepoints, which the kernel fires
+ * after every socket send or receive (read, write, send*, recv* alike),
+ * note the struct sock OpenSSL's socket BIO used. On return its 4-tuple is
+ * kept per SSL*, so that a read OpenSSL serves from its own buffer (no
+ * syscall) is still attributed. The two tracepoints run for socket calls
+ * only, never for other system calls, and for a thread outside an SSL call
+ * of a traced process cost one hash lookup.
+ *
+ * New code mapped by a traced process is reported by a uprobe on the
+ * dynamic loader's _dl_debug_state (set per process, like the others),
+ * forks by sched_process_fork and execs by gotls.c's sched_process_exec:
+ * user space then looks for TLS libraries in the process.
  *
  * Offsets per direction are counted here, per SSL*, so that user space sees
  * a lost record as a hole in a stream, as it does for TCP.
@@ -33,18 +39,6 @@
 #include "tls_common.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-/* x86-64 syscall numbers of the calls OpenSSL's socket BIO makes. */
-#define NR_read 0
-#define NR_write 1
-#define NR_readv 19
-#define NR_writev 20
-#define NR_sendto 44
-#define NR_recvfrom 45
-#define NR_sendmsg 46
-#define NR_recvmsg 47
-#define NR_mmap 9
-#define PROT_EXEC 4
 
 /* The SSL call in progress on each thread. */
 struct {
@@ -67,7 +61,6 @@ static __always_inline int enter(struct pt_regs *ctx, __u8 dir, __u8 ex)
 		.ssl = PT_REGS_PARM1(ctx),
 		.buf = PT_REGS_PARM2(ctx),
 		.out_len = ex ? PT_REGS_PARM4(ctx) : 0,
-		.fd = -1,
 		.dir = dir,
 		.ex = ex,
 	};
@@ -76,40 +69,42 @@ static __always_inline int enter(struct pt_regs *ctx, __u8 dir, __u8 ex)
 	return 0;
 }
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(tls_sys_enter, struct pt_regs *regs, long nr)
+/* note_sock records sk, a TCP socket, in the SSL call in progress on the
+ * current thread; a thread outside one returns at the first lookup. */
+static __always_inline void note_sock(struct sock *sk)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &id);
-	if (!call)
-		return 0;
-	switch (nr) {
-	case NR_read: case NR_write: case NR_readv: case NR_writev:
-	case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg:
-		break;
-	default:
-		return 0;
-	}
-	unsigned long fd = 0;
-	/* The kernel's pt_regs has the user-space layout; rdi is argument 1. */
-	bpf_probe_read_kernel(&fd, sizeof(fd), &regs->rdi);
-	call->fd = (__s32)fd;
+	if (!call || !sk)
+		return;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return;
+	call->sk = (__u64)sk;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(tls_sock_send, struct sock *sk, int ret, int flags)
+{
+	note_sock(sk);
 	return 0;
 }
 
-/* sys_exit reports a successful mmap with PROT_EXEC in a traced cgroup (a
- * library loaded, by ld.so or dlopen). Any other syscall on the host costs
- * one read of the syscall number. */
-SEC("tp_btf/sys_exit")
-int BPF_PROG(tls_sys_exit, struct pt_regs *regs, long ret)
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(tls_sock_recv, struct sock *sk, int ret, int flags)
 {
-	unsigned long nr = 0, prot = 0;
-	bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_rax);
-	if (nr != NR_mmap || (ret < 0 && ret > -4096))
-		return 0;
-	bpf_probe_read_kernel(&prot, sizeof(prot), &regs->rdx);
-	if (!(prot & PROT_EXEC))
-		return 0;
+	note_sock(sk);
+	return 0;
+}
+
+/* The dynamic loader (glibc's and musl's) calls _dl_debug_state, the
+ * debuggers' breakpoint, once it has mapped a program's libraries at start
+ * and before and after each dlopen. User space sets this uprobe per traced
+ * process, on the loader it maps, and looks for TLS libraries on each
+ * notice: a process whose loader was probed before user space's scan of
+ * its mappings cannot load libssl unseen. */
+SEC("uprobe")
+int tls_loader(struct pt_regs *ctx)
+{
 	__u64 cg = bpf_get_current_cgroup_id();
 	if (!bpf_map_lookup_elem(&tls_cgroups, &cg))
 		return 0;
@@ -173,12 +168,10 @@ static __always_inline int leave(struct pt_regs *ctx)
 		if (!c)
 			return 0;
 	}
-	if (call.fd >= 0 && (call.fd != c->fd || !c->has_sock)) {
-		struct sock *sk = sock_of(call.fd);
-		if (sk) {
-			fill_tuple(c, sk);
-			c->fd = call.fd;
-		}
+	/* A call without socket I/O keeps the tuple of the SSL*'s last one. */
+	if (call.sk && (call.sk != c->sk || !c->has_sock)) {
+		fill_tuple(c, (struct sock *)call.sk);
+		c->sk = call.sk;
 	}
 	emit(&call, c, n);
 	return 0;

@@ -20,21 +20,24 @@ type TLSRecordHeader = tlsTlsRecord
 const tlsHeaderSize = int(unsafe.Sizeof(tlsTlsRecord{}))
 
 // TLSCollection is the loaded TLS plaintext programs (tls.c): uprobes on
-// OpenSSL's SSL_read/SSL_write, attached per library file with
-// AttachOpenSSL, and one raw_syscalls:sys_enter tracepoint that links each
-// call to its socket. Nothing is recorded for a cgroup before TraceCgroup.
+// OpenSSL's SSL_read/SSL_write, attached per process and library file with
+// AttachOpenSSL; the sock_send_length and sock_recv_length tracepoints,
+// which link each call to its socket; and the notices of processes to look
+// at (fork and exec tracepoints, a uprobe on each traced process's dynamic
+// loader set with AttachLoader). No program runs for a system call that is
+// not socket I/O. Nothing is recorded for a cgroup before TraceCgroup.
 type TLSCollection struct {
 	objs     tlsObjects
 	gotls    goTLS // gotls.go
-	sysEnter link.Link
-	sysExit  link.Link
+	sockSend link.Link
+	sockRecv link.Link
 	fork     link.Link
 	reader   *ringbuf.Reader
 	raw      ringbuf.Record
 	mapped   *ringbuf.Reader
 }
 
-// LoadTLS loads the TLS programs and attaches the sys_enter tracepoint.
+// LoadTLS loads the TLS programs and attaches the tracepoints.
 func LoadTLS() (*TLSCollection, error) {
 	c := &TLSCollection{}
 	if err := loadTlsObjects(&c.objs, nil); err != nil {
@@ -44,19 +47,18 @@ func LoadTLS() (*TLSCollection, error) {
 		}
 		return nil, fmt.Errorf("loading the TLS eBPF programs: %w; TLS capture needs Linux 6.3 or later with BTF and uprobes, run as root", err)
 	}
-	l, err := link.AttachTracing(link.TracingOptions{Program: c.objs.TlsSysEnter})
-	if err != nil {
-		c.objs.Close()
-		return nil, fmt.Errorf("attaching to raw_syscalls:sys_enter (tp_btf): %w; TLS capture needs BTF tracepoints", err)
-	}
-	c.sysEnter = l
 	if err := c.loadGoTLS(); err != nil {
 		c.Close()
 		return nil, err
 	}
-	if c.sysExit, err = link.AttachTracing(link.TracingOptions{Program: c.objs.TlsSysExit}); err != nil {
+	var err error
+	if c.sockSend, err = link.AttachTracing(link.TracingOptions{Program: c.objs.TlsSockSend}); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("attaching to raw_syscalls:sys_exit (tp_btf): %w; TLS capture needs BTF tracepoints", err)
+		return nil, fmt.Errorf("attaching to sock:sock_send_length (tp_btf): %w; TLS capture needs BTF tracepoints (Linux 6.3 or later)", err)
+	}
+	if c.sockRecv, err = link.AttachTracing(link.TracingOptions{Program: c.objs.TlsSockRecv}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("attaching to sock:sock_recv_length (tp_btf): %w; TLS capture needs BTF tracepoints (Linux 6.3 or later)", err)
 	}
 	if c.fork, err = link.AttachTracing(link.TracingOptions{Program: c.objs.TlsFork}); err != nil {
 		c.Close()
@@ -83,7 +85,7 @@ func (c *TLSCollection) Close() error {
 	if c.mapped != nil {
 		errs = append(errs, c.mapped.Close())
 	}
-	for _, l := range []link.Link{c.sysEnter, c.sysExit, c.fork} {
+	for _, l := range []link.Link{c.sockSend, c.sockRecv, c.fork} {
 		if l != nil {
 			errs = append(errs, l.Close())
 		}
@@ -164,6 +166,27 @@ func (c *TLSCollection) AttachOpenSSL(path string, pid int) ([]link.Link, error)
 	return links, nil
 }
 
+// LoaderSymbol is the function of the dynamic loader AttachLoader probes:
+// glibc's ld.so and musl's both export it for debuggers and call it after
+// mapping a program's libraries and around each dlopen.
+const LoaderSymbol = "_dl_debug_state"
+
+// AttachLoader sets a uprobe on the dynamic loader at path, for process
+// pid only, that reports each library the process loads from then on (a
+// TLSMapped notice). It fails, wrapping link.ErrNoSymbol, when the loader
+// does not export LoaderSymbol.
+func (c *TLSCollection) AttachLoader(path string, pid int) (link.Link, error) {
+	ex, err := link.OpenExecutable(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s for uprobes: %w", path, err)
+	}
+	l, err := ex.Uprobe(LoaderSymbol, c.objs.TlsLoader, &link.UprobeOptions{PID: pid})
+	if err != nil {
+		return nil, fmt.Errorf("uprobe on %s in %s: %w", LoaderSymbol, path, err)
+	}
+	return l, nil
+}
+
 // Lost is how many TLS records the ring buffer had no room for.
 func (c *TLSCollection) Lost() (uint64, error) {
 	var per []uint64
@@ -223,8 +246,9 @@ func DecodeTLSRecord(raw []byte, rec *TLSRecord) error {
 	return nil
 }
 
-// TLSMapped is a process of a traced cgroup that mapped executable code (a
-// library loaded at start or by dlopen) or was forked (struct tls_mapped).
+// TLSMapped is a process of a traced cgroup that exec'd, was forked or had
+// its dynamic loader load libraries (at start or by dlopen) (struct
+// tls_mapped).
 type TLSMapped = tlsTlsMapped
 
 // NextMapped waits for the next TLSMapped notice. It returns ErrClosed once

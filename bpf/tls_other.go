@@ -9,7 +9,7 @@ import (
 )
 
 // TLSRecordHeader mirrors struct tls_record; TLS capture is built for
-// amd64 only (tls.c reads x86-64 syscall arguments), so on other
+// amd64 only (tls.c reads x86-64 registers), so on other
 // architectures nothing produces it.
 type TLSRecordHeader struct {
 	TsTai, Conn, CgroupId, StartNs, LeaderStartNs uint64
@@ -49,8 +49,12 @@ func (c *TLSCollection) AttachOpenSSL(string, int) ([]link.Link, error) { return
 func (c *TLSCollection) AttachGoTLS(string, int, GoTLSProbes) ([]link.Link, error) {
 	return nil, errTLSArch
 }
-func (c *TLSCollection) Lost() (uint64, error)    { return 0, nil }
-func (c *TLSCollection) NextTLS(*TLSRecord) error { return ErrIdle }
+func (c *TLSCollection) AttachLoader(string, int) (link.Link, error) { return nil, errTLSArch }
+func (c *TLSCollection) Lost() (uint64, error)                       { return 0, nil }
+func (c *TLSCollection) NextTLS(*TLSRecord) error                    { return ErrIdle }
+
+// LoaderSymbol is the dynamic loader's function AttachLoader probes.
+const LoaderSymbol = "_dl_debug_state"
 
 // TLSMapped mirrors struct tls_mapped.
 type TLSMapped struct {

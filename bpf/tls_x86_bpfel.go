@@ -18,14 +18,15 @@ type tlsTlsCall struct {
 	Ssl    uint64
 	Buf    uint64
 	OutLen uint64
-	Fd     int32
+	Sk     uint64
 	Dir    uint8
 	Ex     uint8
-	_      [2]byte
+	_      [6]byte
 }
 
 type tlsTlsConn struct {
 	_       structs.HostLayout
+	Sk      uint64
 	Off     [2]uint32
 	Lost    [2]uint8
 	HasSock uint8
@@ -35,6 +36,7 @@ type tlsTlsConn struct {
 	Rport   uint16
 	Local   [16]uint8
 	Remote  [16]uint8
+	_       [4]byte
 }
 
 type tlsTlsConnKey struct {
@@ -102,10 +104,11 @@ const (
 	tlsProgTlsFork         = "tls_fork"
 	tlsProgTlsFree         = "tls_free"
 	tlsProgTlsLeave        = "tls_leave"
+	tlsProgTlsLoader       = "tls_loader"
 	tlsProgTlsReadEnter    = "tls_read_enter"
 	tlsProgTlsReadExEnter  = "tls_read_ex_enter"
-	tlsProgTlsSysEnter     = "tls_sys_enter"
-	tlsProgTlsSysExit      = "tls_sys_exit"
+	tlsProgTlsSockRecv     = "tls_sock_recv"
+	tlsProgTlsSockSend     = "tls_sock_send"
 	tlsProgTlsWriteEnter   = "tls_write_enter"
 	tlsProgTlsWriteExEnter = "tls_write_ex_enter"
 	tlsVarUnusedTlsMapped  = "unused_tls_mapped"
@@ -157,10 +160,11 @@ type tlsProgramSpecs struct {
 	TlsFork         *ebpf.ProgramSpec `ebpf:"tls_fork"`
 	TlsFree         *ebpf.ProgramSpec `ebpf:"tls_free"`
 	TlsLeave        *ebpf.ProgramSpec `ebpf:"tls_leave"`
+	TlsLoader       *ebpf.ProgramSpec `ebpf:"tls_loader"`
 	TlsReadEnter    *ebpf.ProgramSpec `ebpf:"tls_read_enter"`
 	TlsReadExEnter  *ebpf.ProgramSpec `ebpf:"tls_read_ex_enter"`
-	TlsSysEnter     *ebpf.ProgramSpec `ebpf:"tls_sys_enter"`
-	TlsSysExit      *ebpf.ProgramSpec `ebpf:"tls_sys_exit"`
+	TlsSockRecv     *ebpf.ProgramSpec `ebpf:"tls_sock_recv"`
+	TlsSockSend     *ebpf.ProgramSpec `ebpf:"tls_sock_send"`
 	TlsWriteEnter   *ebpf.ProgramSpec `ebpf:"tls_write_enter"`
 	TlsWriteExEnter *ebpf.ProgramSpec `ebpf:"tls_write_ex_enter"`
 }
@@ -242,10 +246,11 @@ type tlsPrograms struct {
 	TlsFork         *ebpf.Program `ebpf:"tls_fork"`
 	TlsFree         *ebpf.Program `ebpf:"tls_free"`
 	TlsLeave        *ebpf.Program `ebpf:"tls_leave"`
+	TlsLoader       *ebpf.Program `ebpf:"tls_loader"`
 	TlsReadEnter    *ebpf.Program `ebpf:"tls_read_enter"`
 	TlsReadExEnter  *ebpf.Program `ebpf:"tls_read_ex_enter"`
-	TlsSysEnter     *ebpf.Program `ebpf:"tls_sys_enter"`
-	TlsSysExit      *ebpf.Program `ebpf:"tls_sys_exit"`
+	TlsSockRecv     *ebpf.Program `ebpf:"tls_sock_recv"`
+	TlsSockSend     *ebpf.Program `ebpf:"tls_sock_send"`
 	TlsWriteEnter   *ebpf.Program `ebpf:"tls_write_enter"`
 	TlsWriteExEnter *ebpf.Program `ebpf:"tls_write_ex_enter"`
 }
@@ -255,10 +260,11 @@ func (p *tlsPrograms) Close() error {
 		p.TlsFork,
 		p.TlsFree,
 		p.TlsLeave,
+		p.TlsLoader,
 		p.TlsReadEnter,
 		p.TlsReadExEnter,
-		p.TlsSysEnter,
-		p.TlsSysExit,
+		p.TlsSockRecv,
+		p.TlsSockSend,
 		p.TlsWriteEnter,
 		p.TlsWriteExEnter,
 	)

@@ -5,6 +5,7 @@
 package tracer
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -402,8 +403,8 @@ func TestIntegrationTLSNginxResponsesFromTracedCgroupOnly(t *testing.T) {
 
 // TestIntegrationTLSClientStartedAfterAttachIsInstrumented traces an empty
 // cgroup, then starts a Python ssl client in it (against nginx in an
-// untraced cgroup): the library it loads is instrumented from the kernel's
-// mapping notice, and each response it reads (SSL_read_ex) is one ingress
+// untraced cgroup): the library it loads is instrumented from the notice
+// of its dynamic loader's uprobe, set at its exec, and each response it reads (SSL_read_ex) is one ingress
 // event of python3 with tls=true.
 func TestIntegrationTLSClientStartedAfterAttachIsInstrumented(t *testing.T) {
 	mount := itest.RequireBPF(t)
@@ -463,6 +464,94 @@ for i in range(int(sys.argv[2])):
 	seen := x.drained(t, n)
 	for i, v := range seen {
 		want := tlsSeen{dir: output.DirectionIngress, status: 200, uri: "/c" + strconv.Itoa(i), header: "small", contentLength: 15,
+			sport: uint16(port), dport: uint16(lport), comm: "python3", tls: true, hostPID: uint32(cmd.Process.Pid),
+			src: "127.0.0.1", dst: "127.0.0.1"}
+		if v != want {
+			t.Fatalf("event %d:\n got %+v\nwant %+v", i, v, want)
+		}
+	}
+	if err := x.tr.Remove(context.Background(), x.tg); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestIntegrationTLSRunningProcessLoadingSSLLaterIsInstrumented: a Python
+// process already running in the cgroup when it is traced, without libssl,
+// imports ssl afterwards (dlopen): no exec, fork or new process tells
+// boxtap, only the uprobe set on the process's dynamic loader when it was
+// first scanned. The library is instrumented and each response the client
+// reads is one ingress event of that process.
+func TestIntegrationTLSRunningProcessLoadingSSLLaterIsInstrumented(t *testing.T) {
+	mount := itest.RequireBPF(t)
+	tracedDir, tracedFD := testCgroup(t, mount, "dlopen-traced")
+	_, untracedFD := testCgroup(t, mount, "dlopen-untraced")
+	port, _ := startNginxTLS(t, untracedFD)
+
+	cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer ccancel()
+	const n = 20
+	cmd := exec.CommandContext(cctx, "/usr/bin/python3", "-c", `
+import sys
+print("running", flush=True)
+sys.stdin.readline()
+import http.client, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+print("loaded", flush=True)
+sys.stdin.readline()
+c = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
+c.connect()
+print(c.sock.getsockname()[1], flush=True)
+for i in range(int(sys.argv[2])):
+    c.request("GET", "/d%d" % i); r = c.getresponse(); r.read()
+    if r.status != 200: sys.exit("status %d" % r.status)
+`, strconv.Itoa(port), strconv.Itoa(n))
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(tracedFD.Fd())}
+	stdin, out, stderr := itest.StartPiped(t, cmd)
+	line := func(want string) string {
+		t.Helper()
+		if !out.Scan() || (want != "" && out.Text() != want) {
+			t.Fatalf("python client printed %q, want %q: %v; stderr: %s", out.Text(), want, out.Err(), stderr.String())
+		}
+		return out.Text()
+	}
+	line("running")
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if libs, err := tlssource.OpenSSLPaths(bytes.NewReader(maps)); err != nil || len(libs) != 0 {
+		t.Fatalf("python3 mapped %q before importing ssl (%v)", libs, err)
+	}
+
+	x := startTLSTracing(t, tracedDir, container.Info{ID: "tlsdlopen", Name: "boxtap-tls-dlopen"}, true)
+	if x.src.Instrumented() != 0 {
+		t.Fatalf("%d (process, library) pairs instrumented before python3 loaded ssl", x.src.Instrumented())
+	}
+	defer x.run(t)()
+	if _, err := stdin.Write([]byte("import\n")); err != nil {
+		t.Fatal(err)
+	}
+	line("loaded")
+	deadline := time.Now().Add(30 * time.Second)
+	for x.src.Instrumented() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d (process, library) pairs instrumented after python3 loaded ssl, want 1; warnings: %v", x.src.Instrumented(), x.warningsSoFar())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := stdin.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	lport, err := strconv.Atoi(line(""))
+	if err != nil {
+		t.Fatalf("python client printed %q, not its port", out.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("python client: %v; stderr: %s", err, stderr.String())
+	}
+	seen := x.drained(t, n)
+	for i, v := range seen {
+		want := tlsSeen{dir: output.DirectionIngress, status: 200, uri: "/d" + strconv.Itoa(i), header: "small", contentLength: 15,
 			sport: uint16(port), dport: uint16(lport), comm: "python3", tls: true, hostPID: uint32(cmd.Process.Pid),
 			src: "127.0.0.1", dst: "127.0.0.1"}
 		if v != want {

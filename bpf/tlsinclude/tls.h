@@ -36,7 +36,8 @@ struct tls_record {
 	char comm[16];
 };
 
-/* A process of a traced cgroup mapped executable code (struct in tls_mapped). */
+/* A process of a traced cgroup to look at for TLS libraries: it exec'd, was
+ * forked or had its dynamic loader load libraries (tls_mapped_events). */
 struct tls_mapped {
 	__u64 ts_tai;
 	__u64 cgroup_id;

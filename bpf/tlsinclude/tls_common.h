@@ -13,7 +13,7 @@ struct tls_call {
 	__u64 ssl;
 	__u64 buf;
 	__u64 out_len; /* size_t * of the _ex forms, 0 otherwise */
-	__s32 fd;      /* fd of the syscall made inside the call, -1 if none */
+	__u64 sk;      /* struct sock * of the call's last TCP send or receive, 0 if none */
 	__u8 dir;
 	__u8 ex;
 };
@@ -26,11 +26,12 @@ struct tls_conn_key {
 };
 
 struct tls_conn {
+	__u64 sk; /* the struct sock the tuple was read from (OpenSSL) */
 	__u32 off[2];
 	__u8 lost[2];
 	__u8 has_sock;
 	__u8 family;
-	__s32 fd;
+	__s32 fd; /* the fd the tuple was read from (Go) */
 	__u16 lport, rport;
 	__u8 local[16];
 	__u8 remote[16];
@@ -75,9 +76,9 @@ struct {
 	__uint(max_entries, 16 << 20);
 } tls_events SEC(".maps");
 
-/* Processes of traced cgroups that mapped executable code (a library, or
- * the program at exec): user space looks for TLS libraries in them. Rare,
- * so every record wakes the reader. */
+/* Processes of traced cgroups that exec'd, forked or loaded libraries:
+ * user space looks for TLS libraries in them. Rare, so every record wakes
+ * the reader. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 64 << 10);

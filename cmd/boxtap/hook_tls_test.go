@@ -234,3 +234,90 @@ func TestHookTLSStaticServer(t *testing.T) {
 		}
 	}
 }
+
+// A hooked container whose program (python3) loads OpenSSL with dlopen
+// from a directory the hook does not pre-arm (a copy of libssl.so.3 in
+// a directory of its own, loaded through ctypes, which Python's ssl module
+// then uses): the tracer instruments the process at its exec notice,
+// including a uprobe on its dynamic loader, and that uprobe reports the
+// dlopen, so the copy gets its uprobes. The program makes its HTTPS call
+// once the test sees them; the response is in the container's file.
+func TestHookTLSDlopenOutsideLibraryDirs(t *testing.T) {
+	_, err := exec.LookPath("bpftool")
+	itest.Require(t, err == nil, "needs bpftool on PATH (apt-get install bpftool)")
+	_, err = os.Stat("/usr/bin/python3")
+	itest.Require(t, err == nil, "needs Debian's python3 (apt-get install python3): %v", err)
+	e := newHookEnv(t)
+	port := itest.FreePort(t)
+	startNginxOnHost(t, port)
+	dir := t.TempDir()
+	lib, err := os.ReadFile("/usr/lib/x86_64-linux-gnu/libssl.so.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "own"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "own", "libssl.so.3"), lib, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	id := e.prefix + "tlsdlopen"
+	b := e.hostUsrBundle(t, id, e.tlsHooks("--tls"), nil, dir, "/usr/bin/python3", "-c", `
+import ctypes, os, sys, time
+d = sys.argv[1]
+ctypes.CDLL(d + "/own/libssl.so.3")
+import http.client, ssl
+open(d + "/loaded", "w").close()
+for i in range(1200):
+    if os.path.exists(d + "/go"): break
+    time.sleep(0.05)
+else: sys.exit("no go file")
+c = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[2]), context=ssl._create_unverified_context(), timeout=30)
+c.request("GET", "/dlopen"); r = c.getresponse(); r.read()
+if r.status != 201: sys.exit("status %d" % r.status)
+`, dir, strconv.Itoa(port))
+	if err := e.start(t, id, b); err != nil {
+		t.Fatal(err)
+	}
+	logs := func() string {
+		log, _ := os.ReadFile(filepath.Join(e.dir, id+".log"))
+		return fmt.Sprintf("container log: %s\nhook log: %s", log, e.hookLog())
+	}
+	deadline := time.Now().Add(time.Minute)
+	for _, err := os.Stat(filepath.Join(dir, "loaded")); err != nil; _, err = os.Stat(filepath.Join(dir, "loaded")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("python3 did not load ssl: %v; %s", err, logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pids := tracerPIDs(id)
+	if len(pids) != 1 {
+		t.Fatalf("want one tracer for %s, have %v", id, pids)
+	}
+	py := e.initPID(t, id)
+	// SSL_write, SSL_read and their _ex forms, entry and return, and
+	// SSL_free, on the copy (the only libssl under /proc/PID/root/).
+	for got := uprobesOf(t, pids[0], py); got != 9; got = uprobesOf(t, pids[0], py) {
+		if got > 9 || time.Now().After(deadline) {
+			t.Fatalf("%d uprobes of the tracer on python3's libssl (pid %d), want 9; %s", got, py, logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStopped(t, id)
+	if log, _ := os.ReadFile(filepath.Join(e.dir, id+".log")); len(log) != 0 {
+		t.Fatalf("python3 in the container failed: %s", log)
+	}
+	e.delete(t, id)
+	waitNoTracer(t, id, 30*time.Second)
+	evs := readHookEvents(t, filepath.Join(e.out, id+".json"))
+	if len(evs) != 1 {
+		t.Fatalf("%d events, want 1: %+v\nhook log:\n%s", len(evs), evs, e.hookLog())
+	}
+	want := hookEvent{ContainerID: id, Direction: "ingress", URIPath: "/dlopen", Status: 201, SrcPort: port, DstPort: evs[0].DstPort, TLS: true}
+	if evs[0] != want || want.DstPort == 0 || want.DstPort == port {
+		t.Fatalf("got %+v\nwant %+v (any client port)", evs[0], want)
+	}
+}

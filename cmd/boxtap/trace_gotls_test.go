@@ -243,9 +243,8 @@ func TestIntegrationTraceTLSGoClientInContainer(t *testing.T) {
 // TestIntegrationTraceTLSReportsUnreadableOncePerProcess traces two
 // containers running a program with OpenSSL linked in statically: stripped
 // (no symbol: TLS boxtap cannot read) and with its symbols (readable, no
-// line). The stripped one's process is reported once, even when the kernel
-// makes boxtap look at it again (it maps executable memory), and so is the
-// child it forks then; the stop and exit lines count both.
+// line). The stripped one's process is reported once, and so is the child
+// it forks later; the stop and exit lines count both.
 func TestIntegrationTraceTLSReportsUnreadableOncePerProcess(t *testing.T) {
 	e := newTraceEnv(t)
 	root, err := itest.ModuleRoot()
@@ -268,9 +267,7 @@ func TestIntegrationTraceTLSReportsUnreadableOncePerProcess(t *testing.T) {
 	if err := p.WaitStderr(line(parent), traceStartTimeout); err != nil {
 		t.Fatal(err)
 	}
-	// SIGUSR1: the parent maps executable memory (a notice that makes
-	// boxtap look at it again), then forks. The child's notice comes after
-	// the parent's, so once the child is reported the parent was re-read.
+	// SIGUSR1: the parent forks; the kernel's notice names the child.
 	e.docker.Command(t, "kill", "--signal", "USR1", stripped.Name)
 	if err := stripped.WaitLog("child ready", containerTimeout); err != nil {
 		t.Fatal(err)

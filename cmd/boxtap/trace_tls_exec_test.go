@@ -43,8 +43,9 @@ func startNginxOnHost(t *testing.T, port int) {
 }
 
 // uprobesOf counts the uprobe and uretprobe perf events that process owner
-// holds on files of process pid (boxtap attaches through
-// /proc/PID/root/...), as the kernel lists them (bpftool perf show).
+// holds on the libssl files of process pid (boxtap attaches through
+// /proc/PID/root/...), as the kernel lists them (bpftool perf show); the
+// one on the process's dynamic loader is not counted.
 func uprobesOf(t *testing.T, owner, pid int) int {
 	t.Helper()
 	out, err := exec.Command("bpftool", "-j", "perf", "show").Output()
@@ -62,7 +63,7 @@ func uprobesOf(t *testing.T, owner, pid int) int {
 	n := 0
 	for _, ev := range evs {
 		if ev.PID == owner && strings.HasPrefix(ev.FDType, "uprobe") || ev.PID == owner && strings.HasPrefix(ev.FDType, "uretprobe") {
-			if strings.HasPrefix(ev.Filename, fmt.Sprintf("/proc/%d/root/", pid)) {
+			if strings.HasPrefix(ev.Filename, fmt.Sprintf("/proc/%d/root/", pid)) && strings.HasPrefix(filepath.Base(ev.Filename), "libssl.so") {
 				n++
 			}
 		}

@@ -31,7 +31,10 @@ var libDirs = []string{
 // instrumented for pid are skipped. exe, when an absolute path, is the
 // program the process will exec: it is instrumented too if OpenSSL is
 // linked into it (a static executable maps no library, so no notice would
-// ever name it). It returns how many files it instrumented.
+// ever name it). It returns how many files it instrumented. A library the
+// program loads later from another directory (dlopen) needs nothing here:
+// the kernel reports the exec (Watch), which sets the uprobe on the dynamic
+// loader the program maps (loader.go) before reading its mappings.
 func (s *Source) Arm(pid int, cgroupID uint64, root, exe string) (int, error) {
 	rootFD, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -19,10 +19,9 @@ type Gap struct {
 // notice led to new uprobes. Call it before Watch.
 func (s *Source) OnInstrumented(f func(Gap)) { s.onGap = f }
 
-// noteGap reports the gap of notice m if handling it attached uprobes
-// (more pairs than before).
-func (s *Source) noteGap(m bpf.TLSMapped, before int) {
-	if s.onGap == nil || s.Instrumented() <= before {
+// noteGap reports the gap of notice m, whose handling attached uprobes.
+func (s *Source) noteGap(m bpf.TLSMapped) {
+	if s.onGap == nil {
 		return
 	}
 	var now unix.Timespec

@@ -19,8 +19,9 @@ import (
 
 // TestIntegrationInstrumentationGap starts, one after the other, 20
 // processes that load libssl in a traced cgroup (python3 importing ssl,
-// then waiting): each is instrumented from the kernel's mapping notice,
-// exactly once, and the gap from the mapping to its uprobes is logged
+// then waiting): each is instrumented, exactly once, from the notice of
+// its dynamic loader's uprobe (set at its exec, reporting the dlopen), and
+// the gap from that notice to its uprobes is logged
 // (median and worst, for BENCHMARKS.md; nothing is asserted about time).
 // "spaced" starts each process once the previous one's uprobes are
 // detached; "back-to-back" starts it at once, while they are detached.

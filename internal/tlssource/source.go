@@ -9,8 +9,9 @@
 // the host and in untraced containers, and a trap costs microseconds even
 // when the program returns at once (measured: an untraced nginx sharing the
 // file used about four times the CPU per response). The programs still
-// filter by cgroup. Processes that start, fork or load a library later are
-// reported by the kernel (Watch).
+// filter by cgroup. Processes that start or fork later are reported by the
+// kernel (Watch), and so are the libraries a traced process loads later,
+// through a uprobe on its dynamic loader (loader.go).
 package tlssource
 
 import (
@@ -42,6 +43,9 @@ type Source struct {
 	exes         map[exeKey]Verdict
 	reported     map[procKey]bool
 	onUnreadable func(Unreadable)
+	// mute holds the dynamic loaders already reported without
+	// _dl_debug_state (loader.go): one line per file, not per process.
+	mute map[exeKey]bool
 
 	watching chan struct{}  // closed when Watch returns; nil if never started
 	closing  sync.WaitGroup // prune's detaching goroutines
@@ -59,6 +63,7 @@ type probes struct {
 	links  []link.Link
 	start  uint64 // the process's start time: a reused pid is another process
 	cgroup uint64 // the traced cgroup it was found in
+	loader bool   // the dynamic loader's probe (loader.go), not a TLS library's
 }
 
 func (p *probes) close() error {
@@ -75,12 +80,12 @@ func Open() (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{coll: coll, procs: make(map[procFile]*probes), exes: make(map[exeKey]Verdict), reported: make(map[procKey]bool)}, nil
+	return &Source{coll: coll, procs: make(map[procFile]*probes), exes: make(map[exeKey]Verdict), reported: make(map[procKey]bool), mute: make(map[exeKey]bool)}, nil
 }
 
 // Watch instruments, as soon as the kernel reports it, each process of a
-// traced cgroup that maps executable code (a program started or exec'd
-// after Add, a library loaded by dlopen). It returns when Close is called;
+// traced cgroup that starts, forks or loads libraries (a program started or
+// exec'd after Add, a library loaded by dlopen). It returns when Close is called;
 // onErr reports what could not be instrumented. Call it at most once, on a
 // goroutine of its own.
 func (s *Source) Watch(onErr func(error)) {
@@ -102,9 +107,12 @@ func (s *Source) Watch(onErr func(error)) {
 		if err := s.ScanPID(int(m.Tgid), m.CgroupId); err != nil {
 			onErr(err)
 		}
-		s.noteGap(m, before)
+		grew := s.Instrumented() > before
 		// After the attach: a process waits for its uprobes meanwhile.
 		s.prune()
+		if grew {
+			s.noteGap(m)
+		}
 	}
 }
 
@@ -202,28 +210,46 @@ func (s *Source) prune() {
 // cgroup cgroupID) has mapped and its executable's Go crypto/tls, those not
 // already instrumented, and reports TLS it cannot read (OnUnreadable). A
 // process that exited meanwhile is no error.
+//
+// It first sets the uprobe on the process's dynamic loader (loader.go) and
+// only then reads the mappings it instruments: a library mapped before that
+// read is found by it, and one the loader maps after it is reported by the
+// uprobe, so none is missed.
 func (s *Source) ScanPID(pid int, cgroupID uint64) error {
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
-			return nil
-		}
-		return fmt.Errorf("reading the mappings of pid %d: %w", pid, err)
+	maps, err := readMaps(pid)
+	if err != nil || len(maps) == 0 {
+		return err // len 0: a kernel thread, or a process that exited
 	}
-	if len(maps) == 0 {
-		return nil // a kernel thread, or a process that exited
+	armed, lerr := s.watchLoader(pid, cgroupID, maps)
+	if armed {
+		if maps, err = readMaps(pid); err != nil || len(maps) == 0 {
+			return errors.Join(lerr, err)
+		}
 	}
 	libs, err := OpenSSLPaths(bytes.NewReader(maps))
 	if err != nil {
 		return fmt.Errorf("reading the mappings of pid %d: %w", pid, err)
 	}
-	errs := []error{s.scanExe(pid, cgroupID, maps)}
+	errs := []error{lerr, s.scanExe(pid, cgroupID, maps)}
 	for _, lib := range libs {
 		if err := s.attach(pid, cgroupID, lib); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// readMaps reads /proc/PID/maps; nothing, and no error, for a process that
+// exited.
+func readMaps(pid int) ([]byte, error) {
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading the mappings of pid %d: %w", pid, err)
+	}
+	return maps, nil
 }
 
 // attach instruments one library of pid, named as in its mount namespace.
@@ -279,11 +305,18 @@ func (s *Source) haveProbes(k procFile, start uint64) bool {
 	return false
 }
 
-// Instrumented is how many (process, library file) pairs have uprobes.
+// Instrumented is how many (process, TLS library or executable file) pairs
+// have uprobes; the dynamic loaders' probes are not counted.
 func (s *Source) Instrumented() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.procs)
+	n := 0
+	for _, p := range s.procs {
+		if !p.loader {
+			n++
+		}
+	}
+	return n
 }
 
 // procStart is the start time of process pid (field 22 of
