@@ -21,5 +21,6 @@
 // parsing of that direction and counts one Stats.Desyncs.
 //
 // Unlike httpstream's, the strings of an event are not rewritten later;
-// the Response and Request structs themselves are reused after emit.
+// the Response and Request structs themselves, and their Headers slices
+// (those of a dropped stream serve the next one), are reused after emit.
 package h2stream

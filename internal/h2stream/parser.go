@@ -50,9 +50,13 @@ type Parser struct {
 	client  httpstream.Direction
 	dirs    [2]direction
 	streams map[uint32]*stream
-	size    int  // bytes held by tracked streams
-	opened  int  // streams ever tracked
-	joined  bool // NewMidway: streams without a request were opened before the join
+	size    int // bytes held by tracked streams
+	opened  int // streams ever tracked
+	// free holds dropped streams for reuse (newStream, recycle);
+	// freeBytes is their share of Footprint.
+	free      []*stream
+	freeBytes int
+	joined    bool // NewMidway: streams without a request were opened before the join
 	// roleUnknown: joined midway without knowing which side is the client;
 	// the first header block with :method or :status tells (midway.go).
 	roleUnknown bool
@@ -189,7 +193,7 @@ func (d *direction) onField(f hpack.HeaderField) {
 // blocks being decoded and tracked streams (the HPACK tables are bounded by
 // maxTableSize each and counted at their allowed size).
 func (p *Parser) Footprint() int {
-	n := p.size
+	n := p.size + p.freeBytes
 	for i := range p.dirs {
 		d := &p.dirs[i]
 		n += cap(d.payload) + cap(d.blk) + d.fieldBytes + maxTableSize
@@ -543,7 +547,8 @@ func (p *Parser) requestBlock(d *direction) {
 		p.stats.DroppedRequests++
 		return
 	}
-	st := &stream{id: d.blockID, hasReq: true, reqCL: -1, cl: -1, reqInfo: d.blockInfo}
+	st := p.newStream(d.blockID)
+	st.hasReq, st.reqInfo = true, d.blockInfo
 	for _, f := range d.fields {
 		switch f.Name {
 		case ":method":
@@ -578,7 +583,8 @@ func (p *Parser) responseBlock(d *direction, emit func(*httpstream.Response)) {
 			return
 		}
 		// A stream opened before a midway join: its request is unknown.
-		st = &stream{id: d.blockID, reqCL: -1, cl: -1, partial: d.shadow != nil || p.joined}
+		st = p.newStream(d.blockID)
+		st.partial = d.shadow != nil || p.joined
 		p.track(st)
 	}
 	code, status := 0, ""
@@ -610,7 +616,9 @@ func (p *Parser) setHead(st *stream, d *direction, code int, status string) int 
 	st.hasResp, st.code, st.status = true, code, status
 	st.info, st.hdrBytes, st.trunc = d.blockInfo, d.blockBytes, st.trunc || d.truncated
 	st.partial = st.partial || d.blockPartial
-	st.hdrs = st.hdrs[:0:0]
+	// An interim head's copy of st shares st.hdrs: st has no head yet,
+	// and the interim event is given before st's own head is read.
+	st.hdrs = st.hdrs[:0]
 	n := 0
 	for _, f := range d.fields {
 		if strings.HasPrefix(f.Name, ":") {
@@ -670,7 +678,55 @@ func (p *Parser) drop(id uint32) {
 	if st := p.streams[id]; st != nil {
 		p.size -= st.size
 		delete(p.streams, id)
+		p.recycle(st)
 	}
+}
+
+// Dropped streams are kept for reuse, with their header slices, so that a
+// busy connection allocates no stream struct per stream: at most
+// maxFreeStreams of them, and only slices of up to maxFreeFields fields.
+// Footprint counts them.
+const (
+	maxFreeStreams = 16
+	maxFreeFields  = 16
+	fieldSize      = 32 // an httpstream.HeaderField: two strings
+)
+
+// newStream returns a stream with no state but its id, a dropped one if
+// there is one.
+func (p *Parser) newStream(id uint32) *stream {
+	var st *stream
+	if n := len(p.free); n > 0 {
+		st = p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		p.freeBytes -= streamOverhead + (cap(st.reqHdrs)+cap(st.hdrs))*fieldSize
+	} else {
+		st = new(stream)
+	}
+	st.id, st.reqCL, st.cl = id, -1, -1
+	return st
+}
+
+// recycle keeps a dropped stream for newStream, its strings cleared so
+// that it holds no memory of the connection's traffic.
+func (p *Parser) recycle(st *stream) {
+	if len(p.free) >= maxFreeStreams {
+		return
+	}
+	// Up to the capacity: an interim head may have used more of hdrs.
+	req, hdrs := st.reqHdrs[:cap(st.reqHdrs)], st.hdrs[:cap(st.hdrs)]
+	if cap(req) > maxFreeFields {
+		req = nil
+	}
+	if cap(hdrs) > maxFreeFields {
+		hdrs = nil
+	}
+	clear(req)
+	clear(hdrs)
+	*st = stream{reqHdrs: req[:0], hdrs: hdrs[:0]}
+	p.free = append(p.free, st)
+	p.freeBytes += streamOverhead + (cap(req)+cap(hdrs))*fieldSize
 }
 
 // settle gives a stream's event when it has a response head, else counts it
@@ -714,8 +770,9 @@ func (p *Parser) emit(st *stream, emit func(*httpstream.Response)) {
 // addUpgradeStream makes stream 1 the HTTP/1.1 request of an h2c upgrade.
 // The request's strings are only valid during Start: they are copied.
 func (p *Parser) addUpgradeStream(q *httpstream.Request) {
-	st := &stream{id: 1, hasReq: true, method: q.Method, path: strings.Clone(q.URI),
-		host: strings.Clone(q.Host), reqCL: q.ContentLength, cl: -1, reqInfo: q.Info}
+	st := p.newStream(1)
+	st.hasReq, st.method, st.path, st.host = true, q.Method, strings.Clone(q.URI), strings.Clone(q.Host)
+	st.reqCL, st.reqInfo = q.ContentLength, q.Info
 	for _, h := range q.Headers {
 		st.reqHdrs = append(st.reqHdrs, httpstream.HeaderField{Name: strings.Clone(h.Name), Value: strings.Clone(h.Value)})
 	}
