@@ -2,7 +2,11 @@ package h2stream
 
 import (
 	"fmt"
+	"net/textproto"
+	"strings"
 	"testing"
+
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/boxtap/boxtap/httpstream"
 )
@@ -92,5 +96,24 @@ func TestKeptStreamsAreBounded(t *testing.T) {
 	}
 	if len(p.free) != maxFreeStreams {
 		t.Fatalf("%d streams kept, want %d", len(p.free), maxFreeStreams)
+	}
+}
+
+func TestCanonicalNamesAreTextprotos(t *testing.T) {
+	names := []string{"x-custom", "X-Custom", "x_under", "a b", "", "-", "te", "grpc-status", "Content-Type", "ÿ"}
+	// Every name of the static table, and those canonicalName knows.
+	for i := 1; i <= 61; i++ {
+		fs, err := hpack.NewDecoder(0, nil).DecodeFull([]byte{0x80 | byte(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, fs[0].Name)
+	}
+	names = append(names, strings.Fields(`grpc-status grpc-message grpc-encoding grpc-accept-encoding grpc-timeout
+		te x-request-id x-forwarded-for x-forwarded-proto x-content-type-options alt-svc`)...)
+	for _, n := range names {
+		if got, want := canonicalName(n), textproto.CanonicalMIMEHeaderKey(n); got != want {
+			t.Errorf("canonicalName(%q) = %q, textproto: %q", n, got, want)
+		}
 	}
 }
