@@ -28,7 +28,7 @@ type h2Exchange struct {
 	cbuf, sbuf          []byte
 	next                uint32 // the next stream id
 	// firstBlocks are the first round's first request and response
-	// blocks, which fill the client's table and size nginx's to 0.
+	// blocks; the first request fills the client's table.
 	firstBlocks [2][]byte
 }
 
@@ -57,13 +57,11 @@ func appendIncIndexed(dst []byte, idx byte, value string, huff bool) []byte {
 
 // nginxResponseBlock is the header block nginx 1.22 writes for `return
 // 200` with default_type text/plain: :status 200 indexed, then literals
-// with incremental indexing into a table its first block sized to 0.
-func nginxResponseBlock(first bool, bodyLen int) []byte {
-	var b []byte
-	if first {
-		b = append(b, 0x20) // dynamic table size update: 0
-	}
-	b = append(b, 0x88) // :status 200
+// with incremental indexing (nginx never refers to them; h2load sends no
+// SETTINGS_HEADER_TABLE_SIZE, so nginx sizes no table to 0 either): every
+// response inserts four entries into the 4 KiB table, evicting older ones.
+func nginxResponseBlock(bodyLen int) []byte {
+	b := []byte{0x88} // :status 200
 	b = appendIncIndexed(b, 54, "nginx/1.22.1", true)
 	b = appendIncIndexed(b, 33, "Mon, 30 Nov 2026 11:30:00 GMT", true)
 	b = appendIncIndexed(b, 31, "text/plain", true)
@@ -87,7 +85,7 @@ func newH2Exchange(tb testing.TB) *h2Exchange {
 	}
 	firstReq := request()
 	x.reqBlock = request() // every field indexed from now on
-	x.respBlock = nginxResponseBlock(false, len(x.body))
+	x.respBlock = nginxResponseBlock(len(x.body))
 
 	// The connection's start: h2load's preface, SETTINGS and WINDOW_UPDATE;
 	// nginx's SETTINGS, WINDOW_UPDATE and SETTINGS ACK.
@@ -107,7 +105,7 @@ func newH2Exchange(tb testing.TB) *h2Exchange {
 	x.out.Owner = benchOwner()
 	x.cbuf = cli
 	x.sbuf = srv
-	x.firstBlocks = [2][]byte{firstReq, nginxResponseBlock(true, len(x.body))}
+	x.firstBlocks = [2][]byte{firstReq, x.respBlock}
 	return x
 }
 
