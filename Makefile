@@ -95,7 +95,7 @@ bench:
 	$(MAKE) build
 	$(GO) run ./internal/benchrun
 	@echo "== user-space hot path (Go benchmarks)"
-	$(GO) test -run '^$$' -bench 'HandleSmallResponses|SmallResponses|AppendJSON$$|AppendText$$' -benchmem ./tracer/ ./httpstream/ ./output/
+	$(GO) test -run '^$$' -bench 'HandleSmallResponses|HandleH2cResponses|SmallResponses|AppendJSON$$|AppendText$$' -benchmem ./tracer/ ./httpstream/ ./output/
 	@echo "== what the OCI hook adds to a container's start (20 starts each, alternating), and the host tracer's memory for 100 containers"
 	$(GO) test -run '^$$' -bench 'HookStartCost|HookHostMemory' -benchtime 1x ./cmd/boxtap/
 
