@@ -461,18 +461,7 @@ for i in range(int(sys.argv[2])):
 	if err != nil {
 		t.Fatalf("client printed %q", out.String())
 	}
-	seen := x.drained(t, n)
-	for i, v := range seen {
-		want := tlsSeen{dir: output.DirectionIngress, status: 200, uri: "/c" + strconv.Itoa(i), header: "small", contentLength: 15,
-			sport: uint16(port), dport: uint16(lport), comm: "python3", tls: true, hostPID: uint32(cmd.Process.Pid),
-			src: "127.0.0.1", dst: "127.0.0.1"}
-		if v != want {
-			t.Fatalf("event %d:\n got %+v\nwant %+v", i, v, want)
-		}
-	}
-	if err := x.tr.Remove(context.Background(), x.tg); err != nil {
-		t.Error(err)
-	}
+	x.wantPythonClientEvents(t, n, "/c", port, lport, cmd.Process.Pid)
 }
 
 // TestIntegrationTLSRunningProcessLoadingSSLLaterIsInstrumented: a Python
@@ -549,18 +538,7 @@ for i in range(int(sys.argv[2])):
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("python client: %v; stderr: %s", err, stderr.String())
 	}
-	seen := x.drained(t, n)
-	for i, v := range seen {
-		want := tlsSeen{dir: output.DirectionIngress, status: 200, uri: "/d" + strconv.Itoa(i), header: "small", contentLength: 15,
-			sport: uint16(port), dport: uint16(lport), comm: "python3", tls: true, hostPID: uint32(cmd.Process.Pid),
-			src: "127.0.0.1", dst: "127.0.0.1"}
-		if v != want {
-			t.Fatalf("event %d:\n got %+v\nwant %+v", i, v, want)
-		}
-	}
-	if err := x.tr.Remove(context.Background(), x.tg); err != nil {
-		t.Error(err)
-	}
+	x.wantPythonClientEvents(t, n, "/d", port, lport, cmd.Process.Pid)
 }
 
 // TestIntegrationTLSForkedWorkerStartedAfterAttachIsInstrumented starts
@@ -592,6 +570,25 @@ func TestIntegrationTLSForkedWorkerStartedAfterAttachIsInstrumented(t *testing.T
 		v.hostPID = 0
 		want := tlsSeen{dir: output.DirectionEgress, status: 200, uri: "/w" + strconv.Itoa(i), header: "small", contentLength: 15,
 			sport: uint16(port), dport: uint16(lport), comm: "nginx", tls: true, src: "127.0.0.1", dst: "127.0.0.1"}
+		if v != want {
+			t.Fatalf("event %d:\n got %+v\nwant %+v", i, v, want)
+		}
+	}
+	if err := x.tr.Remove(context.Background(), x.tg); err != nil {
+		t.Error(err)
+	}
+}
+
+// wantPythonClientEvents requires the n events a python3 client (pid) made
+// on one connection from lport to the nginx on port, GET prefix0 to
+// prefix<n-1>, each an ingress TLS event of that process, then stops
+// tracing the cgroup.
+func (x *tlsTracing) wantPythonClientEvents(t *testing.T, n int, prefix string, port, lport, pid int) {
+	t.Helper()
+	for i, v := range x.drained(t, n) {
+		want := tlsSeen{dir: output.DirectionIngress, status: 200, uri: prefix + strconv.Itoa(i), header: "small", contentLength: 15,
+			sport: uint16(port), dport: uint16(lport), comm: "python3", tls: true, hostPID: uint32(pid),
+			src: "127.0.0.1", dst: "127.0.0.1"}
 		if v != want {
 			t.Fatalf("event %d:\n got %+v\nwant %+v", i, v, want)
 		}

@@ -177,20 +177,7 @@ func TestHookTLSClientAtStart(t *testing.T) {
 	if err := e.start(t, id, b); err != nil {
 		t.Fatal(err)
 	}
-	e.waitStopped(t, id)
-	if log, _ := os.ReadFile(filepath.Join(e.dir, id+".log")); len(log) != 0 {
-		t.Fatalf("curl in the container failed: %s", log)
-	}
-	e.delete(t, id)
-	waitNoTracer(t, id, 30*time.Second)
-	evs := readHookEvents(t, filepath.Join(e.out, id+".json"))
-	if len(evs) != 1 {
-		t.Fatalf("%d events, want 1: %+v\nhook log:\n%s", len(evs), evs, e.hookLog())
-	}
-	want := hookEvent{ContainerID: id, Direction: "ingress", URIPath: "/at-start", Status: 201, SrcPort: port, DstPort: evs[0].DstPort, TLS: true}
-	if evs[0] != want || want.DstPort == 0 || want.DstPort == port {
-		t.Fatalf("got %+v\nwant %+v (any client port)", evs[0], want)
-	}
+	e.wantOneTLSClientEvent(t, id, "curl", "/at-start", port)
 }
 
 // A hooked container whose program is an HTTPS server with OpenSSL linked
@@ -306,9 +293,17 @@ if r.status != 201: sys.exit("status %d" % r.status)
 	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	e.wantOneTLSClientEvent(t, id, "python3", "/dlopen", port)
+}
+
+// wantOneTLSClientEvent waits for container id, whose client (prog) made
+// one HTTPS request for uri to the host's server on port, to stop and be
+// deleted, and requires that request to be its file's one event.
+func (e *hookEnv) wantOneTLSClientEvent(t *testing.T, id, prog, uri string, port int) {
+	t.Helper()
 	e.waitStopped(t, id)
 	if log, _ := os.ReadFile(filepath.Join(e.dir, id+".log")); len(log) != 0 {
-		t.Fatalf("python3 in the container failed: %s", log)
+		t.Fatalf("%s in the container failed: %s", prog, log)
 	}
 	e.delete(t, id)
 	waitNoTracer(t, id, 30*time.Second)
@@ -316,7 +311,7 @@ if r.status != 201: sys.exit("status %d" % r.status)
 	if len(evs) != 1 {
 		t.Fatalf("%d events, want 1: %+v\nhook log:\n%s", len(evs), evs, e.hookLog())
 	}
-	want := hookEvent{ContainerID: id, Direction: "ingress", URIPath: "/dlopen", Status: 201, SrcPort: port, DstPort: evs[0].DstPort, TLS: true}
+	want := hookEvent{ContainerID: id, Direction: "ingress", URIPath: uri, Status: 201, SrcPort: port, DstPort: evs[0].DstPort, TLS: true}
 	if evs[0] != want || want.DstPort == 0 || want.DstPort == port {
 		t.Fatalf("got %+v\nwant %+v (any client port)", evs[0], want)
 	}
