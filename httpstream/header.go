@@ -2,6 +2,7 @@ package httpstream
 
 import (
 	"bytes"
+	"net/textproto"
 	"unsafe"
 )
 
@@ -370,11 +371,42 @@ func canonicalName(b []byte, s string) string {
 	return s
 }
 
-// commonHeader interns frequent canonical header names.
+// CanonicalName is textproto.CanonicalMIMEHeaderKey(name) that allocates
+// nothing for the names commonHeader interns: HTTP/2 decodes names as
+// lower-case strings of their own, so each would otherwise be copied.
+func CanonicalName(name string) string {
+	var buf [32]byte
+	if len(name) > len(buf) {
+		return textproto.CanonicalMIMEHeaderKey(name)
+	}
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !validHeaderByte(c) {
+			return name // as textproto leaves it
+		}
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+		upper = c == '-'
+	}
+	if k := commonHeader(buf[:len(name)]); k != "" {
+		return k
+	}
+	return textproto.CanonicalMIMEHeaderKey(name)
+}
+
+// commonHeader interns frequent canonical header names: HTTP/1's, every name
+// of HPACK's static table, and gRPC's.
 func commonHeader(b []byte) string {
 	switch string(b) {
 	case "Accept":
 		return "Accept"
+	case "Accept-Charset":
+		return "Accept-Charset"
 	case "Accept-Encoding":
 		return "Accept-Encoding"
 	case "Accept-Language":
@@ -385,16 +417,28 @@ func commonHeader(b []byte) string {
 		return "Access-Control-Allow-Origin"
 	case "Age":
 		return "Age"
+	case "Allow":
+		return "Allow"
+	case "Alt-Svc":
+		return "Alt-Svc"
 	case "Authorization":
 		return "Authorization"
 	case "Cache-Control":
 		return "Cache-Control"
 	case "Connection":
 		return "Connection"
+	case "Content-Disposition":
+		return "Content-Disposition"
 	case "Content-Encoding":
 		return "Content-Encoding"
+	case "Content-Language":
+		return "Content-Language"
 	case "Content-Length":
 		return "Content-Length"
+	case "Content-Location":
+		return "Content-Location"
+	case "Content-Range":
+		return "Content-Range"
 	case "Content-Type":
 		return "Content-Type"
 	case "Cookie":
@@ -403,22 +447,64 @@ func commonHeader(b []byte) string {
 		return "Date"
 	case "Etag":
 		return "Etag"
+	case "Expect":
+		return "Expect"
 	case "Expires":
 		return "Expires"
+	case "From":
+		return "From"
+	case "Grpc-Accept-Encoding":
+		return "Grpc-Accept-Encoding"
+	case "Grpc-Encoding":
+		return "Grpc-Encoding"
+	case "Grpc-Message":
+		return "Grpc-Message"
+	case "Grpc-Status":
+		return "Grpc-Status"
+	case "Grpc-Timeout":
+		return "Grpc-Timeout"
 	case "Host":
 		return "Host"
+	case "If-Match":
+		return "If-Match"
+	case "If-Modified-Since":
+		return "If-Modified-Since"
+	case "If-None-Match":
+		return "If-None-Match"
+	case "If-Range":
+		return "If-Range"
+	case "If-Unmodified-Since":
+		return "If-Unmodified-Since"
 	case "Keep-Alive":
 		return "Keep-Alive"
 	case "Last-Modified":
 		return "Last-Modified"
+	case "Link":
+		return "Link"
 	case "Location":
 		return "Location"
+	case "Max-Forwards":
+		return "Max-Forwards"
+	case "Proxy-Authenticate":
+		return "Proxy-Authenticate"
+	case "Proxy-Authorization":
+		return "Proxy-Authorization"
+	case "Range":
+		return "Range"
 	case "Referer":
 		return "Referer"
+	case "Refresh":
+		return "Refresh"
+	case "Retry-After":
+		return "Retry-After"
 	case "Server":
 		return "Server"
 	case "Set-Cookie":
 		return "Set-Cookie"
+	case "Strict-Transport-Security":
+		return "Strict-Transport-Security"
+	case "Te":
+		return "Te"
 	case "Trailer":
 		return "Trailer"
 	case "Transfer-Encoding":
@@ -431,8 +517,14 @@ func commonHeader(b []byte) string {
 		return "Vary"
 	case "Via":
 		return "Via"
+	case "Www-Authenticate":
+		return "Www-Authenticate"
+	case "X-Content-Type-Options":
+		return "X-Content-Type-Options"
 	case "X-Forwarded-For":
 		return "X-Forwarded-For"
+	case "X-Forwarded-Proto":
+		return "X-Forwarded-Proto"
 	case "X-Request-Id":
 		return "X-Request-Id"
 	}

@@ -2,7 +2,6 @@ package h2stream
 
 import (
 	"bytes"
-	"net/textproto"
 	"slices"
 	"strconv"
 	"strings"
@@ -782,133 +781,7 @@ func (p *Parser) addUpgradeStream(q *httpstream.Request) {
 // field converts a decoded field; names are lower case on the wire in
 // HTTP/2 and are given the canonical form HTTP/1 events use.
 func field(f hpack.HeaderField) httpstream.HeaderField {
-	return httpstream.HeaderField{Name: canonicalName(f.Name), Value: f.Value}
-}
-
-// canonicalName is textproto.CanonicalMIMEHeaderKey, without its copy of
-// the name (and a new string for a name it does not intern) for the names
-// of HPACK's static table and gRPC's: constants
-// (TestCanonicalNamesAreTextprotos checks each).
-func canonicalName(name string) string {
-	switch name {
-	case "accept-charset":
-		return "Accept-Charset"
-	case "accept-encoding":
-		return "Accept-Encoding"
-	case "accept-language":
-		return "Accept-Language"
-	case "accept-ranges":
-		return "Accept-Ranges"
-	case "accept":
-		return "Accept"
-	case "access-control-allow-origin":
-		return "Access-Control-Allow-Origin"
-	case "age":
-		return "Age"
-	case "allow":
-		return "Allow"
-	case "authorization":
-		return "Authorization"
-	case "cache-control":
-		return "Cache-Control"
-	case "content-disposition":
-		return "Content-Disposition"
-	case "content-encoding":
-		return "Content-Encoding"
-	case "content-language":
-		return "Content-Language"
-	case "content-length":
-		return "Content-Length"
-	case "content-location":
-		return "Content-Location"
-	case "content-range":
-		return "Content-Range"
-	case "content-type":
-		return "Content-Type"
-	case "cookie":
-		return "Cookie"
-	case "date":
-		return "Date"
-	case "etag":
-		return "Etag"
-	case "expect":
-		return "Expect"
-	case "expires":
-		return "Expires"
-	case "from":
-		return "From"
-	case "host":
-		return "Host"
-	case "if-match":
-		return "If-Match"
-	case "if-modified-since":
-		return "If-Modified-Since"
-	case "if-none-match":
-		return "If-None-Match"
-	case "if-range":
-		return "If-Range"
-	case "if-unmodified-since":
-		return "If-Unmodified-Since"
-	case "last-modified":
-		return "Last-Modified"
-	case "link":
-		return "Link"
-	case "location":
-		return "Location"
-	case "max-forwards":
-		return "Max-Forwards"
-	case "proxy-authenticate":
-		return "Proxy-Authenticate"
-	case "proxy-authorization":
-		return "Proxy-Authorization"
-	case "range":
-		return "Range"
-	case "referer":
-		return "Referer"
-	case "refresh":
-		return "Refresh"
-	case "retry-after":
-		return "Retry-After"
-	case "server":
-		return "Server"
-	case "set-cookie":
-		return "Set-Cookie"
-	case "strict-transport-security":
-		return "Strict-Transport-Security"
-	case "transfer-encoding":
-		return "Transfer-Encoding"
-	case "user-agent":
-		return "User-Agent"
-	case "vary":
-		return "Vary"
-	case "via":
-		return "Via"
-	case "www-authenticate":
-		return "Www-Authenticate"
-	case "grpc-status":
-		return "Grpc-Status"
-	case "grpc-message":
-		return "Grpc-Message"
-	case "grpc-encoding":
-		return "Grpc-Encoding"
-	case "grpc-accept-encoding":
-		return "Grpc-Accept-Encoding"
-	case "grpc-timeout":
-		return "Grpc-Timeout"
-	case "te":
-		return "Te"
-	case "x-request-id":
-		return "X-Request-Id"
-	case "x-forwarded-for":
-		return "X-Forwarded-For"
-	case "x-forwarded-proto":
-		return "X-Forwarded-Proto"
-	case "x-content-type-options":
-		return "X-Content-Type-Options"
-	case "alt-svc":
-		return "Alt-Svc"
-	}
-	return textproto.CanonicalMIMEHeaderKey(name)
+	return httpstream.HeaderField{Name: httpstream.CanonicalName(f.Name), Value: f.Value}
 }
 
 func parseCL(v string) int64 {

@@ -101,7 +101,7 @@ func TestKeptStreamsAreBounded(t *testing.T) {
 
 func TestCanonicalNamesAreTextprotos(t *testing.T) {
 	names := []string{"x-custom", "X-Custom", "x_under", "a b", "", "-", "te", "grpc-status", "Content-Type", "ÿ"}
-	// Every name of the static table, and those canonicalName knows.
+	// Every name of the static table, and gRPC's and others commonHeader interns.
 	for i := 1; i <= 61; i++ {
 		fs, err := hpack.NewDecoder(0, nil).DecodeFull([]byte{0x80 | byte(i)})
 		if err != nil {
@@ -111,9 +111,13 @@ func TestCanonicalNamesAreTextprotos(t *testing.T) {
 	}
 	names = append(names, strings.Fields(`grpc-status grpc-message grpc-encoding grpc-accept-encoding grpc-timeout
 		te x-request-id x-forwarded-for x-forwarded-proto x-content-type-options alt-svc`)...)
-	for _, n := range names {
-		if got, want := canonicalName(n), textproto.CanonicalMIMEHeaderKey(n); got != want {
-			t.Errorf("canonicalName(%q) = %q, textproto: %q", n, got, want)
+	for i, n := range names {
+		if got, want := httpstream.CanonicalName(n), textproto.CanonicalMIMEHeaderKey(n); got != want {
+			t.Errorf("CanonicalName(%q) = %q, textproto: %q", n, got, want)
+		}
+		// The static table's names and gRPC's are interned: no copy per field.
+		if i >= 10 && testing.AllocsPerRun(10, func() { httpstream.CanonicalName(n) }) != 0 {
+			t.Errorf("CanonicalName(%q) allocates", n)
 		}
 	}
 }
