@@ -355,20 +355,28 @@ func canonicalName(b []byte, s string) string {
 	if canonical {
 		return s
 	}
-	upper = true
-	for i, c := range b {
+	foldCanonical(b, b)
+	if k := commonHeader(b); k != "" {
+		return k
+	}
+	return s
+}
+
+// foldCanonical writes the token name src to dst (its own bytes, or a buffer
+// as long) in canonical case: upper case at the start and after each '-',
+// lower case elsewhere.
+func foldCanonical[S string | []byte](dst []byte, src S) {
+	upper := true
+	for i := 0; i < len(src); i++ {
+		c := src[i]
 		if upper && 'a' <= c && c <= 'z' {
 			c -= 'a' - 'A'
 		} else if !upper && 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		b[i] = c
+		dst[i] = c
 		upper = c == '-'
 	}
-	if k := commonHeader(b); k != "" {
-		return k
-	}
-	return s
 }
 
 // CanonicalName is textproto.CanonicalMIMEHeaderKey(name) that allocates
@@ -379,20 +387,12 @@ func CanonicalName(name string) string {
 	if len(name) > len(buf) {
 		return textproto.CanonicalMIMEHeaderKey(name)
 	}
-	upper := true
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !validHeaderByte(c) {
+		if !validHeaderByte(name[i]) {
 			return name // as textproto leaves it
 		}
-		if upper && 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		} else if !upper && 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[i] = c
-		upper = c == '-'
 	}
+	foldCanonical(buf[:len(name)], name)
 	if k := commonHeader(buf[:len(name)]); k != "" {
 		return k
 	}
