@@ -85,7 +85,7 @@ soak:
 
 # Informative only, never run by CI: nginx in Docker under wrk, untraced vs `boxtap trace`,
 # tcpdump and tshark, and the rows of the newer cases; prints the table and writes it to BENCHMARKS.md.
-# BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_CASES (small,tools,neighbour,big,filter,telemetry,h2c,burst,https);
+# BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_CASES (small,tools,neighbour,big,filter,telemetry,h2c,burst,https,uprobe);
 # BENCH_BURST_RING passes --ring-size to the burst case (boxtap stopped 200 ms every 2 s).
 # A target is met only when every round meets it; a round in which wrk saw errors is invalid.
 # bench-check runs the same measurements and exits non-zero when a target is missed.

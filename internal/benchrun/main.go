@@ -67,7 +67,7 @@ func envInt(name string, def int) (int, error) {
 }
 
 // allGroups are the case groups BENCH_CASES may pick, in the order they run.
-var allGroups = []string{"small", "tools", "neighbour", "big", "filter", "telemetry", "h2c", "burst", "https"}
+var allGroups = []string{"small", "tools", "neighbour", "big", "filter", "telemetry", "h2c", "burst", "https", "uprobe"}
 
 func parseSettings() (*settings, error) {
 	s := &settings{}
@@ -257,6 +257,9 @@ type benchCase struct {
 	h2c bool
 	// tls loads srv's HTTPS listener (https.go).
 	tls bool
+	// uprobe times calls into a probed function instead of loading nginx
+	// (uprobe.go).
+	uprobe bool
 }
 
 func planCases(s *settings, a, b *server, haveTshark bool) []benchCase {
@@ -295,6 +298,9 @@ func planCases(s *settings, a, b *server, haveTshark bool) []benchCase {
 	if s.groups["https"] {
 		cs = append(cs, httpsCases(a, b)...)
 	}
+	if s.groups["uprobe"] {
+		cs = append(cs, uprobeCases()...)
+	}
 	return cs
 }
 
@@ -305,9 +311,14 @@ type measurement struct {
 	tool   tool
 	obs    observed
 	burst  burstStats // the burst case's pauses
+	trap   trapCost   // the uprobe case
 }
 
 func (m measurement) brief() string {
+	if m.trap != (trapCost{}) {
+		return fmt.Sprintf("CPU per call: %.1f ns without a probe, %.0f ns with a uprobe, %.1f ns with a uprobe for another process",
+			m.trap.none, m.trap.probed, m.trap.otherPID)
+	}
 	s := fmt.Sprintf("%9.0f req/s  p99 %-9s", m.rps, m.p99.Round(time.Microsecond))
 	switch m.tool {
 	case toolBoxtap:
@@ -344,6 +355,11 @@ func (m measurement) complete() bool {
 // counter, load, read the counter again, stop the tool.
 func runCase(ctx context.Context, s *settings, c *benchCase) (measurement, error) {
 	m := measurement{tool: c.tool}
+	if c.uprobe {
+		var err error
+		m.trap, err = measureTrapCost()
+		return m, err
+	}
 	var o *observer
 	if c.tool != toolNone {
 		var err error

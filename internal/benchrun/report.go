@@ -272,6 +272,7 @@ func rows(r *results) []row {
 	out = append(out, telemetryRows(r)...)
 	out = append(out, burstRows(r)...)
 	out = append(out, httpsRows(r)...)
+	out = append(out, uprobeRows(r)...)
 	for _, t := range []tool{toolTcpdump, toolTshark} {
 		runs := r.of("small/" + string(t))
 		if runs == nil {
@@ -313,10 +314,12 @@ func report(s *settings, r *results) string {
 		b.WriteString("| " + c.key + " |")
 		for _, m := range r.runs[i] {
 			cell := fmt.Sprintf(" %.0f", m.rps)
-			switch m.tool {
-			case toolBoxtap:
+			switch {
+			case c.uprobe:
+				cell = fmt.Sprintf(" %.0f ns per trapped call", m.trap.probed)
+			case m.tool == toolBoxtap:
 				cell += fmt.Sprintf("; %d/%d, %d dup, %d lost", m.obs.tally.distinct, m.served, m.obs.tally.duplicates+m.obs.tally.bad, m.obs.lost)
-			case toolTcpdump, toolTshark:
+			case m.tool == toolTcpdump, m.tool == toolTshark:
 				cell += fmt.Sprintf("; %d dropped", m.obs.dropped)
 			}
 			if m.invalid() != "" {
