@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // auxv builds a 64-bit auxiliary vector from key, value pairs.
@@ -88,7 +90,7 @@ func TestLoaderOf(t *testing.T) {
 	for i := 0; ; i++ {
 		sc, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/syscall")
 		nr, _, _ := strings.Cut(string(sc), " ")
-		if err == nil && (nr == "230" || nr == "35") { // clock_nanosleep, nanosleep (x86-64)
+		if err == nil && (nr == strconv.Itoa(unix.SYS_CLOCK_NANOSLEEP) || nr == strconv.Itoa(unix.SYS_NANOSLEEP)) {
 			break
 		}
 		if i == 1000 {
