@@ -65,3 +65,34 @@ func TestFileOffset(t *testing.T) {
 		}
 	}
 }
+
+// TestUprobeRowsReachTheTable: the uprobe case's rounds become the table's
+// trap rows, and the HTTPS ceiling row appears only beside HTTPS rounds.
+func TestUprobeRowsReachTheTable(t *testing.T) {
+	trap := measurement{trap: trapCost{none: 1.4, probed: 9401.4, otherPID: 1.5}}
+	names := func(rs []row) map[string][]float64 {
+		m := map[string][]float64{}
+		for _, r := range rs {
+			m[r.measure] = r.vals
+		}
+		return m
+	}
+	alone := newResults(uprobeCases(), 1)
+	alone.add(0, trap)
+	got := names(rows(alone))
+	if v := got["Uprobe trap: CPU ns per call, uprobe on the function"]; len(v) != 1 || v[0] != 9401.4 {
+		t.Errorf("probed row = %v, want [9401.4]", v)
+	}
+	if v := got["Uprobe trap: CPU ns per call, uprobe filtered to another process"]; len(v) != 1 || v[0] != 1.5 {
+		t.Errorf("other-process row = %v, want [1.5]", v)
+	}
+	if _, ok := got["HTTPS: ratio ceiling that 2 uprobe traps per response leave"]; ok {
+		t.Error("a ceiling row without HTTPS rounds")
+	}
+	withHTTPS := newResults(append([]benchCase{{key: "https/untraced"}}, uprobeCases()...), 1)
+	withHTTPS.add(0, measurement{load: load{rps: 100_000}})
+	withHTTPS.add(1, trap)
+	if v := names(rows(withHTTPS))["HTTPS: ratio ceiling that 2 uprobe traps per response leave"]; len(v) != 1 {
+		t.Errorf("ceiling row = %v, want one round", v)
+	}
+}
